@@ -1,0 +1,68 @@
+// Every file the project writes is written atomically: to a temporary name beside the target, then
+// renamed over it. A killed run leaves the old file or the new one, never half of one.
+import { promises as fsp, existsSync, unlinkSync } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+
+/** A temporary path beside `target`, unique to this process and call. */
+export function tempPathFor(target: string): string {
+  const rand = Math.floor(Math.random() * 0x7fffffff).toString(36);
+  return join(dirname(target), `.${basename(target)}.tmp-${process.pid}-${rand}`);
+}
+
+/** Writes `data` to `target` atomically (temp file, fsync, rename). */
+export async function writeFileAtomic(target: string, data: Uint8Array | string): Promise<void> {
+  await fsp.mkdir(dirname(target), { recursive: true });
+  const tmp = tempPathFor(target);
+  try {
+    const fh = await fsp.open(tmp, 'w');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsp.rename(tmp, target);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/**
+ * A temp file that becomes `target` on commit() and disappears on abort(). For writers that stream
+ * many chunks. Also removed if the process exits before commit (best effort, synchronous).
+ */
+export class AtomicFile {
+  readonly target: string;
+  readonly tempPath: string;
+  private done = false;
+  private readonly onExit = () => {
+    if (!this.done && existsSync(this.tempPath)) {
+      try {
+        unlinkSync(this.tempPath);
+      } catch {
+        /* the process is exiting; nothing more to do */
+      }
+    }
+  };
+
+  constructor(target: string) {
+    this.target = target;
+    this.tempPath = tempPathFor(target);
+    process.once('exit', this.onExit);
+  }
+
+  async commit(): Promise<void> {
+    if (this.done) return;
+    await fsp.rename(this.tempPath, this.target);
+    this.done = true;
+    process.removeListener('exit', this.onExit);
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    process.removeListener('exit', this.onExit);
+    await fsp.rm(this.tempPath, { force: true });
+  }
+}

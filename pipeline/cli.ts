@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// The `mopo` command. Each subcommand is a thin shell over a pipeline or operator: it parses typed
+// flags (yargs, strict: unknown flags are errors), runs the graph, and prints. User-caused errors
+// (UserError) print one paragraph and exit 2; anything else is a bug and keeps its stack trace.
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { isUserError } from './errors.js';
+import { runInspect } from './commands/inspect.js';
+import { runBench } from './commands/bench.js';
+import { runStart } from './commands/start.js';
+
+const BACKENDS = ['node', 'wasm', 'cpu'] as const;
+
+function buildCli(argv: string[]): Argv {
+  return yargs(argv)
+    .scriptName('mopo')
+    .usage('$0 <command> [options]\n\nMOPO (model-based offline policy optimization) as a streaming dataflow over Parquet and Arrow.')
+    .option('backend', {
+      type: 'string',
+      choices: BACKENDS,
+      describe: 'compute backend (default: node if @tensorflow/tfjs-node loads, else wasm, else cpu; env MOPO_BACKEND)',
+      global: true,
+    })
+    .option('quiet', { type: 'boolean', default: false, describe: 'no progress bars or log lines on stderr', global: true })
+    .command(
+      'start',
+      'run the main job on the built-in default dataset (what `npm start` runs)',
+      (y) =>
+        y
+          .option('steps', { type: 'number', default: 100_000, describe: 'transitions in the generated default dataset' })
+          .option('seed', { type: 'number', default: 0, describe: 'seed for every random draw' })
+          .option('out', { type: 'string', default: 'runs/start', describe: 'run directory' })
+          .example('$0 start', 'generate the pendulum-random dataset, ingest it, write shards and a report to runs/start'),
+      async (args) => {
+        await runStart({ steps: args.steps, seed: args.seed, out: args.out, quiet: args.quiet });
+      },
+    )
+    .command(
+      'inspect <file>',
+      'summarize a transition dataset (Parquet file or Arrow shard directory)',
+      (y) =>
+        y
+          .positional('file', { type: 'string', demandOption: true, describe: 'Parquet file or shard directory' })
+          .option('json', { type: 'boolean', default: false, describe: 'print one JSON object on stdout' })
+          .example('$0 inspect data/datasets/pendulum-random.parquet', 'layout, schema, dims, episodes, per-column statistics')
+          .example('$0 inspect runs/start/shards --json', 'the same as JSON'),
+      async (args) => {
+        await runInspect({ file: args.file, json: args.json, quiet: args.quiet });
+      },
+    )
+    .command(
+      'bench <what>',
+      'measure a speed target and print JSON',
+      (y) =>
+        y
+          .positional('what', { type: 'string', choices: ['dense', 'ingest'] as const, demandOption: true })
+          .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
+          .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000)' })
+          .option('seconds', { type: 'number', describe: 'dense: time budget per measurement' })
+          .example('$0 bench dense --json', 'matMul peak vs SAC-critic and 7-member ensemble training steps (GFLOP/s)')
+          .example('$0 bench ingest --json', 'Parquet → Arrow transition batches, transitions/s'),
+      async (args) => {
+        await runBench({ what: args.what as 'dense' | 'ingest', json: args.json, rows: args.rows, seconds: args.seconds, backend: args.backend, quiet: args.quiet });
+      },
+    )
+    .demandCommand(1, 'Name a command; `mopo --help` lists them.')
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias('h', 'help')
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`mopo: ${msg}\nRun \`mopo --help\` (or \`mopo <command> --help\`) for the options.\n`);
+      process.exit(2);
+    });
+}
+
+async function main(argv: string[]): Promise<void> {
+  try {
+    await buildCli(argv).parseAsync();
+  } catch (e) {
+    if (isUserError(e)) {
+      process.stderr.write(`mopo: ${e.message}\n`);
+      process.exitCode = e.exitCode;
+      return;
+    }
+    throw e;
+  }
+}
+
+await main(hideBin(process.argv));

@@ -1,0 +1,27 @@
+// `mopo bench <what>`: speed targets live in benchmarks, never in timed tests. Each prints one JSON
+// object (with --json, nothing else on stdout) so runs can be compared by script.
+import { initBackend } from '../backend.js';
+import { benchDense } from '../../bench/dense.js';
+import { benchIngest } from '../../bench/ingest.js';
+
+export interface BenchArgs {
+  what: 'dense' | 'ingest';
+  json: boolean;
+  rows?: number | undefined;
+  seconds?: number | undefined;
+  backend?: string | undefined;
+  quiet: boolean;
+}
+
+export async function runBench(args: BenchArgs): Promise<void> {
+  const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
+  let result: unknown;
+  if (args.what === 'dense') {
+    await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
+    result = await benchDense({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}) });
+  } else {
+    result = await benchIngest({ ...(args.rows !== undefined ? { rows: args.rows } : {}) });
+  }
+  if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+}

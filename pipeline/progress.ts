@@ -1,0 +1,85 @@
+// A progress bar for long work, on stderr: redrawn in place on a terminal (at most 10 times a
+// second), and as an occasional plain line when stderr is a file or pipe, so logs stay readable.
+
+export interface ProgressOptions {
+  label: string;
+  /** Total units of work, when known (enables the bar, percentage and ETA). */
+  total?: number;
+  unit?: string;
+  stream?: NodeJS.WriteStream;
+  /** Suppress all output. */
+  quiet?: boolean;
+}
+
+export class ProgressBar {
+  private readonly opts: ProgressOptions;
+  private readonly stream: NodeJS.WriteStream;
+  private readonly tty: boolean;
+  private readonly start = performance.now();
+  private lastDraw = 0;
+  private done = 0;
+  private extra = '';
+  private finished = false;
+
+  constructor(opts: ProgressOptions) {
+    this.opts = opts;
+    this.stream = opts.stream ?? process.stderr;
+    this.tty = Boolean(this.stream.isTTY);
+  }
+
+  update(done: number, extra = ''): void {
+    this.done = done;
+    this.extra = extra;
+    const now = performance.now();
+    const interval = this.tty ? 100 : 10_000;
+    if (now - this.lastDraw >= interval) {
+      this.lastDraw = now;
+      this.draw(false);
+    }
+  }
+
+  finish(extra?: string): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (extra !== undefined) this.extra = extra;
+    if (this.opts.total !== undefined) this.done = Math.max(this.done, this.opts.total);
+    this.draw(true);
+  }
+
+  private draw(final: boolean): void {
+    if (this.opts.quiet) return;
+    const elapsed = (performance.now() - this.start) / 1000;
+    const unit = this.opts.unit ?? '';
+    const rate = elapsed > 0 ? this.done / elapsed : 0;
+    let line = `${this.opts.label} `;
+    const total = this.opts.total;
+    if (total !== undefined && total > 0) {
+      const frac = Math.min(1, this.done / total);
+      const width = 24;
+      const full = Math.round(frac * width);
+      line += `[${'#'.repeat(full)}${'-'.repeat(width - full)}] ${(frac * 100).toFixed(0).padStart(3)}% ${fmt(this.done)}/${fmt(total)}${unit ? ' ' + unit : ''}`;
+      if (!final && rate > 0) line += ` ETA ${fmtTime((total - this.done) / rate)}`;
+    } else {
+      line += `${fmt(this.done)}${unit ? ' ' + unit : ''}`;
+    }
+    line += ` ${fmt(rate)}${unit ? ' ' + unit : ''}/s ${fmtTime(elapsed)}`;
+    if (this.extra) line += ` ${this.extra}`;
+    if (this.tty) this.stream.write(`\r\x1b[K${line}${final ? '\n' : ''}`);
+    else this.stream.write(line + '\n');
+  }
+}
+
+function fmt(x: number): string {
+  if (!Number.isFinite(x)) return String(x);
+  if (Math.abs(x) >= 1e6) return `${(x / 1e6).toFixed(2)}M`;
+  if (Math.abs(x) >= 1e4) return `${(x / 1e3).toFixed(1)}k`;
+  return Number.isInteger(x) ? String(x) : x.toFixed(1);
+}
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(Math.floor(s % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}

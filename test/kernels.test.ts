@@ -1,0 +1,311 @@
+// The patched wasm kernels (pipeline/kernels.ts) against the stock wasm kernels and the pure-JS
+// cpu backend, on random inputs of odd and even shapes.
+
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { initBackend, tf } from '../pipeline/backend.js';
+import { fastKernelsInstalled, hasMopoKernel, kernelStats, withUnpatchedKernels } from '../pipeline/kernels.js';
+import { Rng } from '../pipeline/random.js';
+
+const rng = new Rng(12345, 'kernels-test');
+
+function rand(shape: number[], scale = 1): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(rng.fillNormal(new Float32Array(n), 0, scale), shape, 'float32');
+}
+
+/** |a - b| <= atol + rtol * max|b| elementwise, with shapes equal. */
+function assertClose(actual: tf.Tensor, expected: tf.Tensor | Float32Array, what: string, rtol = 1e-4): void {
+  const e = expected instanceof Float32Array ? expected : (expected.dataSync() as Float32Array);
+  if (!(expected instanceof Float32Array)) assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  const a = actual.dataSync();
+  assert.equal(a.length, e.length, `${what}: size`);
+  let scale = 1;
+  for (const v of e) scale = Math.max(scale, Math.abs(v));
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - e[i]!);
+    if (!(d <= rtol * scale)) assert.fail(`${what}: element ${i}: ${a[i]} vs ${e[i]} (|diff| ${d} > ${rtol * scale})`);
+  }
+}
+
+/** Runs f on the cpu backend (inputs are copied there) and returns its values. */
+async function onCpu(f: () => tf.Tensor): Promise<Float32Array> {
+  await tf.setBackend('cpu');
+  (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false; // no "install tfjs-node" banner
+  try {
+    const r = f();
+    const v = r.dataSync() as Float32Array;
+    r.dispose();
+    return v;
+  } finally {
+    await tf.setBackend('wasm');
+  }
+}
+
+function stock<T>(f: () => T): T {
+  return withUnpatchedKernels(f);
+}
+
+before(async () => {
+  const b = await initBackend({ backend: 'wasm', log: () => undefined });
+  assert.equal(b, 'wasm');
+  assert.deepEqual(fastKernelsInstalled(), { matmul: true, simd: true });
+});
+
+test('2-D matMul, every transpose combination, odd and even sizes: patched == stock == cpu', async () => {
+  const sizes: Array<[number, number, number]> = [[1, 1, 1], [3, 17, 23], [17, 3, 1], [23, 64, 5], [1, 23, 256], [64, 256, 33]];
+  for (const [m, k, n] of sizes) {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const a = rand(ta ? [k, m] : [m, k]);
+      const b = rand(tb ? [n, k] : [k, n]);
+      const what = `matMul ${m}x${k}x${n} tA=${ta} tB=${tb}`;
+      const fast = tf.matMul(a, b, ta, tb);
+      assert.deepEqual(fast.shape, [m, n], what);
+      const slow = stock(() => tf.matMul(a, b, ta, tb));
+      assertClose(fast, slow, `${what} vs stock`);
+      assertClose(fast, await onCpu(() => tf.matMul(a, b, ta, tb)), `${what} vs cpu`);
+      tf.dispose([a, b, fast, slow]);
+    }
+  }
+});
+
+test('rank-3 batched matMul with transposes: patched == stock == cpu', async () => {
+  for (const [bs, m, k, n] of [[7, 10, 13, 9], [2, 1, 3, 1], [3, 17, 23, 5]] as const) {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const a = rand(ta ? [bs, k, m] : [bs, m, k]);
+      const b = rand(tb ? [bs, n, k] : [bs, k, n]);
+      const what = `batched ${bs}x(${m}x${k}x${n}) tA=${ta} tB=${tb}`;
+      const fast = tf.matMul(a, b, ta, tb);
+      assertClose(fast, stock(() => tf.matMul(a, b, ta, tb)), `${what} vs stock`);
+      assertClose(fast, await onCpu(() => tf.matMul(a, b, ta, tb)), `${what} vs cpu`);
+      tf.dispose([a, b, fast]);
+    }
+  }
+});
+
+test('batched matMul broadcasting of batch dims: patched == cpu (and == stock where stock supports it)', async () => {
+  const cases: Array<[number[], number[], boolean]> = [
+    [[1, 5, 3], [4, 3, 6], true], // size-1 batch on a: the stock kernel supports this
+    [[4, 5, 3], [1, 3, 6], true],
+    [[4, 5, 3], [3, 6], false], // rank 3 x rank 2
+    [[5, 3], [4, 3, 6], false],
+    [[2, 1, 5, 3], [1, 4, 3, 6], false], // general numpy broadcasting
+    [[2, 3, 5, 3], [3, 3, 6], false],
+  ];
+  for (const [sa, sb, stockOk] of cases) {
+    const a = rand(sa);
+    const b = rand(sb);
+    const what = `matMul [${sa}] x [${sb}]`;
+    const fast = tf.matMul(a, b);
+    // Reference: broadcast both operands to the full batch shape explicitly (the cpu kernel only
+    // broadcasts a flattened size-1 batch), then a plain batched product on cpu.
+    const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
+    const ref = await onCpu(() => tf.matMul(tf.broadcastTo(a, [...batch, ...sa.slice(-2)]), tf.broadcastTo(b, [...batch, ...sb.slice(-2)])));
+    assert.deepEqual(fast.shape, [...batch, sa[sa.length - 2]!, sb[sb.length - 1]!], what);
+    assertClose(fast, ref, `${what} vs cpu`);
+    if (stockOk) assertClose(fast, stock(() => tf.matMul(a, b)), `${what} vs stock`);
+    tf.dispose([a, b, fast]);
+  }
+});
+
+test('swapped orientation C = (Bt At)t for thin outputs (M << N), with transposes and broadcasting == cpu', async () => {
+  const cases: Array<[number[], number[], boolean, boolean]> = [
+    [[256, 23], [256, 256], true, false], // first-layer weight gradient Xt.dZ
+    [[23, 256], [256, 256], false, false],
+    [[2, 256], [300, 256], false, true],
+    [[256, 3], [200, 256], true, true],
+    [[1, 5, 64], [3, 64, 128], false, false], // broadcast a over b's batch
+    [[3, 64, 5], [3, 64, 128], true, false],
+    [[2, 1, 3, 40], [1, 4, 200, 40], false, true], // general broadcasting
+  ];
+  for (const [sa, sb, ta, tb] of cases) {
+    const a = rand(sa);
+    const b = rand(sb);
+    const what = `matMul [${sa}] x [${sb}] tA=${ta} tB=${tb}`;
+    const before = kernelStats.swapped;
+    const fast = tf.matMul(a, b, ta, tb);
+    assert.equal(kernelStats.swapped, before + 1, `${what} should take the swapped path`);
+    const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
+    const ref = await onCpu(() => tf.matMul(tf.broadcastTo(a, [...batch, ...sa.slice(-2)]), tf.broadcastTo(b, [...batch, ...sb.slice(-2)]), ta, tb));
+    assertClose(fast, ref, `${what} vs cpu`);
+    tf.dispose([a, b, fast]);
+  }
+});
+
+test('the same weight data reshaped to another shape does not hit a stale XNNPACK operator', async () => {
+  const w = rand([8, 6]);
+  const x = rand([5, 8]);
+  const x2 = rand([5, 16]);
+  const r1 = tf.matMul(x, w); // caches an operator on w's id as an 8x6 matrix
+  const r2 = tf.matMul(x2, tf.reshape(w, [16, 3])); // same id, other shape
+  assertClose(r1, await onCpu(() => tf.matMul(x, w)), 'first use');
+  assertClose(r2, await onCpu(() => tf.matMul(x2, tf.reshape(w, [16, 3]))), 'reshaped use');
+  tf.dispose([w, x, x2, r1, r2]);
+});
+
+test('fused matMul: bias shapes x activations x transposes == cpu', async () => {
+  const acts = ['linear', 'relu', 'relu6', 'sigmoid', 'elu', 'leakyrelu', 'prelu'] as const;
+  const [m, k, n] = [9, 17, 23];
+  for (const batch of [null, 3] as const) {
+    const biasShapes: number[][] = batch === null ? [[n], [m, n], [1]] : [[n], [batch, 1, n], [batch, m, n]];
+    for (const biasShape of biasShapes) {
+      for (const act of acts) {
+        for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+          const pre = batch === null ? [] : [batch];
+          const a = rand([...pre, ...(ta ? [k, m] : [m, k])]);
+          const b = rand([...pre, ...(tb ? [n, k] : [k, n])]);
+          const bias = rand(biasShape);
+          const alpha = act === 'prelu' ? rand([n], 0.3) : undefined;
+          const what = `fused ${act} batch=${batch} bias=[${biasShape}] tA=${ta} tB=${tb}`;
+          const f = (): tf.Tensor => tf.fused.matMul({
+            a, b, transposeA: ta, transposeB: tb, bias, activation: act,
+            ...(alpha !== undefined ? { preluActivationWeights: alpha } : {}), leakyreluAlpha: 0.1,
+          });
+          const fast = f();
+          assertClose(fast, await onCpu(f), what);
+          tf.dispose([a, b, bias, fast]);
+          if (alpha !== undefined) alpha.dispose();
+        }
+      }
+    }
+  }
+});
+
+test('fused matMul with a rank-1 bias and no transpose matches the stock XNNPACK path exactly-ish', () => {
+  const a = rand([31, 19]);
+  const b = rand([19, 7]);
+  const bias = rand([7]);
+  for (const act of ['linear', 'relu', 'sigmoid'] as const) {
+    const fast = tf.fused.matMul({ a, b, bias, activation: act });
+    const slow = stock(() => tf.fused.matMul({ a, b, bias, activation: act }));
+    assertClose(fast, slow, `fused ${act} vs stock`, 1e-6);
+    tf.dispose([fast, slow]);
+  }
+  tf.dispose([a, b, bias]);
+});
+
+test('Transpose (last two axes via SIMD, other perms via stock) == stock', () => {
+  for (const shape of [[1, 1], [4, 4], [5, 7], [3, 17, 23], [2, 3, 1, 9], [7, 33, 18], [64, 256]]) {
+    const x = rand(shape);
+    const r = shape.length;
+    const perms: number[][] = [shape.map((_, i) => i).map((i) => (i === r - 2 ? r - 1 : i === r - 1 ? r - 2 : i))];
+    if (r >= 3) perms.push([r - 1, ...shape.slice(0, -1).map((_, i) => i)]);
+    for (const perm of perms) {
+      const fast = tf.transpose(x, perm);
+      const slow = stock(() => tf.transpose(x, perm));
+      assertClose(fast, slow, `transpose [${shape}] perm [${perm}]`, 0);
+      tf.dispose([fast, slow]);
+    }
+    x.dispose();
+  }
+  const xi = tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32');
+  assert.deepEqual(Array.from(tf.transpose(xi).dataSync()), [1, 4, 2, 5, 3, 6]);
+});
+
+test('Sum over every axis set, keepDims or not == stock == cpu', async () => {
+  for (const shape of [[5, 7], [256, 3], [3, 17, 23], [2, 3, 1, 9]]) {
+    const x = rand(shape);
+    const r = shape.length;
+    const axesSets: number[][] = [];
+    for (let a0 = 0; a0 < r; a0++) for (let a1 = a0; a1 < r; a1++) axesSets.push(Array.from({ length: a1 - a0 + 1 }, (_, i) => a0 + i));
+    if (r >= 3) axesSets.push([0, r - 1]); // non-contiguous: stock path
+    for (const axes of axesSets) {
+      for (const keep of [false, true]) {
+        const what = `sum [${shape}] axes [${axes}] keepDims=${keep}`;
+        const fast = tf.sum(x, axes, keep);
+        const slow = stock(() => tf.sum(x, axes, keep));
+        assertClose(fast, slow, `${what} vs stock`);
+        assertClose(fast, await onCpu(() => tf.sum(x, axes, keep)), `${what} vs cpu`);
+        tf.dispose([fast, slow]);
+      }
+    }
+    x.dispose();
+  }
+});
+
+test('Slice, SplitV and Concat (float32 and int32) == stock', () => {
+  const x = rand([3, 5, 7, 9]);
+  const xi = tf.cast(tf.mul(x, 100), 'int32');
+  const slices: Array<[number[], number[]]> = [
+    [[0, 0, 0, 0], [3, 5, 7, 9]], [[1, 0, 0, 0], [1, 5, 7, 9]], [[0, 1, 2, 3], [2, 3, 4, 5]],
+    [[2, 4, 6, 8], [1, 1, 1, 1]], [[0, 0, 0, 4], [-1, -1, -1, -1]], [[1, 2, 0, 0], [2, 2, 7, 9]],
+  ];
+  for (const t of [x, xi]) {
+    for (const [b, s] of slices) {
+      const fast = tf.slice(t, b, s);
+      const slow = stock(() => tf.slice(t, b, s));
+      assert.deepEqual(fast.shape, slow.shape);
+      assert.deepEqual(Array.from(fast.dataSync()), Array.from(slow.dataSync()), `slice ${t.dtype} [${b}] [${s}]`);
+      tf.dispose([fast, slow]);
+    }
+  }
+  const y = rand([7, 33, 36]);
+  for (let ax = 0; ax < 3; ax++) {
+    const sizes = [1, 2, y.shape[ax]! - 3];
+    const parts = tf.split(y, sizes, ax);
+    const ref = stock(() => tf.split(y, sizes, ax));
+    parts.forEach((p, i) => assertClose(p, ref[i]!, `split axis ${ax} part ${i}`, 0));
+    const joined = tf.concat(parts, ax);
+    assertClose(joined, y, `concat axis ${ax}`, 0);
+    assertClose(joined, stock(() => tf.concat(ref, ax)), `concat axis ${ax} vs stock`, 0);
+    tf.dispose([...parts, ...ref, joined]);
+  }
+  const r1 = tf.slice(tf.range(0, 10), 2, 5);
+  assert.deepEqual(Array.from(r1.dataSync()), [2, 3, 4, 5, 6]);
+  tf.dispose([x, xi, y, r1]);
+});
+
+test('MopoAdam, MopoSwishGrad, MopoReluGrad == their tf-op formulas (odd sizes for the scalar tails)', () => {
+  assert.ok(hasMopoKernel('MopoAdam') && hasMopoKernel('MopoSwishGrad') && hasMopoKernel('MopoReluGrad'));
+  for (const shape of [[1], [3], [5], [17, 3], [7, 1, 23], [256, 23]]) {
+    const p = rand(shape);
+    const g = rand(shape);
+    const m = rand(shape, 0.1);
+    const v = tf.abs(rand(shape, 0.1));
+    const lr = 1e-3;
+    const b1 = 0.9;
+    const b2 = 0.999;
+    const eps = 1e-8;
+    const t = 3;
+    const c1 = 1 - b1 ** t;
+    const c2 = 1 - b2 ** t;
+    const outs = tf.engine().runKernel('MopoAdam', { p0: p, g0: g, m0: m, v0: v }, { n: 1, lr, beta1: b1, beta2: b2, epsilon: eps, c1, c2 }) as unknown as tf.Tensor[];
+    const mRef = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));
+    const vRef = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
+    const pRef = tf.sub(p, tf.div(tf.mul(mRef, lr / c1), tf.add(tf.sqrt(tf.div(vRef, c2)), eps)));
+    assertClose(outs[0]!, pRef, `adam p [${shape}]`, 1e-6);
+    assertClose(outs[1]!, mRef, `adam m [${shape}]`, 1e-6);
+    assertClose(outs[2]!, vRef, `adam v [${shape}]`, 1e-6);
+
+    const dy = rand(shape);
+    const z = rand(shape, 3);
+    const s = tf.sigmoid(z);
+    const h = tf.mul(z, s);
+    const sg = tf.engine().runKernel('MopoSwishGrad', { dy, s, h }, {}) as tf.Tensor;
+    assertClose(sg, tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(z, tf.sub(1, s))))), `swish grad [${shape}]`, 1e-5);
+    const rg = tf.engine().runKernel('MopoReluGrad', { dy, h: z }, {}) as tf.Tensor;
+    assertClose(rg, tf.mul(dy, tf.step(z)), `relu grad [${shape}]`, 0);
+    tf.dispose([p, g, m, v, ...outs, mRef, vRef, pRef, dy, z, s, h, sg, rg]);
+  }
+});
+
+test('patched kernels free their temporaries (no tensor or heap-id leaks)', () => {
+  const a = rand([3, 20, 30]);
+  const b = rand([3, 40, 30]);
+  const bias = rand([3, 1, 40]);
+  const run = (): void => {
+    tf.tidy(() => {
+      tf.matMul(a, b, false, true);
+      tf.fused.matMul({ a, b, transposeB: true, bias, activation: 'relu' });
+      tf.sum(tf.transpose(a, [0, 2, 1]), 1);
+      tf.concat(tf.split(a, [10, 20], 2), 2);
+    });
+  };
+  run();
+  const before = tf.memory().numTensors;
+  const ids = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+  for (let i = 0; i < 5; i++) run();
+  assert.equal(tf.memory().numTensors, before);
+  assert.equal((tf.backend() as unknown as { numDataIds(): number }).numDataIds(), ids);
+  tf.dispose([a, b, bias]);
+});
