@@ -233,7 +233,17 @@ class Planner {
 
   missing(role: Role, extra = ''): UserError {
     const wanted = [...NAMES[role].exact, ...NAMES[role].prefixes.map((p) => `${p}_0`)];
-    const near = closestNames(wanted, this.names);
+    // columns another role already claims are no suggestion for this one
+    const claimed = new Set<string>();
+    for (const other of ROLES) {
+      if (other === role) continue;
+      try {
+        for (const c of this.locate(other)?.columns ?? []) claimed.add(c);
+      } catch {
+        /* a bad mapping for another role is reported on its own */
+      }
+    }
+    const near = closestNames(wanted, this.names.filter((n) => !claimed.has(n)));
     const gap = NAMES[role].prefixes.map((p) => splitGaps(this.names, p)).find((x) => x);
     const nearText = near.length ? ` Closest names in the file: ${dedupeSplit(near).map((n) => `'${n}'`).join(', ')} — if one of them is the ${role} column, pass it with ${OPTIONS_HINT}, e.g. columns: { ${role}: '${near[0]!.replace(/[_.-]?\d+$/, '')}' }.` : ` Name it with ${OPTIONS_HINT}.`;
     return new UserError(
@@ -480,21 +490,25 @@ class Peek {
 // ---------------------------------------------------------------------------------------------
 // Arrow → typed arrays
 
-/** Offsets of a List/LargeList/FixedSizeList Data, as numbers, for rows [0, length]. */
+// apache-arrow's Data.slice() slices the values and offsets buffers (and a fixed-size list's child)
+// and also advances `offset`, which therefore applies only to bitmaps (validity, Bool values).
+// So values/offsets are indexed from 0 here, bitmaps from d.offset.
+
+/** Offsets of a List/LargeList/FixedSizeList Data into its child, as numbers, for rows [0, length]. */
 function listOffsets(d: Data): Int32Array | Float64Array {
   if (DataType.isFixedSizeList(d.type)) {
     const k = d.type.listSize;
     const out = new Int32Array(d.length + 1);
-    for (let i = 0; i <= d.length; i++) out[i] = (d.offset + i) * k;
+    for (let i = 0; i <= d.length; i++) out[i] = i * k;
     return out;
   }
   const vo = d.valueOffsets as Int32Array | BigInt64Array;
   if (vo instanceof BigInt64Array) {
     const out = new Float64Array(d.length + 1);
-    for (let i = 0; i <= d.length; i++) out[i] = Number(vo[d.offset + i]!);
+    for (let i = 0; i <= d.length; i++) out[i] = Number(vo[i]!);
     return out;
   }
-  return vo.subarray(d.offset, d.offset + d.length + 1);
+  return vo.subarray(0, d.length + 1);
 }
 
 function listLengths(d: Data): Int32Array {
@@ -510,10 +524,10 @@ function isNull(d: Data, i: number): boolean {
   return ((d.nullBitmap[j >> 3]! >> (j & 7)) & 1) === 0;
 }
 
-/** `count` values of a numeric Data starting at `start` (relative to d.offset) as float32; nulls → NaN. */
+/** `count` values of a numeric Data starting at row `start` as float32; nulls → NaN. */
 function floats(d: Data, start: number, count: number, path: string, col: string): Float32Array {
   const t = d.type;
-  const s = d.offset + start;
+  const s = start;
   let out: Float32Array;
   if (DataType.isFloat(t) || DataType.isInt(t)) {
     const v = d.values as Float32Array | Float64Array | Int32Array | BigInt64Array | Uint16Array;
@@ -528,7 +542,8 @@ function floats(d: Data, start: number, count: number, path: string, col: string
   } else if (DataType.isBool(t)) {
     out = new Float32Array(count);
     const bits = d.values as Uint8Array;
-    for (let i = 0; i < count; i++) out[i] = (bits[(s + i) >> 3]! >> ((s + i) & 7)) & 1;
+    const b = d.offset + start;
+    for (let i = 0; i < count; i++) out[i] = (bits[(b + i) >> 3]! >> ((b + i) & 7)) & 1;
   } else {
     throw new UserError(`${path}: column ${col} holds ${t} values, expected numbers.`);
   }
@@ -552,10 +567,11 @@ function halfToFloat(h: number): number {
 function flags(d: Data, start: number, count: number, path: string, col: string): Uint8Array {
   const out = new Uint8Array(count);
   const t = d.type;
-  const s = d.offset + start;
+  const s = start;
   if (DataType.isBool(t)) {
     const bits = d.values as Uint8Array;
-    for (let i = 0; i < count; i++) out[i] = (bits[(s + i) >> 3]! >> ((s + i) & 7)) & 1;
+    const b = d.offset + start;
+    for (let i = 0; i < count; i++) out[i] = (bits[(b + i) >> 3]! >> ((b + i) & 7)) & 1;
   } else if (DataType.isFloat(t) || DataType.isInt(t)) {
     const v = d.values as ArrayLike<number | bigint>;
     for (let i = 0; i < count; i++) {
@@ -568,8 +584,8 @@ function flags(d: Data, start: number, count: number, path: string, col: string)
 }
 
 function ints(d: Data, start: number, count: number): Int32Array {
-  const v = d.values as ArrayLike<number | bigint> & { subarray?: unknown };
-  const s = d.offset + start;
+  const v = d.values as ArrayLike<number | bigint>;
+  const s = start;
   if (v instanceof Int32Array && d.nullCount === 0) return v.subarray(s, s + count);
   const out = new Int32Array(count);
   for (let i = 0; i < count; i++) out[i] = Number(v[s + i]!);
@@ -586,7 +602,7 @@ function vectorRows(d: Data, dim: number, path: string, col: string, role: Role,
   const child = d.children[0]!;
   if (DataType.isFixedSizeList(d.type)) {
     if (d.type.listSize !== dim) throw new UserError(`${path}: column ${col} (${role}) has ${d.type.listSize} values per ${unit}, expected ${dim}.`);
-    return withNullRows(floats(child, d.offset * dim, n * dim, path, col), d, dim);
+    return withNullRows(floats(child, 0, n * dim, path, col), d, dim);
   }
   const off = listOffsets(d);
   const base = off[0]!;
@@ -641,7 +657,7 @@ function firstNonFinite(a: Float32Array): number {
 
 function nonFiniteError(path: string, column: string, role: Role, where: string, value: number): UserError {
   return new UserError(
-    `${path}: column ${column} (${role}) has a non-finite value (${value}, or a null) at ${where}. MOPO cannot train on NaN/Infinity: fix the data, or pass allowNonFinite: true (CLI --allow-non-finite) to read such rows anyway and let the cleaning stage drop them.`,
+    `${path}: column ${column} (${role}) has a non-finite value (${Number.isNaN(value) ? 'NaN or null' : value}) at ${where}. MOPO cannot train on NaN/Infinity: fix the data, or pass allowNonFinite: true (CLI --allow-non-finite) to read such rows anyway and let the cleaning stage drop them.`,
   );
 }
 

@@ -88,13 +88,18 @@ export function writeShards(config: WriteShardsConfig): OperatorFunction<Transit
       let firstDims: TransitionDims | undefined;
       let pending: TransitionBatch[] = [];
       let pendingRows = 0;
-      // Writes are chained so shards land in order and a slow disk never sees two writers.
-      let chain: Promise<void> = fsp.mkdir(dir, { recursive: true }).then(() => undefined);
+      // Writes are chained so shards land in order and a slow disk never sees two writers. The
+      // directory belongs to this stage: an earlier set in it is removed first, so a reader never
+      // sees a manifest that mixes two runs.
+      let chain: Promise<void> = fsp.mkdir(dir, { recursive: true }).then(() => removeShardSet(dir));
       let failed = false;
+      let completed = false;
+      // On an error or an early unsubscribe, nothing is left behind: the set is removed.
+      const cleanup = () => chain.catch(() => undefined).then(() => removeShardSet(dir, true));
       const fail = (e: unknown) => {
         if (failed) return;
         failed = true;
-        subscriber.error(e);
+        void cleanup().finally(() => subscriber.error(e));
       };
 
       const flush = () => {
@@ -135,6 +140,7 @@ export function writeShards(config: WriteShardsConfig): OperatorFunction<Transit
             .then(async () => {
               manifest.complete = true;
               await writeManifest(dir, manifest);
+              completed = true;
               if (!failed) {
                 subscriber.next(manifest);
                 subscriber.complete();
@@ -143,8 +149,26 @@ export function writeShards(config: WriteShardsConfig): OperatorFunction<Transit
             .catch(fail);
         },
       });
-      return () => sub.unsubscribe();
+      return () => {
+        sub.unsubscribe();
+        if (!completed && !failed) {
+          failed = true;
+          void cleanup();
+        }
+      };
     });
+}
+
+/** Deletes a shard set's manifest and shard files (and the directory when it is left empty). */
+async function removeShardSet(dir: string, rmdirIfEmpty = false): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch {
+    return;
+  }
+  await Promise.all(names.filter((n) => n === MANIFEST_FILE || /^shard-\d+\.arrow$/.test(n)).map((n) => fsp.rm(join(dir, n), { force: true })));
+  if (rmdirIfEmpty && (await fsp.readdir(dir)).length === 0) await fsp.rmdir(dir).catch(() => undefined);
 }
 
 async function writeManifest(dir: string, manifest: ShardManifest): Promise<void> {

@@ -8,7 +8,7 @@
 //
 // Physical layout (docs/parquet.md has the measurements): by default the vectors are stored as one
 // FLOAT column per dimension (observation_0 … observation_{d-1}, action_*, next_observation_*),
-// SNAPPY, PLAIN encoding, no dictionary, 131,072-row groups. arrow-rs decodes such columns ~3×
+// SNAPPY, PLAIN encoding, no dictionary, 65,536-row groups. arrow-rs decodes such columns ~3×
 // faster than list/fixed-size-list columns (no repetition/definition levels), pyarrow and pandas
 // read them as ordinary float columns, and readTransitions reassembles the vectors. The schema
 // metadata (Arrow schema and Parquet key-value metadata) carries obsDim, actDim and env.
@@ -29,12 +29,13 @@ import {
 } from 'apache-arrow';
 import { COLUMNS, SCHEMA_VERSION, TransitionBatch, packBits, type OptionalColumn, type TransitionDims } from '../schemas/transition.js';
 import { UserError } from '../pipeline/errors.js';
+import { tempPathFor } from '../pipeline/atomic.js';
 import { MAGIC, ParquetStitcher, errText, withWasm, type ParquetWasmModule } from '../pipeline/parquet.js';
 
 export type Compression = 'snappy' | 'zstd' | 'gzip' | 'lz4' | 'none';
 
 export interface WriteOptions {
-  /** Rows per Parquet row group (default 131072). Memory use is about two row groups. */
+  /** Rows per Parquet row group (default 65536). Memory use is about two row groups. */
   rowGroupSize?: number;
   /** Page compression (default 'snappy'; 'zstd' makes ~10% smaller files that read ~4× slower here). */
   compression?: Compression;
@@ -59,7 +60,7 @@ export interface WriteSummary {
   rowGroups: number;
 }
 
-export const DEFAULT_ROW_GROUP_SIZE = 131072;
+export const DEFAULT_ROW_GROUP_SIZE = 65536;
 
 const COMPRESSION_CODES: Record<Compression, keyof ParquetWasmModule['Compression']> = {
   snappy: 'SNAPPY',
@@ -147,7 +148,7 @@ export class TransitionFileWriter {
     readonly path: string,
     private readonly options: WriteOptions = {},
   ) {
-    this.tmpPath = `${path}.tmp-${process.pid}`;
+    this.tmpPath = tempPathFor(path);
     this.rowGroupSize = Math.max(1, Math.floor(options.rowGroupSize ?? DEFAULT_ROW_GROUP_SIZE));
     this.layout = options.vectorLayout ?? 'columns';
     if (options.compression && !(options.compression in COMPRESSION_CODES)) {

@@ -8,6 +8,8 @@ import { isUserError } from './errors.js';
 import { runInspect } from './commands/inspect.js';
 import { runBench } from './commands/bench.js';
 import { runStart } from './commands/start.js';
+import { runConvert } from './commands/convert.js';
+import { withInputOptions } from './commands/inputOptions.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -39,13 +41,30 @@ function buildCli(argv: string[]): Argv {
       'inspect <file>',
       'summarize a transition dataset (Parquet file or Arrow shard directory)',
       (y) =>
-        y
+        withInputOptions(y)
           .positional('file', { type: 'string', demandOption: true, describe: 'Parquet file or shard directory' })
           .option('json', { type: 'boolean', default: false, describe: 'print one JSON object on stdout' })
           .example('$0 inspect data/datasets/pendulum-random.parquet', 'layout, schema, dims, episodes, per-column statistics')
           .example('$0 inspect runs/start/shards --json', 'the same as JSON'),
       async (args) => {
-        await runInspect({ file: args.file, json: args.json, quiet: args.quiet });
+        await runInspect({ ...args, file: args.file, json: args.json, quiet: args.quiet });
+      },
+    )
+    .command(
+      'convert <input> <output>',
+      'convert a dataset (any layout inspect reads) to the project\'s Parquet or to Arrow shards',
+      (y) =>
+        withInputOptions(y)
+          .positional('input', { type: 'string', demandOption: true, describe: 'Parquet file' })
+          .positional('output', { type: 'string', demandOption: true, describe: 'a .parquet file, or a directory for Arrow shards' })
+          .option('to', { type: 'string', choices: ['parquet', 'shards'] as const, describe: 'output format (default: parquet when output ends in .parquet, else shards)' })
+          .option('allow-non-finite', { type: 'boolean', default: false, describe: 'let rows with NaN/Infinity through (a cleaning stage drops them later)' })
+          .option('compression', { type: 'string', choices: ['snappy', 'zstd', 'gzip', 'lz4', 'none'] as const, default: 'snappy', describe: 'Parquet page compression' })
+          .option('rows-per-shard', { type: 'number', describe: 'rows per Arrow shard file (default 262,144)' })
+          .example('$0 convert d4rl-halfcheetah-medium.parquet data/datasets/halfcheetah-medium.parquet', 'D4RL key names, list columns, any codec → the project\'s fast flat layout')
+          .example('$0 convert episodes.parquet runs/x/shards --layout trajectories', 'one episode a row → Arrow transition shards'),
+      async (args) => {
+        await runConvert({ ...args, input: args.input, output: args.output, allowNonFinite: args.allowNonFinite, compression: args.compression, quiet: args.quiet });
       },
     )
     .command(

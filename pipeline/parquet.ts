@@ -129,6 +129,10 @@ export class TStruct {
   clone(): TStruct {
     return new TStruct(this.fields.map((f) => ({ id: f.id, type: f.type, value: cloneValue(f.value) })));
   }
+  /** A copy whose field list is new but whose values are shared (for replacing whole fields). */
+  shallow(): TStruct {
+    return new TStruct(this.fields.map((f) => ({ ...f })));
+  }
   /** Field accessors with the Parquet-typical shapes. */
   int(id: number): number | undefined {
     const v = this.get(id);
@@ -438,7 +442,7 @@ export const PHYSICAL_TYPE_NAMES = ['BOOLEAN', 'INT32', 'INT64', 'INT96', 'FLOAT
 
 // Thrift field ids (parquet.thrift)
 const FMD = { version: 1, schema: 2, numRows: 3, rowGroups: 4, keyValue: 5, createdBy: 6 } as const;
-const RG = { columns: 1, totalByteSize: 2, numRows: 3, fileOffset: 5, totalCompressedSize: 6, ordinal: 7 } as const;
+const RG = { columns: 1, totalByteSize: 2, numRows: 3, sortingColumns: 4, fileOffset: 5, totalCompressedSize: 6, ordinal: 7 } as const;
 const CC = { filePath: 1, fileOffset: 2, metaData: 3, offsetIndexOffset: 4, offsetIndexLength: 5, columnIndexOffset: 6, columnIndexLength: 7, cryptoMetadata: 8 } as const;
 const CMD = {
   type: 1,
@@ -589,8 +593,9 @@ function buildSchemaTree(elements: TValue[]): { root: SchemaNode; leafCount: num
 
 /** Shifts every absolute file offset of a column chunk by delta; drops page-index and bloom references. */
 function rebaseColumnChunk(cc: TStruct, delta: number): TStruct {
-  const out = cc.clone();
-  const md = out.struct(CC.metaData)!;
+  const out = cc.shallow();
+  const md = cc.struct(CC.metaData)!.shallow();
+  out.set(CC.metaData, CT.STRUCT, md);
   for (const id of [CMD.dataPageOffset, CMD.indexPageOffset, CMD.dictionaryPageOffset]) {
     const v = md.get(id);
     if (typeof v === 'bigint' && v > 0n) md.set(id, CT.I64, v + BigInt(delta));
@@ -612,9 +617,13 @@ function footerBytes(meta: TStruct): Uint8Array {
 }
 
 /** A complete Parquet file holding only the schema and metadata (no row groups): for readSchema(). */
-export function schemaOnlyFile(footer: ParquetFooter): Uint8Array {
-  const meta = footer.meta.clone();
+export function schemaOnlyFile(footer: ParquetFooter, withArrowHint = true): Uint8Array {
+  const meta = footer.meta.shallow();
   meta.set(FMD.numRows, CT.I64, 0n).set(FMD.rowGroups, CT.LIST, { kind: 'list', elemType: CT.STRUCT, set: false, items: [] });
+  if (!withArrowHint) {
+    const kv = (meta.list(FMD.keyValue) ?? []).filter((x) => !(x instanceof TStruct && x.str(1) === 'ARROW:schema'));
+    meta.set(FMD.keyValue, CT.LIST, { kind: 'list', elemType: CT.STRUCT, set: false, items: kv });
+  }
   const f = footerBytes(meta);
   const out = new Uint8Array(4 + f.length);
   out.set(MAGIC, 0);
@@ -639,7 +648,7 @@ export interface ByteRange {
  * Returns the buffer with the footer in place and the byte ranges to copy in from the source file.
  */
 export function planRowGroupFile(footer: ParquetFooter, g: number, columns: readonly string[] | null): { buffer: Uint8Array; ranges: ByteRange[] } {
-  const rg = (footer.meta.list(FMD.rowGroups)![g] as TStruct).clone();
+  const rg = (footer.meta.list(FMD.rowGroups)![g] as TStruct).shallow();
   const ccs = rg.list(RG.columns)!;
   const info = footer.rowGroups[g]!;
   const byName = new Map(footer.schemaRoot.children.map((c) => [c.name, c]));
@@ -673,7 +682,8 @@ export function planRowGroupFile(footer: ParquetFooter, g: number, columns: read
   rg.set(RG.columns, CT.LIST, { kind: 'list', elemType: CT.STRUCT, set: false, items: newCcs });
   if (rg.get(RG.fileOffset) !== undefined) rg.set(RG.fileOffset, CT.I64, 4n);
   if (rg.get(RG.ordinal) !== undefined) rg.set(RG.ordinal, CT.I16, 0);
-  const meta = footer.meta.clone();
+  rg.delete(RG.sortingColumns); // its column indices refer to the full schema
+  const meta = footer.meta.shallow();
   meta
     .set(FMD.numRows, CT.I64, BigInt(info.numRows))
     .set(FMD.rowGroups, CT.LIST, { kind: 'list', elemType: CT.STRUCT, set: false, items: [rg] })
@@ -726,7 +736,7 @@ export class ParquetStitcher {
     if (lo === Infinity) return part.subarray(0, 0);
     const delta = this.pos - lo;
     (footer.meta.list(FMD.rowGroups) ?? []).forEach((rgv, i) => {
-      const rg = (rgv as TStruct).clone();
+      const rg = (rgv as TStruct).shallow();
       const ccs = (rg.list(RG.columns) ?? []).map((cc) => rebaseColumnChunk(cc as TStruct, delta));
       rg.set(RG.columns, CT.LIST, { kind: 'list', elemType: CT.STRUCT, set: false, items: ccs });
       const fo = rg.get(RG.fileOffset);
@@ -746,7 +756,7 @@ export class ParquetStitcher {
       if (!emptyFileFallback) throw new Error('ParquetStitcher.finish: nothing appended');
       meta = readFooterFromBuffer(emptyFileFallback).meta;
     }
-    meta = meta.clone();
+    meta = meta.shallow();
     meta.set(FMD.numRows, CT.I64, BigInt(this.rows)).set(FMD.rowGroups, CT.LIST, { kind: 'list', elemType: CT.STRUCT, set: false, items: this.rowGroups });
     return footerBytes(meta);
   }
@@ -821,6 +831,9 @@ export class ParquetSource {
       const size = st.size;
       const head = new Uint8Array(Math.min(size, 8));
       if (size > 0) await readFully(fh, head, 0);
+      if (size < 12 && head.length >= 4 && sameBytes(head.subarray(0, 4), MAGIC)) {
+        throw new UserError(`${path}: the Parquet file is truncated: it starts like Parquet but has only ${size} bytes and no footer. It was probably cut short while being copied, downloaded or written: copy or write it again.`);
+      }
       if (size < 12 || !sameBytes(head.subarray(0, 4), MAGIC)) {
         if (size === 0) throw new UserError(`${path}: the file is empty (0 bytes), not a Parquet file. Re-create or re-download it.`);
         throw new UserError(`${path}: not a Parquet file (it does not start with the Parquet magic bytes "PAR1").${describeStart(head)}`);
@@ -853,11 +866,16 @@ export class ParquetSource {
         }
       }
       let schema: Schema;
+      const arrowSchema = (hint: boolean) => tableFromIPC(withWasm((pw) => pw.readSchema(schemaOnlyFile(footer, hint)).intoIPCStream())).schema;
       try {
-        const ipc = withWasm((pw) => pw.readSchema(schemaOnlyFile(footer)).intoIPCStream());
-        schema = tableFromIPC(ipc).schema;
+        schema = arrowSchema(true);
       } catch (e) {
-        throw new UserError(`${path}: the Parquet schema cannot be converted to Arrow (${errText(e)}). The file may be damaged or use a type this reader does not support.`);
+        try {
+          // an embedded Arrow schema (ARROW:schema) that arrow-rs cannot apply: type from Parquet alone
+          schema = arrowSchema(false);
+        } catch {
+          throw new UserError(`${path}: the Parquet schema cannot be converted to Arrow (${errText(e)}). The file may be damaged or use a type this reader does not support.`);
+        }
       }
       return new ParquetSource(path, fh, size, footer, schema);
     } catch (e) {
@@ -911,10 +929,12 @@ export class ParquetSource {
       return tableFromIPC(ipc).batches;
     } catch (e) {
       // Find the column(s) that fail on their own, for the message.
+      // arrow-rs decodes every column of the file it is given, so each column gets its own file.
       const bad: string[] = [];
       for (const c of opts.columns) {
         try {
-          withWasm((pw) => pw.readParquet(file, readerOpts([c])).free());
+          const one = await this.rowGroupFile(g, [c]);
+          withWasm((pw) => pw.readParquet(one, readerOpts([c])).free());
         } catch {
           bad.push(c);
         }
@@ -975,8 +995,17 @@ export function closestNames(wanted: readonly string[], have: readonly string[],
   const scored = have
     .map((h) => {
       const base = h.replace(/[_.]?\d+$/, '');
-      const d = Math.min(...wanted.map((w) => Math.min(editDistance(w, h), editDistance(w, base))));
-      const ok = wanted.some((w) => d <= Math.max(2, Math.floor(0.4 * w.length)));
+      let d = Infinity;
+      let ok = false;
+      for (const w of wanted) {
+        const lw = w.toLowerCase();
+        const lh = base.toLowerCase();
+        // one name a prefix of the other ("obs" / "observations") counts as close
+        const prefix = Math.min(lw.length, lh.length) >= 3 && (lh.startsWith(lw) || lw.startsWith(lh)) ? 1 : Infinity;
+        const dw = Math.min(editDistance(w, h), editDistance(w, base), prefix);
+        d = Math.min(d, dw);
+        if (dw <= Math.max(2, Math.floor(0.4 * w.length))) ok = true;
+      }
       return { h, d, ok };
     })
     .filter((x) => x.ok)

@@ -50,3 +50,65 @@ test('an invalid MOPO_BACKEND names the variable and the valid values', () => {
   assert.match(r.stderr, /node, wasm, cpu/);
   assert.doesNotMatch(r.stderr, STACK);
 });
+
+test('start runs the default job; inspect --json reports what it wrote, for the Parquet file and the shards', async () => {
+  const { mkdtempSync, rmSync, existsSync, readdirSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-cli-'));
+  try {
+    const s = mopo(['start', '--steps', '1000', '--seed', '3', '--out', dir, '--quiet']);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /1000 transitions, 5 episodes, 0 terminals, 5 timeouts/);
+    for (const f of ['config.json', 'pendulum-random.parquet', 'report.json', 'shards/manifest.json', 'shards/shard-00000.arrow']) assert.ok(existsSync(join(dir, f)), f);
+    assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp')), [], 'no temporary files left');
+    for (const target of [join(dir, 'pendulum-random.parquet'), join(dir, 'shards')]) {
+      const r = mopo(['inspect', target, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const j = JSON.parse(r.stdout);
+      assert.equal(j.rows, 1000);
+      assert.equal(j.episodes, 5);
+      assert.equal(j.obsDim, 3);
+      assert.equal(j.actDim, 1);
+      assert.equal(j.terminals, 0);
+      assert.equal(j.timeouts, 5);
+      assert.deepEqual(j.nonFinite, { observation: 0, action: 0, reward: 0, next_observation: 0 });
+      assert.ok(j.reward.max <= 0 && j.reward.min >= -16.3 && j.reward.mean < 0);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('convert refuses non-finite input by default, naming column and row, and leaves no output', async () => {
+  const { mkdtempSync, rmSync, existsSync, readdirSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { from } = await import('rxjs');
+  const { TransitionBatch } = await import('../schemas/transition.js');
+  const { writeTransitionsFile } = await import('../operators/writeTransitions.js');
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-cli-'));
+  try {
+    const b = TransitionBatch.allocate({ obsDim: 2, actDim: 1 }, 10);
+    b.observation[2 * 7 + 1] = Number.NaN;
+    b.timeout[9] = 1;
+    const input = join(dir, 'nan.parquet');
+    await writeTransitionsFile(input, from([b]));
+    for (const out of [join(dir, 'out.parquet'), join(dir, 'shards')]) {
+      const r = mopo(['convert', input, out, '--quiet']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /nan\.parquet/);
+      assert.match(r.stderr, /observation/);
+      assert.match(r.stderr, /row 7/);
+      assert.match(r.stderr, /--allow-non-finite/);
+      assert.doesNotMatch(r.stderr, STACK);
+      assert.equal(existsSync(out), false, `${out} must not exist`);
+    }
+    assert.deepEqual(readdirSync(dir), ['nan.parquet'], 'no temporary files');
+    const ok = mopo(['convert', input, join(dir, 'out.parquet'), '--allow-non-finite', '--quiet']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const j = JSON.parse(mopo(['inspect', join(dir, 'out.parquet'), '--json']).stdout);
+    assert.equal(j.nonFinite.observation, 1);
+    assert.equal(j.columns.observation.firstNonFiniteRow, 7);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

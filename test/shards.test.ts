@@ -133,3 +133,24 @@ test('batches of different dims in one shard set are an error', async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('an error mid-stream leaves no shard set behind; a new set replaces an old one whole', async () => {
+  const { concat, throwError } = await import('rxjs');
+  const { existsSync } = await import('node:fs');
+  const root = await tempDir();
+  const dir = join(root, 'set');
+  try {
+    const rng = new Rng(6, 'shards');
+    const failing = concat(from([randomBatch(rng, 50), randomBatch(rng, 50)]), throwError(() => new UserError('bad row 77')));
+    await assert.rejects(lastValueFrom(failing.pipe(writeShards({ dir, stage: 'test', rowsPerShard: 40 }))), /bad row 77/);
+    assert.equal(existsSync(dir), false, 'the partial set and its directory are removed');
+
+    await lastValueFrom(from([30, 30, 30, 30].map((n) => randomBatch(rng, n))).pipe(writeShards({ dir, stage: 'first', rowsPerShard: 30 })));
+    assert.equal((await readdir(dir)).length, 5);
+    await lastValueFrom(from([randomBatch(rng, 20)]).pipe(writeShards({ dir, stage: 'second' })));
+    assert.deepEqual((await readdir(dir)).sort(), ['manifest.json', 'shard-00000.arrow']);
+    assert.equal((await readManifest(dir)).stage, 'second');
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,127 @@
+// Parquet ingest throughput: Parquet file → readTransitions → TransitionBatches (Arrow-backed).
+//
+//   benchIngest({ rows?, dir? }) -> { transitionsPerSecond, rows, bytes, ... }
+//
+// Generates a seeded halfcheetah-shaped dataset (obs 17, act 6; default 1,000,000 transitions)
+// with our writer (writeTransitions defaults: one float column per dimension, SNAPPY, 131,072-row
+// groups) into a temp directory, then streams the whole file through readTransitions `runs` times
+// after one warm-up run. transitionsPerSecond is the MEDIAN run (best and every run are reported
+// too). The machine is shared and noisy: compare medians of several invocations.
+//
+// Run directly:  node dist/bench/ingest.js [--rows 1000000] [--dir /tmp]
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Observable, lastValueFrom } from 'rxjs';
+import { readTransitions } from '../operators/readTransitions.js';
+import { writeTransitionsFile } from '../operators/writeTransitions.js';
+import { TransitionBatch } from '../schemas/transition.js';
+import { Rng } from '../pipeline/random.js';
+
+export interface IngestBenchResult {
+  transitionsPerSecond: number;
+  rows: number;
+  bytes: number;
+  /** How transitionsPerSecond was taken. */
+  statistic: 'median';
+  bestTransitionsPerSecond: number;
+  runsMs: number[];
+  batches: number;
+  writeTransitionsPerSecond: number;
+}
+
+const DIMS = { obsDim: 17, actDim: 6, env: 'halfcheetah' };
+
+/** Seeded halfcheetah-like transitions: smooth observations (AR(1) per dimension), actions in [-1, 1]. */
+function generate(rows: number, seed = 0, batch = 65536): Observable<TransitionBatch> {
+  return new Observable<TransitionBatch>((sub) => {
+    const rng = new Rng(seed, 'bench-ingest');
+    const o = DIMS.obsDim;
+    const state = new Float32Array(o);
+    for (let r = 0; r < rows && !sub.closed; r += batch) {
+      const n = Math.min(batch, rows - r);
+      const b = TransitionBatch.allocate(DIMS, n);
+      for (let i = 0; i < n; i++) {
+        const row = r + i;
+        if (row % 1000 === 0) state.fill(0);
+        b.observation.set(state, i * o);
+        for (let d = 0; d < o; d++) state[d] = 0.95 * state[d]! + 0.1 * rng.normal();
+        b.nextObservation.set(state, i * o);
+        b.timeout[i] = row % 1000 === 999 ? 1 : 0;
+      }
+      rng.fillUniform(b.action, -1, 1);
+      rng.fillNormal(b.reward, 0, 1);
+      sub.next(b);
+    }
+    sub.complete();
+  });
+}
+
+export async function benchIngest(opts: { rows?: number; dir?: string; runs?: number } = {}): Promise<IngestBenchResult> {
+  const rows = Math.max(1, Math.floor(opts.rows ?? 1_000_000));
+  const runs = Math.max(1, Math.floor(opts.runs ?? 5));
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'mopo-bench-ingest-'));
+  const path = join(dir, `bench-ingest-${process.pid}-${rows}.parquet`);
+  try {
+    let t = performance.now();
+    const summary = await writeTransitionsFile(path, generate(rows));
+    const writeMs = performance.now() - t;
+    const times: number[] = [];
+    let batches = 0;
+    for (let r = 0; r <= runs; r++) {
+      t = performance.now();
+      let n = 0;
+      let k = 0;
+      await lastValueFrom(
+        new Observable<void>((sub) =>
+          readTransitions(path).subscribe({
+            next: (b) => {
+              n += b.length;
+              k++;
+            },
+            error: (e) => sub.error(e),
+            complete: () => sub.complete(),
+          }),
+        ),
+        { defaultValue: undefined },
+      );
+      const ms = performance.now() - t;
+      if (n !== rows) throw new Error(`bench ingest: read ${n} transitions, wrote ${rows}`);
+      if (r > 0) times.push(ms); // run 0 warms up the JIT and the page cache
+      batches = k;
+    }
+    const sorted = times.slice().sort((a, b) => a - b);
+    const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+    return {
+      transitionsPerSecond: Math.round((rows / median) * 1000),
+      rows,
+      bytes: summary.bytes,
+      statistic: 'median',
+      bestTransitionsPerSecond: Math.round((rows / sorted[0]!) * 1000),
+      runsMs: times.map((x) => Math.round(x)),
+      batches,
+      writeTransitionsPerSecond: Math.round((rows / writeMs) * 1000),
+    };
+  } finally {
+    rmSync(path, { force: true });
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const rowsArg = arg('--rows');
+  const dirArg = arg('--dir');
+  benchIngest({ ...(rowsArg ? { rows: Number(rowsArg) } : {}), ...(dirArg ? { dir: dirArg } : {}) }).then(
+    (r) => process.stdout.write(JSON.stringify(r, null, 2) + '\n'),
+    (e) => {
+      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
