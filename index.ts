@@ -1,0 +1,14 @@
+// The library surface: sources, operators and sinks that compose with RxJS `pipe(...)`, the one
+// transition schema, and the compute backend. The CLI (`mopo`) is built from these same pieces.
+export { COLUMNS, TransitionBatch, transitionSchema, dimsOfSchema, type TransitionDims, type TransitionColumns, type OptionalColumn } from './schemas/transition.js';
+export { readTransitions, readParquetInfo, type ReadOptions, type ColumnMapping, type ParquetInfo } from './operators/readTransitions.js';
+export { writeTransitions, writeTransitionsFile, type WriteOptions, type WriteSummary } from './operators/writeTransitions.js';
+export { writeShards, readShards, readManifest, manifestHash, type ShardManifest, type WriteShardsConfig } from './operators/shards.js';
+export { datasetStats, RunningMoments, type DatasetStats } from './operators/datasetStats.js';
+export { initBackend, tf, type BackendName } from './pipeline/backend.js';
+export { installFastKernels, uninstallFastKernels } from './pipeline/kernels.js';
+export { batchToTensors, type TransitionTensors } from './pipeline/tensors.js';
+export { DenseStack, Adam } from './pipeline/mlp.js';
+export { Rng } from './pipeline/random.js';
+export { UserError } from './pipeline/errors.js';
+export { pendulumRandomDataset } from './pipeline/defaultDataset.js';
