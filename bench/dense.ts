@@ -14,7 +14,8 @@
 // in rounds (the machine is shared and noisy: compare ratios, not absolute numbers).
 //
 // Run directly for a report:  node dist/bench/dense.js [--seconds 6] [--backend wasm] [--variants]
-// (--variants also times each matMul form and the training steps with the stock wasm kernels).
+// (--variants also times each matMul form and the training steps without the SIMD gemm, with only
+// the matmul patch and with the stock wasm kernels).
 
 import { pathToFileURL } from 'node:url';
 import { initBackend, tf } from '../pipeline/backend.js';
@@ -216,19 +217,21 @@ export async function benchDense(opts: { seconds?: number; backend?: string } = 
 export interface VariantTiming {
   name: string;
   flops: number;
-  /** Median ms per kernel setting: fast = all patches, matmulOnly = matmul patch only, stock = none. */
+  /** Median ms per kernel setting: fast = all patches, xnnpack = all but the SIMD gemm (products via
+   *  XNNPACK), matmulOnly = matmul patch only, stock = none. */
   ms: Record<string, number>;
 }
 
 /**
- * Times each matMul form and the two training steps under three kernel settings (all fast
- * kernels, only the matmul patch, stock wasm kernels). wasm backend only. For reports.
+ * Times each matMul form and the two training steps under four kernel settings (all fast
+ * kernels, all but the SIMD gemm, only the matmul patch, stock wasm kernels). wasm backend only.
  */
 export async function benchVariants(opts: { seconds?: number } = {}): Promise<VariantTiming[]> {
   await initBackend({ backend: 'wasm' });
   const budget = (opts.seconds ?? 20) * 1000;
   const settings: Array<[string, FastKernelOptions]> = [
     ['fast', { matmul: true, simd: true }],
+    ['xnnpack', { matmul: true, simd: true, gemm: false }],
     ['matmulOnly', { matmul: true, simd: false }],
     ['stock', { matmul: false, simd: false }],
   ];

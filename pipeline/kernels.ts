@@ -28,6 +28,14 @@
 //   * XNNPACK caches its packed-weights operator by tensor id only: the same data reshaped to
 //     another [k, n] (Reshape shares the id) made the stock kernel abort the wasm module. The
 //     wrapper remembers each weight's shape and uses a fresh view id when it changes.
+//   * with the SIMD module available, batched products (rank-3 ensembles; not thin ones, n < 4)
+//     skip XNNPACK altogether: a hand-assembled SIMD gemm (buildGemm,
+//     4x8 register tiles, B read in place) runs on the heap offsets directly. XNNPACK re-packs B
+//     for every new operator (~4 ns/element incl. operator create/delete), and in a batched
+//     ensemble or a backward pass every B is new, so its ~29 GFLOP/s kernel nets ~20 GFLOP/s
+//     there; the gemm runs at ~25-27 with nothing to pack. Measured ensemble training step
+//     (7 x 23-200x4-36, batch 256, A/B in one process): ~68 -> ~61 ms. 2-D products (critic,
+//     inference, the peak benchmark) keep XNNPACK (see useGemm).
 // It also installs hand-assembled WebAssembly SIMD kernels (see the second half of this file)
 // for the other slow pieces of a training step: Transpose of the last two axes, Sum over a
 // non-last axis (bias gradients), Slice/SplitV/Concat (the stock Slice copies the whole input
@@ -94,6 +102,7 @@ interface Ctx {
 let original: { batchMatMul: tf.KernelConfig; fusedMatMul: tf.KernelConfig } | null = null;
 let ctx: Ctx | null = null;
 let installed = false;
+let gemmEnabled = true;
 
 function getCtx(backend: WasmBackendInternals): Ctx {
   if (ctx !== null && ctx.backend === backend) return ctx;
@@ -317,7 +326,7 @@ function runProductsOn(c: Ctx, s: ProductSpec, aData: { id: number; memoryOffset
 // ~2.5-4 ns per element (the stock kernels' transpose-on-pack gather), while the SIMD transpose
 // moves ~0.4 ns per element (stock Transpose ~1.7); each extra kernel call costs a few µs.
 /** Call counters of the patched matMul (for tests and curiosity). */
-export const kernelStats = { batchMatMul: 0, swapped: 0 };
+export const kernelStats = { batchMatMul: 0, swapped: 0, gemm: 0 };
 
 const PACK_NS = 3;
 const OP_NS = 4000;
@@ -337,6 +346,53 @@ function preferSwapped(p: Plan, tA: boolean, tB: boolean): boolean {
   const swapped = ba * (PACK_NS * k * m + OP_NS) + (tB ? 0 : T * k * n * bb + OP_NS) + (tA ? 0 : T * m * k * ba + OP_NS) +
     T * m * n * no + OP_NS;
   return swapped < 0.8 * normal;
+}
+
+/**
+ * Whether a product goes to the SIMD `gemm` (no packing, see buildGemm) instead of XNNPACK: batched
+ * products (more than one 2-D product; each would need a fresh XNNPACK operator on a view anyway)
+ * with n >= 4 (thinner outputs would run in gemm's scalar column loop). 2-D products keep XNNPACK:
+ * a plain one may reuse its cached packed weights, and for the transposed 2-D forms of the critic
+ * (256 wide) the gemm gained only ~2.5% (4.75 vs 4.88 ms/step) while the benchmark's critic step
+ * showed occasional slow runs with it (0.50-0.61 of peak in 5 of 18 runs, none without; a 1 KiB
+ * row stride maps a B panel onto few L1 sets), so that is not worth it. Measured (ms, 7-member ensemble layer 256x200x200, forward /
+ * dW / dX, in the training step): XNNPACK on views ~7.4 / 7.6 / 7.0, gemm ~5.6 / 5.8 / 5.6.
+ * `installFastKernels({ gemm: false })` keeps the XNNPACK route (for A/B comparisons).
+ */
+function useGemm(p: Plan): boolean {
+  return simdInstalled && gemmEnabled && p.n >= 4 && sizeOf(p.outBatch) > 1;
+}
+
+/**
+ * out[i] = a[ia[i]]·b[ib[i]] (+ bias row, relu) for every output batch index with the SIMD gemm,
+ * straight on the heap (no view ids, no operators). Transposed operands are transposed explicitly
+ * first (one cheap SIMD pass each).
+ */
+function gemmProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean, b: TensorInfo, tB: boolean, p: Plan,
+  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: { t: TensorInfo; batch: number[] } | null, relu: boolean): void {
+  const sx = getSimd(backend)!;
+  const bt = tB ? transposeLast2Fast(backend, b) : b;
+  // A transposed A could be read in place (rsA = 4, csA = m·4), but measured in the ensemble step
+  // the strided splats cost more (dW 7x256x200: ~6.5 vs ~5.8 ms) than one SIMD transpose pass.
+  const at = tA ? transposeLast2Fast(backend, a) : a;
+  try {
+    const { m, k, n } = p;
+    const nOut = sizeOf(p.outBatch);
+    const { ia, ib } = broadcastBatchIndex(p.aBatch, p.bBatch, p.outBatch);
+    const biasIdx = biasPerBatch === null ? null : broadcastBatchIndex(biasPerBatch.batch, [], p.outBatch).ia;
+    const biasBase = biasPerBatch !== null ? offsetOf(backend, biasPerBatch.t) : biasRow !== null ? offsetOf(backend, biasRow) : 0;
+    const aOff = offsetOf(backend, at);
+    const bOff = offsetOf(backend, bt);
+    const cOff = offsetOf(backend, out);
+    for (let i = 0; i < nOut; i++) {
+      const bias = biasIdx !== null ? biasBase + biasIdx[i]! * n * 4 : biasBase;
+      sx.gemm(aOff + ia[i]! * m * k * 4, k * 4, 4, bOff + ib[i]! * k * n * 4, n * 4, cOff + i * m * n * 4, n * 4, m, k, n, bias, relu ? 1 : 0);
+    }
+    kernelStats.gemm += nOut;
+  } finally {
+    if (bt !== b) backend.disposeData(bt.dataId);
+    if (at !== a) backend.disposeData(at.dataId);
+  }
 }
 
 function fastBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo {
@@ -360,6 +416,11 @@ function fastBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo {
     return out;
   };
   kernelStats.batchMatMul++;
+  if (useGemm(p)) {
+    const out = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
+    gemmProducts(backend, a, transposeA, b, transposeB, p, out, null, null, false);
+    return out;
+  }
   if (!preferSwapped(p, transposeA, transposeB)) return product(a, transposeA, b, transposeB, p);
   kernelStats.swapped++;
   // Cᵀ = Bᵀ·Aᵀ: operands swap roles (and batch dims), then one transpose of the result.
@@ -428,6 +489,12 @@ function fastFusedMatMul(args: Parameters<KernelFunc>[0]): TensorInfo {
   const singleProduct = nProducts === 1 && sizeOf(p.aBatch) === 1 && sizeOf(p.bBatch) === 1 && biasPerBatch === null;
   const fusePrelu = act === FUSABLE_ACTIVATION.prelu && singleProduct && biasLater === null;
 
+  const gemmAct = act === FUSABLE_ACTIVATION.linear || act === FUSABLE_ACTIVATION.relu;
+  if (biasLater === null && gemmAct && useGemm(p)) {
+    const out = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
+    gemmProducts(backend, a, transposeA, b, transposeB, p, out, biasRow, biasPerBatch, act === FUSABLE_ACTIVATION.relu);
+    return out;
+  }
   const at = transposeA ? transposeLast2Fast(backend, a) : a;
   const bt = transposeB ? transposeLast2Fast(backend, b) : b;
   const out = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
@@ -478,6 +545,8 @@ export interface FastKernelOptions {
   matmul?: boolean;
   /** Install the SIMD Transpose / Sum replacements and the Mopo* custom kernels (default true). */
   simd?: boolean;
+  /** With matmul and simd: route batched / transposed products to the SIMD gemm (default true). */
+  gemm?: boolean;
 }
 
 /**
@@ -488,6 +557,7 @@ export interface FastKernelOptions {
  * be initialized yet (the wrappers bind to it lazily on first call).
  */
 export function installFastKernels(opts: FastKernelOptions = {}): void {
+  gemmEnabled = opts.gemm ?? true;
   if (opts.simd ?? true) installSimdKernels();
   if (installed || !(opts.matmul ?? true)) return;
   captureOriginals();
@@ -511,8 +581,8 @@ export function uninstallFastKernels(): void {
 }
 
 /** Which parts are currently installed. */
-export function fastKernelsInstalled(): { matmul: boolean; simd: boolean } {
-  return { matmul: installed, simd: simdInstalled };
+export function fastKernelsInstalled(): { matmul: boolean; simd: boolean; gemm: boolean } {
+  return { matmul: installed, simd: simdInstalled, gemm: gemmEnabled };
 }
 
 /** The stock kernel configs (as registered by tfjs-backend-wasm), for comparison and tests. */
@@ -528,7 +598,7 @@ export function getUnpatchedKernels(): { batchMatMul: tf.KernelConfig; fusedMatM
 export function withUnpatchedKernels<T>(f: () => T, opts: FastKernelOptions = { matmul: false, simd: false }): T {
   const was = fastKernelsInstalled();
   uninstallFastKernels();
-  installFastKernels({ matmul: opts.matmul ?? false, simd: opts.simd ?? false });
+  installFastKernels({ matmul: opts.matmul ?? false, simd: opts.simd ?? false, gemm: opts.gemm ?? true });
   try {
     return f();
   } finally {
@@ -676,6 +746,117 @@ function elementwise(name: string, nPtrs: number, nScalars: number, extraLocals:
   };
 }
 
+/**
+ * gemm(a, rsA, csA, b, ldb, c, ldc, m, k, n, bias, relu):
+ *   C[i, j] = (bias ? bias[j] : 0) + Σ_k A[i, k]·B[k, j]   (then max(0, ·) if relu)
+ * with A[i, k] at a + i·rsA + k·csA (so a transposed A is just other strides), B row-major with row
+ * stride ldb, C row-major with row stride ldc, bias a row of n floats (0 = none); strides in bytes.
+ * Register tiles of 4 rows x 8 columns (then 4 x 4, then single columns), rows left over one at a
+ * time; per k step one splat of A per row and two B vectors, multiply + add. No packing at all:
+ * B is read in place (its 8-column panel is re-read from L1/L2 for every row block), which is
+ * what makes it win over XNNPACK for operands used once (see header: ~4 ns/element to pack).
+ */
+function buildGemm(): WasmFn {
+  const MR = 4;
+  const P = { a: 0, rsA: 1, csA: 2, b: 3, ldb: 4, c: 5, ldc: 6, m: 7, k: 8, n: 9, bias: 10, relu: 11 };
+  const locals: number[] = [];
+  let next = 12;
+  const local = (t: number): number => {
+    locals.push(t);
+    return next++;
+  };
+  const i0 = local(I32), j = local(I32), kk = local(I32), k4 = local(I32), kEnd = local(I32), pb = local(I32), cb = local(I32);
+  const sacc = local(F32);
+  const pa: number[] = [];
+  for (let q = 0; q < MR; q++) pa.push(local(I32));
+  const acc: number[][] = [];
+  for (let q = 0; q < MR; q++) acc.push([local(V128), local(V128)]);
+  const bv = [local(V128), local(V128)];
+  const sv = local(V128);
+  const zero = local(V128);
+  const loadSplat = (addr: Code): Code => cat(addr, simd(0x09), [2, 0]);
+  const vload = (addr: Code, off: number): Code => cat(addr, simd(0x00), [4], uleb(off));
+  const vstore = (addr: Code, off: number, v: Code): Code => cat(addr, v, simd(0x0b), [4], uleb(off));
+  const vmax0 = (v: Code): Code => cat(W.get(zero), v, simd(0xeb)); // f32x4.pmax(0, v) = 0 < v ? v : 0
+  const ifElse = (cond: Code, a: Code, b: Code): Code => cat(cond, [0x04, 0x40], a, [0x05], b, [0x0b]);
+  const ifElseF = (cond: Code, a: Code, b: Code): Code => cat(cond, [0x04, F32], a, [0x05], b, [0x0b]);
+  const jBytes = (): Code => W.mul(W.get(j), W.i32(4));
+  const tile = (mr: number, nv: number): Code => {
+    const init: Code[] = [];
+    for (let q = 0; q < mr; q++) {
+      for (let v = 0; v < nv; v++) {
+        init.push(ifElse(W.get(P.bias), W.set(acc[q]![v]!, vload(W.add(W.get(P.bias), jBytes()), 16 * v)), W.set(acc[q]![v]!, W.get(zero))));
+      }
+    }
+    const step = (): Code => {
+      const out: Code[] = [];
+      for (let v = 0; v < nv; v++) out.push(W.set(bv[v]!, vload(W.get(pb), 16 * v)));
+      for (let q = 0; q < mr; q++) {
+        out.push(W.set(sv, loadSplat(W.add(W.get(pa[q]!), W.get(kk)))));
+        for (let v = 0; v < nv; v++) out.push(W.set(acc[q]![v]!, W.vadd(W.get(acc[q]![v]!), W.vmul(W.get(sv), W.get(bv[v]!)))));
+      }
+      out.push(W.set(kk, W.add(W.get(kk), W.get(P.csA))), W.set(pb, W.add(W.get(pb), W.get(P.ldb))));
+      return cat(...out);
+    };
+    const stores: Code[] = [];
+    for (let q = 0; q < mr; q++) {
+      for (let v = 0; v < nv; v++) {
+        const addr = W.add(W.add(W.get(cb), W.mul(W.i32(q), W.get(P.ldc))), jBytes());
+        stores.push(ifElse(W.get(P.relu), vstore(addr, 16 * v, vmax0(W.get(acc[q]![v]!))), vstore(addr, 16 * v, W.get(acc[q]![v]!))));
+      }
+    }
+    // kk runs over k·csA bytes (csA may be 4 or a row stride), 4 steps per iteration, then the rest.
+    const loop = (end: number, body: Code): Code =>
+      cat([0x02, 0x40, 0x03, 0x40], W.get(kk), W.get(end), [0x4e, 0x0d, 1], body, [0x0c, 0, 0x0b, 0x0b]);
+    return cat(
+      ...init,
+      W.set(pb, W.add(W.get(P.b), jBytes())),
+      W.set(kk, W.i32(0)),
+      loop(k4, cat(step(), step(), step(), step())),
+      loop(kEnd, step()),
+      ...stores,
+    );
+  };
+  const scalarCol = (mr: number): Code => {
+    const out: Code[] = [];
+    for (let q = 0; q < mr; q++) {
+      out.push(
+        W.set(sacc, ifElseF(W.get(P.bias), W.fload(W.add(W.get(P.bias), jBytes())), W.f32(0))),
+        W.set(pb, W.add(W.get(P.b), jBytes())),
+        W.set(kk, W.i32(0)),
+        cat([0x02, 0x40, 0x03, 0x40], W.get(kk), W.get(kEnd), [0x4e, 0x0d, 1],
+          W.set(sacc, W.fadd(W.get(sacc), W.fmul(W.fload(W.add(W.get(pa[q]!), W.get(kk))), W.fload(W.get(pb))))),
+          W.set(kk, W.add(W.get(kk), W.get(P.csA))),
+          W.set(pb, W.add(W.get(pb), W.get(P.ldb))),
+          [0x0c, 0, 0x0b, 0x0b]),
+        W.fstore(W.add(W.add(W.get(cb), W.mul(W.i32(q), W.get(P.ldc))), jBytes()),
+          ifElseF(W.get(P.relu), W.select(W.get(sacc), W.f32(0), W.fgt(W.get(sacc), W.f32(0))), W.get(sacc))),
+      );
+    }
+    return cat(...out);
+  };
+  const rowBlock = (mr: number): Code => cat(
+    ...Array.from({ length: mr }, (_, q) => W.set(pa[q]!, W.add(W.get(P.a), W.mul(W.add(W.get(i0), W.i32(q)), W.get(P.rsA))))),
+    W.set(cb, W.add(W.get(P.c), W.mul(W.get(i0), W.get(P.ldc)))),
+    W.for(j, W.i32(0), W.sub(W.get(P.n), W.i32(7)), 8, tile(mr, 2)),
+    // j is left at the first column not covered by 8-wide tiles.
+    cat(W.get(j), W.sub(W.get(P.n), W.i32(3)), [0x48, 0x04, 0x40], tile(mr, 1), W.set(j, W.add(W.get(j), W.i32(4))), [0x0b]),
+    W.for(j, W.get(j), W.get(P.n), 1, scalarCol(mr)),
+  );
+  return {
+    name: 'gemm',
+    params: new Array<number>(12).fill(I32),
+    locals,
+    body: cat(
+      W.set(zero, W.vsplat(W.f32(0))),
+      W.set(kEnd, W.mul(W.get(P.k), W.get(P.csA))),
+      W.set(k4, W.mul(W.and(W.get(P.k), W.i32(-4)), W.get(P.csA))),
+      W.for(i0, W.i32(0), W.sub(W.get(P.m), W.i32(MR - 1)), MR, rowBlock(MR)),
+      W.for(i0, W.get(i0), W.get(P.m), 1, rowBlock(1)),
+    ),
+  };
+}
+
 function buildSimdModule(): Uint8Array<ArrayBuffer> {
   const at = (p: number, i: number): Code => W.add(W.get(p), W.get(i));
   // adam(p, g, m, v, po, mo, vo, nbytes, lrc, b1, b2, ic2, eps); lrc = lr/(1-b1^t), ic2 = 1/(1-b2^t)
@@ -809,7 +990,7 @@ function buildSimdModule(): Uint8Array<ArrayBuffer> {
       )),
     ),
   };
-  return encodeModule([adam, swishGrad, reluGrad, colsum, transpose, copy2d]);
+  return encodeModule([adam, swishGrad, reluGrad, colsum, transpose, copy2d, buildGemm()]);
 }
 
 interface SimdExports {
@@ -820,6 +1001,8 @@ interface SimdExports {
   colsum(src: number, dst: number, outer: number, rows: number, rowBytes: number): void;
   transpose(src: number, dst: number, rows: number, cols: number, batch: number): void;
   copy2d(src: number, srcStride: number, dst: number, dstStride: number, rows: number, rowBytes: number): void;
+  gemm(a: number, rsA: number, csA: number, b: number, ldb: number, c: number, ldc: number, m: number, k: number, n: number,
+    bias: number, relu: number): void;
 }
 
 let simdFor: { backend: WasmBackendInternals; exports: SimdExports } | null = null;

@@ -49,7 +49,7 @@ function stock<T>(f: () => T): T {
 before(async () => {
   const b = await initBackend({ backend: 'wasm', log: () => undefined });
   assert.equal(b, 'wasm');
-  assert.deepEqual(fastKernelsInstalled(), { matmul: true, simd: true });
+  assert.deepEqual(fastKernelsInstalled(), { matmul: true, simd: true, gemm: true });
 });
 
 test('2-D matMul, every transpose combination, odd and even sizes: patched == stock == cpu', async () => {
@@ -108,7 +108,12 @@ test('batched matMul broadcasting of batch dims: patched == cpu (and == stock wh
   }
 });
 
-test('swapped orientation C = (Bt At)t for thin outputs (M << N), with transposes and broadcasting == cpu', async () => {
+/** Runs f with the matmul + SIMD patches but the XNNPACK product path instead of the SIMD gemm. */
+function xnnPath<T>(f: () => T): T {
+  return withUnpatchedKernels(f, { matmul: true, simd: true, gemm: false });
+}
+
+test('swapped orientation C = (Bt At)t for thin outputs (M << N), with transposes and broadcasting == cpu (XNNPACK path)', async () => {
   const cases: Array<[number[], number[], boolean, boolean]> = [
     [[256, 23], [256, 256], true, false], // first-layer weight gradient Xt.dZ
     [[23, 256], [256, 256], false, false],
@@ -123,12 +128,78 @@ test('swapped orientation C = (Bt At)t for thin outputs (M << N), with transpose
     const b = rand(sb);
     const what = `matMul [${sa}] x [${sb}] tA=${ta} tB=${tb}`;
     const before = kernelStats.swapped;
-    const fast = tf.matMul(a, b, ta, tb);
+    const fast = xnnPath(() => tf.matMul(a, b, ta, tb));
     assert.equal(kernelStats.swapped, before + 1, `${what} should take the swapped path`);
     const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
     const ref = await onCpu(() => tf.matMul(tf.broadcastTo(a, [...batch, ...sa.slice(-2)]), tf.broadcastTo(b, [...batch, ...sb.slice(-2)]), ta, tb));
     assertClose(fast, ref, `${what} vs cpu`);
     tf.dispose([a, b, fast]);
+  }
+});
+
+test('SIMD gemm: every tile path (row/column tails, k tails), transposes, broadcasting == stock == XNNPACK path == cpu', async () => {
+  // m: 4-row blocks plus 0-3 single rows; n: 8-wide tiles, a 4-wide tile, 0-3 scalar columns; k: 4-step loop plus 0-3.
+  const cases: Array<[number[], number[]]> = [
+    [[2, 1, 4], [2, 4, 4]], [[2, 5, 3], [2, 3, 13]], [[3, 9, 7], [3, 7, 12]], [[2, 4, 23], [23, 36]],
+    [[7, 17, 1], [7, 1, 5]], [[2, 23, 64], [2, 64, 17]], [[2, 1, 6, 9], [1, 3, 9, 8]], [[13, 23], [2, 23, 9]],
+  ];
+  for (const [sa, sb] of cases) {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const tr = (s: number[], t: boolean): number[] => (t ? [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!] : s);
+      const a = rand(tr(sa, ta));
+      const b = rand(tr(sb, tb));
+      const what = `gemm [${sa}] x [${sb}] tA=${ta} tB=${tb}`;
+      const before = kernelStats.gemm;
+      const fast = tf.matMul(a, b, ta, tb);
+      assert.ok(kernelStats.gemm > before, `${what} should use the gemm`);
+      const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
+      const full = (t: tf.Tensor, s: number[]): tf.Tensor => tf.broadcastTo(t, [...batch, ...s.slice(-2)]);
+      const ref = await onCpu(() => tf.matMul(full(a, tr(sa, ta)), full(b, tr(sb, tb)), ta, tb));
+      assertClose(fast, ref, `${what} vs cpu`);
+      const viaXnn = xnnPath(() => tf.matMul(a, b, ta, tb));
+      assertClose(fast, viaXnn, `${what} vs XNNPACK path`);
+      if (sa.length === sb.length && sa.slice(0, -2).every((d, i) => d === sb[i])) {
+        const slow = stock(() => tf.matMul(a, b, ta, tb));
+        assertClose(fast, slow, `${what} vs stock`);
+        slow.dispose();
+      }
+      tf.dispose([a, b, fast, viaXnn]);
+    }
+  }
+  // 2-D products (any transposes) keep XNNPACK; thin outputs (n < 4) too.
+  const before = kernelStats.gemm;
+  tf.dispose([tf.matMul(rand([5, 8]), rand([8, 6])), tf.matMul(rand([8, 5]), rand([6, 8]), true, true),
+    tf.matMul(rand([3, 5, 8]), rand([3, 8, 3]))]);
+  assert.equal(kernelStats.gemm, before);
+});
+
+test('SIMD gemm fused: bias [n] / [B, 1, n] / broadcast batch, linear and relu, == stock-free references', async () => {
+  for (const [sa, sb, sbias] of [
+    [[3, 13, 23], [3, 23, 36], [3, 1, 36]], [[3, 13, 23], [3, 23, 36], [36]], [[1, 6, 5], [3, 5, 9], [3, 1, 9]],
+    [[23, 7], [4, 7, 10], [4, 1, 10]], [[2, 23, 7], [7, 10], [10]],
+  ] as Array<[number[], number[], number[]]>) {
+    for (const act of ['linear', 'relu'] as const) {
+      for (const tb of [false, true]) {
+        const a = rand(sa);
+        const b = rand(tb ? [...sb.slice(0, -2), sb[sb.length - 1]!, sb[sb.length - 2]!] : sb);
+        const bias = rand(sbias);
+        const what = `gemm fused ${act} [${sa}] x [${sb}] + [${sbias}] tB=${tb}`;
+        const f = (): tf.Tensor => tf.fused.matMul({ a, b, transposeB: tb, bias, activation: act });
+        const before = kernelStats.gemm;
+        const fast = f();
+        assert.ok(kernelStats.gemm > before, `${what} should use the gemm`);
+        const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
+        const ref = await onCpu(() => {
+          const bb = tf.broadcastTo(b, [...batch, ...b.shape.slice(-2)]);
+          const z = tf.add(tf.matMul(tf.broadcastTo(a, [...batch, ...sa.slice(-2)]), bb, false, tb), bias);
+          return act === 'relu' ? tf.relu(z) : z;
+        });
+        assertClose(fast, ref, `${what} vs cpu`);
+        const viaXnn = xnnPath(f);
+        assertClose(fast, viaXnn, `${what} vs XNNPACK path`);
+        tf.dispose([a, b, bias, fast, viaXnn]);
+      }
+    }
   }
 });
 
