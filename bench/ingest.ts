@@ -3,8 +3,8 @@
 //   benchIngest({ rows?, dir? }) -> { transitionsPerSecond, rows, bytes, ... }
 //
 // Generates a seeded halfcheetah-shaped dataset (obs 17, act 6; default 1,000,000 transitions)
-// with our writer (writeTransitions defaults: one float column per dimension, SNAPPY, 131,072-row
-// groups) into a temp directory, then streams the whole file through readTransitions `runs` times
+// with our writer (writeTransitions defaults: one float column per dimension, SNAPPY, 65,536-row
+// groups; `vectorLayout` / `compression` select the other layouts) into a temp directory, then streams the whole file through readTransitions `runs` times
 // after one warm-up run. transitionsPerSecond is the MEDIAN run (best and every run are reported
 // too). The machine is shared and noisy: compare medians of several invocations.
 //
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Observable, lastValueFrom } from 'rxjs';
 import { readTransitions } from '../operators/readTransitions.js';
-import { writeTransitionsFile } from '../operators/writeTransitions.js';
+import { writeTransitionsFile, type WriteOptions } from '../operators/writeTransitions.js';
 import { TransitionBatch } from '../schemas/transition.js';
 import { Rng } from '../pipeline/random.js';
 
@@ -23,6 +23,8 @@ export interface IngestBenchResult {
   transitionsPerSecond: number;
   rows: number;
   bytes: number;
+  vectorLayout: string;
+  compression: string;
   /** How transitionsPerSecond was taken. */
   statistic: 'median';
   bestTransitionsPerSecond: number;
@@ -58,7 +60,16 @@ function generate(rows: number, seed = 0, batch = 65536): Observable<TransitionB
   });
 }
 
-export async function benchIngest(opts: { rows?: number; dir?: string; runs?: number } = {}): Promise<IngestBenchResult> {
+export interface IngestBenchOptions {
+  rows?: number;
+  dir?: string;
+  runs?: number;
+  /** How the generated file stores vectors (default: the writer's default, one column per dimension). */
+  vectorLayout?: WriteOptions['vectorLayout'];
+  compression?: WriteOptions['compression'];
+}
+
+export async function benchIngest(opts: IngestBenchOptions = {}): Promise<IngestBenchResult> {
   const rows = Math.max(1, Math.floor(opts.rows ?? 1_000_000));
   const runs = Math.max(1, Math.floor(opts.runs ?? 5));
   const ownDir = opts.dir === undefined;
@@ -66,7 +77,10 @@ export async function benchIngest(opts: { rows?: number; dir?: string; runs?: nu
   const path = join(dir, `bench-ingest-${process.pid}-${rows}.parquet`);
   try {
     let t = performance.now();
-    const summary = await writeTransitionsFile(path, generate(rows));
+    const writeOpts: WriteOptions = {};
+    if (opts.vectorLayout) writeOpts.vectorLayout = opts.vectorLayout;
+    if (opts.compression) writeOpts.compression = opts.compression;
+    const summary = await writeTransitionsFile(path, generate(rows), writeOpts);
     const writeMs = performance.now() - t;
     const times: number[] = [];
     let batches = 0;
@@ -97,6 +111,8 @@ export async function benchIngest(opts: { rows?: number; dir?: string; runs?: nu
     return {
       transitionsPerSecond: Math.round((rows / median) * 1000),
       rows,
+      vectorLayout: opts.vectorLayout ?? 'columns',
+      compression: opts.compression ?? 'snappy',
       bytes: summary.bytes,
       statistic: 'median',
       bestTransitionsPerSecond: Math.round((rows / sorted[0]!) * 1000),

@@ -76,10 +76,12 @@ function buildCli(argv: string[]): Argv {
           .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
           .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000)' })
           .option('seconds', { type: 'number', describe: 'dense: time budget per measurement' })
+          .option('vector-layout', { type: 'string', choices: ['columns', 'fixed-size-list'] as const, describe: 'ingest: how the generated file stores vectors (default columns)' })
+          .option('compression', { type: 'string', choices: ['snappy', 'zstd', 'gzip', 'lz4', 'none'] as const, describe: 'ingest: page compression of the generated file (default snappy)' })
           .example('$0 bench dense --json', 'matMul peak vs SAC-critic and 7-member ensemble training steps (GFLOP/s)')
           .example('$0 bench ingest --json', 'Parquet → Arrow transition batches, transitions/s'),
       async (args) => {
-        await runBench({ what: args.what as 'dense' | 'ingest', json: args.json, rows: args.rows, seconds: args.seconds, backend: args.backend, quiet: args.quiet });
+        await runBench({ what: args.what as 'dense' | 'ingest', json: args.json, rows: args.rows, seconds: args.seconds, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
       },
     )
     .demandCommand(1, 'Name a command; `mopo --help` lists them.')

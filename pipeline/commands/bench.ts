@@ -9,6 +9,8 @@ export interface BenchArgs {
   json: boolean;
   rows?: number | undefined;
   seconds?: number | undefined;
+  vectorLayout?: string | undefined;
+  compression?: string | undefined;
   backend?: string | undefined;
   quiet: boolean;
 }
@@ -20,7 +22,11 @@ export async function runBench(args: BenchArgs): Promise<void> {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchDense({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}) });
   } else {
-    result = await benchIngest({ ...(args.rows !== undefined ? { rows: args.rows } : {}) });
+    result = await benchIngest({
+      ...(args.rows !== undefined ? { rows: args.rows } : {}),
+      ...(args.vectorLayout ? { vectorLayout: args.vectorLayout as 'columns' | 'fixed-size-list' } : {}),
+      ...(args.compression ? { compression: args.compression as 'snappy' | 'zstd' | 'gzip' | 'lz4' | 'none' } : {}),
+    });
   }
   if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
   else process.stdout.write(JSON.stringify(result, null, 2) + '\n');

@@ -32,10 +32,6 @@ export type LocomotionName = MujocoEnvName;
 
 export interface LocomotionSpec extends EnvSpec {
   readonly name: LocomotionName;
-  /** Generalized coordinates and velocities of the model. */
-  readonly nq: number;
-  readonly nv: number;
-  readonly frameSkip: number;
   readonly forwardRewardWeight: number;
   readonly ctrlCostWeight: number;
   /** Reward per step while healthy (0 for HalfCheetah, which is always healthy). */
