@@ -12,3 +12,5 @@ export { DenseStack, Adam } from './pipeline/mlp.js';
 export { Rng } from './pipeline/random.js';
 export { UserError } from './pipeline/errors.js';
 export { pendulumRandomDataset } from './pipeline/defaultDataset.js';
+export { makeEnv, makeVectorEnv, envSpec, terminationFn, d4rlScore, ENV_NAMES, type Env, type EnvName, type EnvSpec, type StepResult, VectorEnv } from './pipeline/envs/env.js';
+export { checkTrajectory } from './pipeline/envs/check.js';

@@ -96,9 +96,11 @@ export function writeShards(config: WriteShardsConfig): OperatorFunction<Transit
       let completed = false;
       // On an error or an early unsubscribe, nothing is left behind: the set is removed.
       const cleanup = () => chain.catch(() => undefined).then(() => removeShardSet(dir, true));
+      let sub: { unsubscribe(): void } | undefined;
       const fail = (e: unknown) => {
         if (failed) return;
         failed = true;
+        sub?.unsubscribe(); // no more batches: nothing may be written after the cleanup starts
         void cleanup().finally(() => subscriber.error(e));
       };
 
@@ -121,8 +123,9 @@ export function writeShards(config: WriteShardsConfig): OperatorFunction<Transit
         chain.catch(fail);
       };
 
-      const sub = source.subscribe({
+      sub = source.subscribe({
         next: (batch) => {
+          if (failed) return;
           firstDims ??= batch.dims;
           if (batch.obsDim !== firstDims.obsDim || batch.actDim !== firstDims.actDim) {
             fail(new UserError(`writeShards(${config.stage}): a batch has dims obs ${batch.obsDim}/act ${batch.actDim}, the set started with ${firstDims.obsDim}/${firstDims.actDim}; one shard set holds one schema`));
@@ -135,6 +138,7 @@ export function writeShards(config: WriteShardsConfig): OperatorFunction<Transit
         },
         error: fail,
         complete: () => {
+          if (failed) return;
           flush();
           chain
             .then(async () => {
@@ -150,7 +154,7 @@ export function writeShards(config: WriteShardsConfig): OperatorFunction<Transit
         },
       });
       return () => {
-        sub.unsubscribe();
+        sub?.unsubscribe();
         if (!completed && !failed) {
           failed = true;
           void cleanup();

@@ -10,6 +10,7 @@ import { runBench } from './commands/bench.js';
 import { runStart } from './commands/start.js';
 import { runConvert } from './commands/convert.js';
 import { withInputOptions } from './commands/inputOptions.js';
+import { runEnvCheck } from './commands/env.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -67,21 +68,38 @@ function buildCli(argv: string[]): Argv {
         await runConvert({ ...args, input: args.input, output: args.output, allowNonFinite: args.allowNonFinite, compression: args.compression, quiet: args.quiet });
       },
     )
+    .command('env', 'environment tools (MuJoCo HalfCheetah, Hopper, Walker2d; Pendulum)', (y) =>
+      y
+        .command(
+          'check <trajectory>',
+          'replay a reference trajectory (start state + actions) and report the deviation of observations, rewards and terminations',
+          (c) =>
+            c
+              .positional('trajectory', { type: 'string', demandOption: true, describe: 'trajectory JSON (the format of shared/reference/trajectories)' })
+              .option('json', { type: 'boolean', default: false, describe: 'print one JSON object on stdout' })
+              .example('$0 env check ../shared/reference/trajectories/hopper.json --json', '{"env","steps","maxObsError","maxRewardError","terminationsMatch"}; exit 0 only within 1e-6 and matching'),
+          async (args) => {
+            await runEnvCheck({ trajectory: args.trajectory, json: args.json });
+          },
+        )
+        .demandCommand(1, 'Name an env command; `mopo env --help` lists them.'),
+    )
     .command(
       'bench <what>',
       'measure a speed target and print JSON',
       (y) =>
         y
-          .positional('what', { type: 'string', choices: ['dense', 'ingest'] as const, demandOption: true })
+          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env'] as const, demandOption: true })
           .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
           .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000)' })
           .option('seconds', { type: 'number', describe: 'dense: time budget per measurement' })
           .option('vector-layout', { type: 'string', choices: ['columns', 'fixed-size-list'] as const, describe: 'ingest: how the generated file stores vectors (default columns)' })
           .option('compression', { type: 'string', choices: ['snappy', 'zstd', 'gzip', 'lz4', 'none'] as const, describe: 'ingest: page compression of the generated file (default snappy)' })
           .example('$0 bench dense --json', 'matMul peak vs SAC-critic and 7-member ensemble training steps (GFLOP/s)')
-          .example('$0 bench ingest --json', 'Parquet → Arrow transition batches, transitions/s'),
+          .example('$0 bench ingest --json', 'Parquet → Arrow transition batches, transitions/s')
+          .example('$0 bench env --json', 'HalfCheetah env steps/s beside the raw mj_step rate'),
       async (args) => {
-        await runBench({ what: args.what as 'dense' | 'ingest', json: args.json, rows: args.rows, seconds: args.seconds, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
+        await runBench({ what: args.what as 'dense' | 'ingest' | 'env', json: args.json, rows: args.rows, seconds: args.seconds, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
       },
     )
     .demandCommand(1, 'Name a command; `mopo --help` lists them.')

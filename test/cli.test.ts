@@ -112,3 +112,35 @@ test('convert refuses non-finite input by default, naming column and row, and le
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('env check: every shared reference trajectory passes (exit 0); a perturbed one fails (exit 1)', async (t) => {
+  const { existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const refDir = join(dirname(CLI), '..', '..', '..', 'shared', 'reference', 'trajectories');
+  if (!existsSync(refDir)) {
+    t.skip(`no reference trajectories at ${refDir} (../shared is absent)`);
+    return;
+  }
+  for (const env of ['halfcheetah', 'hopper', 'walker2d']) {
+    const r = mopo(['env', 'check', join(refDir, `${env}.json`), '--json']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.env, env);
+    assert.ok(j.maxObsError <= 1e-6 && j.maxRewardError <= 1e-6 && j.terminationsMatch === true);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-envcheck-'));
+  try {
+    const traj = JSON.parse(readFileSync(join(refDir, 'hopper.json'), 'utf8'));
+    // shift the recorded reward of one step by 1e-3: the check must notice
+    const steps = traj.steps ?? traj.rewards;
+    if (Array.isArray(traj.rewards)) traj.rewards[5] += 1e-3;
+    else if (Array.isArray(steps) && typeof steps[5]?.reward === 'number') steps[5].reward += 1e-3;
+    else assert.fail(`unknown trajectory layout: ${Object.keys(traj).join(', ')}`);
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify(traj));
+    const r = mopo(['env', 'check', join(dir, 'bad.json'), '--json']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(JSON.parse(r.stdout).maxRewardError > 9e-4);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -3,9 +3,10 @@
 import { initBackend } from '../backend.js';
 import { benchDense } from '../../bench/dense.js';
 import { benchIngest } from '../../bench/ingest.js';
+import { benchEnv } from '../../bench/env.js';
 
 export interface BenchArgs {
-  what: 'dense' | 'ingest';
+  what: 'dense' | 'ingest' | 'env';
   json: boolean;
   rows?: number | undefined;
   seconds?: number | undefined;
@@ -21,6 +22,8 @@ export async function runBench(args: BenchArgs): Promise<void> {
   if (args.what === 'dense') {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchDense({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}) });
+  } else if (args.what === 'env') {
+    result = await benchEnv({ ...(args.rows !== undefined ? { steps: args.rows } : {}) });
   } else {
     result = await benchIngest({
       ...(args.rows !== undefined ? { rows: args.rows } : {}),

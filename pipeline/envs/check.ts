@@ -67,7 +67,7 @@ function normalizeEnvName(s: string): string {
 /** Validate a parsed trajectory file; anything wrong is a UserError naming the file and the field. */
 export function parseTrajectory(data: unknown, path: string): ReferenceTrajectory {
   const bad = (what: string): never => {
-    throw new UserError(`mopo: trajectory file ${path}: ${what}; ${FORMAT}.`);
+    throw new UserError(`trajectory file ${path}: ${what}; ${FORMAT}.`);
   };
   if (typeof data !== 'object' || data === null || Array.isArray(data)) bad('the top level is not a JSON object');
   const o = data as Record<string, unknown>;
@@ -117,13 +117,13 @@ export async function readTrajectory(path: string): Promise<ReferenceTrajectory>
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
-    throw new UserError(`mopo: cannot read trajectory file ${path} (${why}); pass the path of a reference trajectory .json file.`);
+    throw new UserError(`cannot read trajectory file ${path} (${why}); pass the path of a reference trajectory .json file.`);
   }
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (e) {
-    throw new UserError(`mopo: trajectory file ${path} is not valid JSON (${(e as Error).message}); ${FORMAT}.`);
+    throw new UserError(`trajectory file ${path} is not valid JSON (${(e as Error).message}); ${FORMAT}.`);
   }
   return parseTrajectory(data, path);
 }

@@ -126,7 +126,7 @@ export const ENV_SPECS: Readonly<Record<EnvName, EnvSpec>> = Object.freeze({
 
 function checkName(name: string, what = 'environment'): EnvName {
   if ((ENV_NAMES as readonly string[]).includes(name)) return name as EnvName;
-  throw new UserError(`mopo: unknown ${what} '${name}': expected one of ${ENV_NAMES.join(', ')}.`);
+  throw new UserError(`unknown ${what} '${name}': expected one of ${ENV_NAMES.join(', ')}.`);
 }
 
 export function isEnvName(name: string): name is EnvName {
@@ -289,7 +289,7 @@ export class VectorEnv {
 /** N copies of an environment (one compiled model, N simulation states), reset from `seed` when given. */
 export async function makeVectorEnv(name: string, n: number, opts: EnvOptions & { seed?: number } = {}): Promise<VectorEnv> {
   const envName = checkName(name);
-  if (!Number.isInteger(n) || n < 1) throw new UserError(`mopo: the number of environment copies must be a positive integer, got ${n}.`);
+  if (!Number.isInteger(n) || n < 1) throw new UserError(`the number of environment copies must be a positive integer, got ${n}.`);
   const envs: Env[] = [];
   for (let i = 0; i < n; i++) envs.push(await makeEnv(envName, opts));
   const vec = new VectorEnv(envs);
@@ -311,7 +311,7 @@ export const D4RL_REFERENCE_RETURNS: Readonly<Record<'halfcheetah' | 'hopper' | 
 export function d4rlScore(env: string | { name: string }, episodeReturn: number): number {
   const name = checkName(typeof env === 'string' ? env : env.name);
   if (name === 'pendulum') {
-    throw new UserError(`mopo: D4RL has no reference returns for pendulum; normalized scores exist for ${Object.keys(D4RL_REFERENCE_RETURNS).join(', ')}.`);
+    throw new UserError(`D4RL has no reference returns for pendulum; normalized scores exist for ${Object.keys(D4RL_REFERENCE_RETURNS).join(', ')}.`);
   }
   const ref = D4RL_REFERENCE_RETURNS[name];
   return (100 * (episodeReturn - ref.random)) / (ref.expert - ref.random);

@@ -46,7 +46,7 @@ export const MODEL_FILES: Readonly<Record<MujocoEnvName, string>> = {
 
 let modulePromise: Promise<MainModule> | null = null;
 let memfsReady = false;
-const modelCache = new Map<string, MjModel>();
+const modelCache = new Map<MujocoEnvName, Promise<MjModel>>();
 
 /** The MuJoCo wasm module, instantiated on first use and shared by the whole process. */
 export function loadMujoco(): Promise<MainModule> {
@@ -71,7 +71,7 @@ export function modelDir(): string {
     dir = parent;
   }
   throw new UserError(
-    'mopo: the MuJoCo model files (data/mujoco/halfcheetah.xml, hopper.xml, walker2d.xml) were not found in any parent ' +
+    'the MuJoCo model files (data/mujoco/halfcheetah.xml, hopper.xml, walker2d.xml) were not found in any parent ' +
       'directory of the installed package; reinstall mopo-stream or restore the data/mujoco/ directory.',
   );
 }
@@ -127,7 +127,7 @@ export async function compileModel(xml: string, label: string): Promise<MjModel>
     model = mj.MjModel.loadFromXML(vpath);
   } catch (e) {
     const text = cppErrorText(e, wasmHeap(mj)) ?? String((e as Error)?.name ?? e);
-    throw new UserError(`mopo: MuJoCo could not compile the model ${label}: ${text.replace(/\s+/g, ' ')}. Fix the MJCF (or restore the file).`);
+    throw new UserError(`MuJoCo could not compile the model ${label}: ${text.replace(/\s+/g, ' ')}. Fix the MJCF (or restore the file).`);
   } finally {
     try {
       mj.FS.unlink(vpath);
@@ -135,26 +135,29 @@ export async function compileModel(xml: string, label: string): Promise<MjModel>
       /* already gone */
     }
   }
-  if (!model) throw new UserError(`mopo: MuJoCo could not load the model ${label} (see the MuJoCo message above).`);
+  if (!model) throw new UserError(`MuJoCo could not load the model ${label} (see the MuJoCo message above).`);
   return model;
 }
 
 /** Our compiled model for one environment (compiled on first use, then shared by every env). */
 export async function loadModel(name: MujocoEnvName): Promise<{ mujoco: MainModule; model: MjModel }> {
   const mujoco = await loadMujoco();
-  let model = modelCache.get(name);
-  if (!model) {
-    const path = modelXmlPath(name);
-    let xml: string;
-    try {
-      xml = readFileSync(path, 'utf8');
-    } catch (e) {
-      throw new UserError(`mopo: cannot read the MuJoCo model ${path} (${(e as Error).message}); restore data/mujoco/${MODEL_FILES[name]}.`);
-    }
-    model = await compileModel(xml, path);
-    modelCache.set(name, model);
+  let pending = modelCache.get(name);
+  if (!pending) {
+    pending = (async () => {
+      const path = modelXmlPath(name);
+      let xml: string;
+      try {
+        xml = readFileSync(path, 'utf8');
+      } catch (e) {
+        throw new UserError(`cannot read the MuJoCo model ${path} (${(e as Error).message}); restore data/mujoco/${MODEL_FILES[name]}.`);
+      }
+      return compileModel(xml, path);
+    })();
+    modelCache.set(name, pending);
+    pending.catch(() => modelCache.delete(name));
   }
-  return { mujoco, model };
+  return { mujoco, model: await pending };
 }
 
 /**
