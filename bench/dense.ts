@@ -172,17 +172,45 @@ function timeStep(f: StepFixture): number {
   return performance.now() - t0;
 }
 
+/** Operands of the peak measurement: a plain 256×256·256×256 matMul (2·256³ flops a call). */
+export class PeakMatMul {
+  static readonly FLOPS = 2 * 256 ** 3;
+  private readonly a = tf.tensor(new Rng(7, 'bench-a').fillNormal(new Float32Array(256 * 256)), [256, 256]);
+  private readonly b = tf.tensor(new Rng(7, 'bench-b').fillNormal(new Float32Array(256 * 256)), [256, 256]);
+  /** Milliseconds of one product (data read back, so the time is real). */
+  timeMs(): number {
+    return timeTensor(() => tf.matMul(this.a, this.b));
+  }
+  dispose(): void {
+    this.a.dispose();
+    this.b.dispose();
+  }
+}
+
+/** The dense peak alone: GFLOP/s of the plain 256³ matMul, median over `seconds` of timings. */
+export function measurePeakGflops(seconds = 1): number {
+  const peak = new PeakMatMul();
+  try {
+    for (let i = 0; i < 5; i++) peak.timeMs();
+    const ms: number[] = [];
+    const deadline = performance.now() + seconds * 1000;
+    do ms.push(peak.timeMs());
+    while (performance.now() < deadline || ms.length < 5);
+    return PeakMatMul.FLOPS / (median(ms) * 1e6);
+  } finally {
+    peak.dispose();
+  }
+}
+
 export async function benchDense(opts: { seconds?: number; backend?: string } = {}): Promise<DenseBenchResult> {
   const backend = await initBackend(opts.backend !== undefined ? { backend: opts.backend } : {});
   const seconds = opts.seconds ?? 4;
-  const a = tf.tensor(new Rng(7, 'bench-a').fillNormal(new Float32Array(256 * 256)), [256, 256]);
-  const b = tf.tensor(new Rng(7, 'bench-b').fillNormal(new Float32Array(256 * 256)), [256, 256]);
+  const peak = new PeakMatMul();
   const critic = makeCriticFixture();
   const ensemble = makeEnsembleFixture();
   try {
-    const peakFlops = 2 * 256 ** 3;
     // Warm-up (XNNPACK operator creation, heap growth, JIT).
-    for (let i = 0; i < 5; i++) timeTensor(() => tf.matMul(a, b));
+    for (let i = 0; i < 5; i++) peak.timeMs();
     for (let i = 0; i < 3; i++) timeStep(critic);
     for (let i = 0; i < 2; i++) timeStep(ensemble);
     const peakMs: number[] = [];
@@ -191,12 +219,12 @@ export async function benchDense(opts: { seconds?: number; backend?: string } = 
     const deadline = performance.now() + seconds * 1000;
     // Interleaved rounds so that noise hits all three measurements alike.
     do {
-      for (let i = 0; i < 3; i++) peakMs.push(timeTensor(() => tf.matMul(a, b)));
+      for (let i = 0; i < 3; i++) peakMs.push(peak.timeMs());
       for (let i = 0; i < 5; i++) criticMs.push(timeStep(critic));
       ensembleMs.push(timeStep(ensemble));
     } while (performance.now() < deadline || ensembleMs.length < 3);
     const gf = (flops: number, ms: number): number => flops / (ms * 1e6);
-    const peakGflops = gf(peakFlops, median(peakMs));
+    const peakGflops = gf(PeakMatMul.FLOPS, median(peakMs));
     const c = gf(critic.flops, median(criticMs));
     const e = gf(ensemble.flops, median(ensembleMs));
     const r3 = (x: number): number => Math.round(x * 1000) / 1000;
@@ -207,8 +235,7 @@ export async function benchDense(opts: { seconds?: number; backend?: string } = 
       ensemble: { gflops: r3(e), ratio: r3(e / peakGflops) },
     };
   } finally {
-    a.dispose();
-    b.dispose();
+    peak.dispose();
     critic.dispose();
     ensemble.dispose();
   }

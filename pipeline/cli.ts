@@ -11,6 +11,8 @@ import { runStart } from './commands/start.js';
 import { runConvert } from './commands/convert.js';
 import { withInputOptions } from './commands/inputOptions.js';
 import { runEnvCheck } from './commands/env.js';
+import { runSac } from './commands/sac.js';
+import { runCollect } from './commands/collect.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -85,11 +87,49 @@ function buildCli(argv: string[]): Argv {
         .demandCommand(1, 'Name an env command; `mopo env --help` lists them.'),
     )
     .command(
+      'collect',
+      'collect a D4RL-style transition dataset in a simulator and write it as Parquet',
+      (y) =>
+        y
+          .option('env', { type: 'string', choices: ['halfcheetah', 'hopper', 'walker2d', 'pendulum'] as const, demandOption: true })
+          .option('policy', { type: 'string', default: 'uniform', describe: 'uniform (random actions), random (a randomly initialized SAC actor, sampled), or a policy/checkpoint directory' })
+          .option('steps', { type: 'number', default: 1_000_000, describe: 'transitions to collect' })
+          .option('seed', { type: 'number', default: 0 })
+          .option('out', { type: 'string', demandOption: true, describe: 'output .parquet file' })
+          .option('noise', { type: 'boolean', default: false, describe: 'sample actions from a saved policy instead of its deterministic action' })
+          .option('num-envs', { type: 'number', default: 10, describe: 'environment copies stepped together' })
+          .example('$0 collect --env halfcheetah --policy random --steps 1000000 --out data/datasets/halfcheetah-random.parquet', "D4RL's random dataset")
+          .example('$0 collect --env halfcheetah --policy runs/sac-halfcheetah-seed0/policy --noise --out data/datasets/halfcheetah-medium.parquet', 'a dataset of a trained policy'),
+      async (args) => {
+        await runCollect({ env: args.env, policy: args.policy, steps: args.steps, seed: args.seed, out: args.out, noise: args.noise, numEnvs: args.numEnvs, backend: args.backend, quiet: args.quiet });
+      },
+    )
+    .command(
+      'sac',
+      'train SAC online in a simulator (evaluations, JSONL metrics, SVG learning curve, checkpoints)',
+      (y) =>
+        y
+          .option('env', { type: 'string', choices: ['halfcheetah', 'hopper', 'walker2d', 'pendulum'] as const, demandOption: true })
+          .option('steps', { type: 'number', default: 200_000, describe: 'environment steps' })
+          .option('seed', { type: 'number', default: 0 })
+          .option('out', { type: 'string', describe: 'run directory (default runs/sac-<env>-seed<seed>)' })
+          .option('eval-every', { type: 'number', describe: 'steps between evaluations (default 5000; pendulum 1000)' })
+          .option('eval-episodes', { type: 'number', default: 10, describe: 'deterministic episodes per evaluation' })
+          .option('start-steps', { type: 'number', describe: 'uniform random actions first (default 10000; pendulum 1000)' })
+          .option('update-after', { type: 'number', describe: 'no updates before this step (default 1000)' })
+          .option('update-every', { type: 'number', default: 50, describe: 'update in blocks of this many steps (one update per step)' })
+          .example('$0 sac --env pendulum --steps 15000', 'reaches an average return ≥ −200')
+          .example('$0 sac --env halfcheetah --steps 200000', 'the reference SAC on HalfCheetah'),
+      async (args) => {
+        await runSac({ env: args.env, steps: args.steps, seed: args.seed, out: args.out, evalEvery: args.evalEvery, evalEpisodes: args.evalEpisodes, startSteps: args.startSteps, updateAfter: args.updateAfter, updateEvery: args.updateEvery, backend: args.backend, quiet: args.quiet });
+      },
+    )
+    .command(
       'bench <what>',
       'measure a speed target and print JSON',
       (y) =>
         y
-          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env'] as const, demandOption: true })
+          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac'] as const, demandOption: true })
           .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
           .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000)' })
           .option('seconds', { type: 'number', describe: 'dense: time budget per measurement' })
@@ -97,9 +137,10 @@ function buildCli(argv: string[]): Argv {
           .option('compression', { type: 'string', choices: ['snappy', 'zstd', 'gzip', 'lz4', 'none'] as const, describe: 'ingest: page compression of the generated file (default snappy)' })
           .example('$0 bench dense --json', 'matMul peak vs SAC-critic and 7-member ensemble training steps (GFLOP/s)')
           .example('$0 bench ingest --json', 'Parquet → Arrow transition batches, transitions/s')
-          .example('$0 bench env --json', 'HalfCheetah env steps/s beside the raw mj_step rate'),
+          .example('$0 bench env --json', 'HalfCheetah env steps/s beside the raw mj_step rate')
+          .example('$0 bench sac --json', 'SAC updates/s (halfcheetah sizes) and GFLOP/s against the dense peak'),
       async (args) => {
-        await runBench({ what: args.what as 'dense' | 'ingest' | 'env', json: args.json, rows: args.rows, seconds: args.seconds, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
+        await runBench({ what: args.what as 'dense' | 'ingest' | 'env' | 'sac', json: args.json, rows: args.rows, seconds: args.seconds, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
       },
     )
     .demandCommand(1, 'Name a command; `mopo --help` lists them.')

@@ -341,6 +341,25 @@ export class Adam {
     return newP;
   }
 
+  /** Step count and moments (owned by the optimizer: do not dispose), for checkpoints. */
+  getState(): { t: number; m: readonly tf.Tensor[]; v: readonly tf.Tensor[] } {
+    return { t: this.t, m: this.m, v: this.v };
+  }
+
+  /** Restores a saved state; takes ownership of m and v (shapes must match the parameters). */
+  setState(state: { t: number; m: tf.Tensor[]; v: tf.Tensor[] }): void {
+    if (state.m.length !== this.m.length || state.v.length !== this.v.length) {
+      throw new Error(`Adam.setState: expected ${this.m.length} moment tensors, got ${state.m.length} and ${state.v.length}`);
+    }
+    state.m.forEach((t, i) => {
+      if (t.shape.join() !== this.m[i]!.shape.join()) throw new Error(`Adam.setState: moment ${i} has shape [${t.shape}], expected [${this.m[i]!.shape}]`);
+    });
+    tf.dispose([...this.m, ...this.v]);
+    this.t = state.t;
+    this.m = state.m;
+    this.v = state.v;
+  }
+
   dispose(): void {
     for (const t of [...this.m, ...this.v]) t.dispose();
     this.m = [];

@@ -4,9 +4,10 @@ import { initBackend } from '../backend.js';
 import { benchDense } from '../../bench/dense.js';
 import { benchIngest } from '../../bench/ingest.js';
 import { benchEnv } from '../../bench/env.js';
+import { benchSac } from '../../bench/sac.js';
 
 export interface BenchArgs {
-  what: 'dense' | 'ingest' | 'env';
+  what: 'dense' | 'ingest' | 'env' | 'sac';
   json: boolean;
   rows?: number | undefined;
   seconds?: number | undefined;
@@ -22,6 +23,9 @@ export async function runBench(args: BenchArgs): Promise<void> {
   if (args.what === 'dense') {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchDense({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}) });
+  } else if (args.what === 'sac') {
+    await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
+    result = await benchSac({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}) });
   } else if (args.what === 'env') {
     result = await benchEnv({ ...(args.rows !== undefined ? { steps: args.rows } : {}) });
   } else {

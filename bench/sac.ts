@@ -1,0 +1,127 @@
+// SAC update throughput on the selected TensorFlow.js backend, at halfcheetah sizes.
+//
+//   benchSac({ seconds?, backend?, rounds? })
+//     -> { backend, updatesPerSecond, msPerUpdate, flopsPerUpdate, gflops, peakGflops, ratio }
+//
+// update   one full SacAgent.update (reference settings: obs 17, act 6, batch 256, actor and twin
+//          critics 2×256 ReLU): critic step, actor step, α step, Polyak target update; metrics are
+//          not read back (update(batch, { metrics: false })). Batches are random transitions,
+//          pre-drawn, cycled.
+// flops    matmuls only, as counted by sacUpdateFlops (operators/sac.ts header), per update:
+//            actor forward on s'                 2B(17·256 + 256·256 + 256·12)          37.4 M
+//            target critics on (s', a')          2 × 2B(23·256 + 256·256 + 256)          73.4 M
+//            critics on (s, a) forward           73.4 M
+//            critics backward: dW all layers     73.4 M; dX of layers 2-3  67.4 M
+//            actor forward on s                  37.4 M
+//            critics on (s, ã) forward           73.4 M
+//            critics input gradient (dX only; layer 1 only its 6 action rows)  67.4 + 1.6 M
+//            actor backward: dW 37.4 M; dX of layers 2-3  35.1 M
+//          total ≈ 577 MFLOP. Elementwise work (squash, log-prob, Adam, Polyak) is not counted.
+// peak     bench/dense.ts's peak (plain 256³ matMul, median of many timings: measurePeakGflops),
+//          measured for a short slice before every round of SAC timings, so peak and SAC are
+//          measured interleaved in the same run; the median of the rounds' peaks is reported.
+// ratio    gflops / peakGflops.
+//
+// Run directly:  node dist/bench/sac.js [--seconds 8] [--backend wasm]
+
+import { pathToFileURL } from 'node:url';
+import { initBackend } from '../pipeline/backend.js';
+import { Rng } from '../pipeline/random.js';
+import { TransitionBatch } from '../schemas/transition.js';
+import { SacAgent } from '../operators/sac.js';
+import { measurePeakGflops } from './dense.js';
+
+export interface SacBenchResult {
+  backend: string;
+  updatesPerSecond: number;
+  msPerUpdate: number;
+  flopsPerUpdate: number;
+  gflops: number;
+  peakGflops: number;
+  ratio: number;
+}
+
+export const SAC_BENCH_DIMS = { obsDim: 17, actDim: 6 } as const;
+export const SAC_BENCH_BATCH = 256;
+
+function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return NaN;
+  return n % 2 === 1 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+}
+
+function randomBatches(rng: Rng, count: number): TransitionBatch[] {
+  return Array.from({ length: count }, () => {
+    const b = TransitionBatch.allocate(SAC_BENCH_DIMS, SAC_BENCH_BATCH);
+    rng.fillNormal(b.observation);
+    rng.fillNormal(b.nextObservation);
+    rng.fillUniform(b.action, -1, 1);
+    rng.fillNormal(b.reward);
+    for (let i = 0; i < b.length; i++) b.terminal[i] = rng.next() < 0.01 ? 1 : 0;
+    return b;
+  });
+}
+
+export async function benchSac(opts: { seconds?: number; backend?: string; rounds?: number } = {}): Promise<SacBenchResult> {
+  const backend = await initBackend(opts.backend !== undefined ? { backend: opts.backend } : {});
+  const seconds = opts.seconds ?? 6;
+  const rounds = Math.max(1, opts.rounds ?? 4);
+  const rng = new Rng(1, 'bench-sac');
+  const agent = SacAgent.create({}, SAC_BENCH_DIMS, rng);
+  const batches = randomBatches(rng, 8);
+  const sync = () => void agent.parameters().actor[0]!.dataSync();
+  try {
+    const flops = agent.updateFlops(SAC_BENCH_BATCH);
+    // Warm-up: XNNPACK operators, heap growth, JIT.
+    for (let i = 0; i < 5; i++) agent.update(batches[i % batches.length]!, { metrics: false });
+    sync();
+    const k = 4; // updates per timing
+    const peaks: number[] = [];
+    const ms: number[] = [];
+    let u = 0;
+    for (let r = 0; r < rounds; r++) {
+      peaks.push(measurePeakGflops(Math.min(1, (0.25 * seconds) / rounds)));
+      const deadline = performance.now() + (0.75 * seconds * 1000) / rounds;
+      do {
+        const t0 = performance.now();
+        for (let i = 0; i < k; i++) agent.update(batches[u++ % batches.length]!, { metrics: false });
+        sync();
+        ms.push((performance.now() - t0) / k);
+      } while (performance.now() < deadline);
+    }
+    const msPerUpdate = median(ms);
+    const gflops = flops / (msPerUpdate * 1e6);
+    const peakGflops = median(peaks);
+    const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+    return {
+      backend,
+      updatesPerSecond: r3(1000 / msPerUpdate),
+      msPerUpdate: r3(msPerUpdate),
+      flopsPerUpdate: flops,
+      gflops: r3(gflops),
+      peakGflops: r3(peakGflops),
+      ratio: r3(gflops / peakGflops),
+    };
+  } finally {
+    agent.dispose();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const arg = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const seconds = arg('--seconds') !== undefined ? Number(arg('--seconds')) : undefined;
+  const backend = arg('--backend');
+  const res = await benchSac({ ...(seconds !== undefined ? { seconds } : {}), ...(backend !== undefined ? { backend } : {}) });
+  console.log(JSON.stringify(res));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
