@@ -79,16 +79,19 @@ export function collectTransitions(config: CollectConfig, policy: Policy): Obser
         };
 
         let obs = vec.reset(config.seed);
+        const current = new Float32Array(n * o);
         let done = 0;
         while (done < config.steps) {
           if (cancelled) return;
           const actions = await policy.act(obs, n, !config.stochastic);
+          // The vector env overwrites its observation buffer in step(): keep this step's copy.
+          current.set(obs);
           const r = vec.step(actions);
           const keep = Math.min(n, config.steps - done);
           for (let i = 0; i < keep; i++) {
             const ep = episodes[i]!;
             const t = lengths[i]!;
-            ep.observation.set(obs.subarray(i * o, (i + 1) * o), t * o);
+            ep.observation.set(current.subarray(i * o, (i + 1) * o), t * o);
             ep.action.set(actions.subarray(i * a, (i + 1) * a), t * a);
             ep.nextObservation.set(r.nextObservation.subarray(i * o, (i + 1) * o), t * o);
             ep.reward[t] = r.reward[i]!;

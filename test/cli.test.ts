@@ -144,3 +144,26 @@ test('env check: every shared reference trajectory passes (exit 0); a perturbed 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('sac writes a run directory whose policy collect accepts; a mismatched policy is refused', async () => {
+  const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-sac-'));
+  try {
+    const r = mopo(['sac', '--env', 'pendulum', '--steps', '400', '--start-steps', '200', '--update-after', '200', '--eval-every', '200', '--eval-episodes', '1', '--out', join(dir, 'run'), '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    for (const f of ['config.json', 'metrics.jsonl', 'learning-curve.svg', 'summary.json', 'checkpoint/sac.json', 'policy/sac.json']) assert.ok(existsSync(join(dir, 'run', f)), f);
+    const lines = readFileSync(join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(lines.filter((l) => l.kind === 'eval').length, 2);
+    assert.equal(JSON.parse(r.stdout).updates, 250); // blocks of 50 at steps 200, 250, …, 400
+    const c = mopo(['collect', '--env', 'pendulum', '--policy', join(dir, 'run', 'policy'), '--steps', '500', '--out', join(dir, 'p.parquet'), '--quiet']);
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(JSON.parse(mopo(['inspect', join(dir, 'p.parquet'), '--json']).stdout).rows, 500);
+    const bad = mopo(['collect', '--env', 'hopper', '--policy', join(dir, 'run', 'policy'), '--steps', '10', '--out', join(dir, 'h.parquet'), '--quiet']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /maps 3 observations to 1 actions, but hopper has 11 and 3/);
+    assert.equal(existsSync(join(dir, 'h.parquet')), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

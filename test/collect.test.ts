@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { lastValueFrom, toArray } from 'rxjs';
+import { collectTransitions, uniformPolicy } from '../operators/collect.js';
+import { TransitionBatch } from '../schemas/transition.js';
+import { Rng } from '../pipeline/random.js';
+import { lineChartSvg, ticks } from '../pipeline/plot.js';
+
+test('collect: exact step count, contiguous episodes with ids and steps, flags from the env', async () => {
+  const policy = uniformPolicy([-1, -1, -1], [1, 1, 1], new Rng(1));
+  const batches = await lastValueFrom(collectTransitions({ env: 'hopper', steps: 3000, seed: 2, numEnvs: 4, batchSize: 500 }, policy).pipe(toArray()));
+  const b = TransitionBatch.concat(batches);
+  assert.equal(b.length, 3000);
+  assert.ok(batches.every((x) => x.length <= 500));
+  // each episode's rows are contiguous, steps count 0,1,2,… and the last row ends it
+  const seen = new Set<number>();
+  for (let i = 0; i < b.length; i++) {
+    const ep = b.episode![i]!;
+    const first = i === 0 || b.episode![i - 1] !== ep;
+    if (first) {
+      assert.ok(!seen.has(ep), `episode ${ep} appears in two places`);
+      seen.add(ep);
+      assert.equal(b.step![i], 0);
+    } else assert.equal(b.step![i], b.step![i - 1]! + 1);
+    const last: boolean = i === b.length - 1 || b.episode![i + 1] !== ep;
+    assert.equal(last, b.terminal[i]! + b.timeout[i]! > 0, `row ${i}: flags mark exactly the episode ends`);
+    if (!last) assert.deepEqual(b.nextObservation.subarray(i * 11, i * 11 + 11), b.observation.subarray((i + 1) * 11, (i + 2) * 11));
+  }
+  assert.ok(b.terminal.reduce((s, x) => s + x, 0) > 10, 'random hopper episodes fall');
+  // the same seed collects the same data
+  const again = TransitionBatch.concat(await lastValueFrom(collectTransitions({ env: 'hopper', steps: 3000, seed: 2, numEnvs: 4, batchSize: 500 }, uniformPolicy([-1, -1, -1], [1, 1, 1], new Rng(1))).pipe(toArray())));
+  assert.deepEqual(again.observation, b.observation);
+});
+
+test('SVG line chart: nice ticks, one polyline per series, escaped labels', () => {
+  assert.deepEqual(ticks(0, 10, 5), [0, 2, 4, 6, 8, 10]);
+  assert.deepEqual(ticks(-1250, -150, 5), [-1250, -1000, -750, -500, -250]);
+  const svg = lineChartSvg({ title: 'a < b', xLabel: 'steps', yLabel: 'return', series: [{ name: 's', x: [0, 1, 2], y: [1, 3, 2], band: [0.1, 0.2, 0.1] }], hlines: [{ y: 2.5, label: 'target' }] });
+  assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.equal((svg.match(/<polyline/g) ?? []).length, 1);
+  assert.match(svg, /a &lt; b/);
+  assert.match(svg, /<\/svg>\n$/);
+});
