@@ -13,11 +13,10 @@
 // step is 3x forward. ratio = gflops / peakGflops, all measured in the same run and interleaved
 // in rounds (the machine is shared and noisy: compare ratios, not absolute numbers).
 //
-// Run directly for a report:  node dist/bench/dense.js [--seconds 6] [--backend wasm] [--variants]
+// From the CLI: mopo bench dense [--seconds 6] [--backend wasm] [--variants]
 // (--variants also times each matMul form and the training steps without the SIMD gemm, with only
 // the matmul patch and with the stock wasm kernels).
 
-import { pathToFileURL } from 'node:url';
 import { initBackend, tf } from '../pipeline/backend.js';
 import { fastKernelsInstalled, withUnpatchedKernels, type FastKernelOptions } from '../pipeline/kernels.js';
 import { Adam, DenseStack, trainStep, type LossAndGrad } from '../pipeline/mlp.js';
@@ -327,28 +326,13 @@ export async function benchVariants(opts: { seconds?: number } = {}): Promise<Va
   return out;
 }
 
-async function main(argv: string[]): Promise<void> {
-  const arg = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const seconds = arg('--seconds') !== undefined ? Number(arg('--seconds')) : undefined;
-  const backend = arg('--backend');
-  const res = await benchDense({ ...(seconds !== undefined ? { seconds } : {}), ...(backend !== undefined ? { backend } : {}) });
-  console.log(JSON.stringify(res));
-  if (argv.includes('--variants') && res.backend === 'wasm') {
-    const rows = await benchVariants(seconds !== undefined ? { seconds: seconds * 5 } : {});
-    for (const r of rows) {
-      const cells = Object.entries(r.ms).map(([k, v]) => `${k} ${v.toFixed(3)} ms${r.flops > 0 ? ` (${(r.flops / v / 1e6).toFixed(1)} GF/s)` : ''}`);
-      console.log(`${r.name.padEnd(40)} ${cells.join(' | ')}`);
-    }
-    console.log(`fast kernels installed: ${JSON.stringify(fastKernelsInstalled())}`);
-  }
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e);
-    process.exit(1);
+/** The per-variant timings as text lines (for `mopo bench dense --variants`). */
+export async function variantsReport(seconds?: number): Promise<string[]> {
+  const rows = await benchVariants(seconds !== undefined ? { seconds: seconds * 5 } : {});
+  const lines = rows.map((r) => {
+    const cells = Object.entries(r.ms).map(([k, v]) => `${k} ${v.toFixed(3)} ms${r.flops > 0 ? ` (${(r.flops / v / 1e6).toFixed(1)} GF/s)` : ''}`);
+    return `${r.name.padEnd(40)} ${cells.join(' | ')}`;
   });
+  lines.push(`fast kernels installed: ${JSON.stringify(fastKernelsInstalled())}`);
+  return lines;
 }

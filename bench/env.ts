@@ -15,9 +15,8 @@
 // run interleaved in `rounds` rounds after a warm-up (the machine is shared and noisy: compare
 // the ratio, not absolute numbers).
 //
-// Run directly for a report:  node dist/bench/env.js [--steps 20000] [--rounds 5]
+// From the CLI: mopo bench env [--rows 20000]  (rows = env steps)
 
-import { pathToFileURL } from 'node:url';
 import { LocomotionEnv, HALFCHEETAH } from '../pipeline/envs/locomotion.js';
 import { DataViews, loadModel } from '../pipeline/envs/mujoco.js';
 import { Rng } from '../pipeline/random.js';
@@ -135,14 +134,4 @@ function argValue(args: string[], flag: string): number | undefined {
   if (i < 0 || i + 1 >= args.length) return undefined;
   const v = Number(args[i + 1]);
   return Number.isFinite(v) && v > 0 ? v : undefined;
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const args = process.argv.slice(2);
-  const r = await benchEnv({ steps: argValue(args, '--steps'), rounds: argValue(args, '--rounds') });
-  process.stdout.write(
-    `halfcheetah env steps/s ${r.envStepsPerSecond.toFixed(0)} (stepInto ${r.stepIntoStepsPerSecond.toFixed(0)}), ` +
-      `raw ${r.rawEnvStepsPerSecond.toFixed(0)} (${r.mjStepMicroseconds.toFixed(2)} µs per mj_step), ratio ${r.ratio.toFixed(3)}\n`,
-  );
-  process.stdout.write(JSON.stringify(r) + '\n');
 }

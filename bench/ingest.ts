@@ -8,11 +8,10 @@
 // after one warm-up run. transitionsPerSecond is the MEDIAN run (best and every run are reported
 // too). The machine is shared and noisy: compare medians of several invocations.
 //
-// Run directly:  node dist/bench/ingest.js [--rows 1000000] [--dir /tmp]
+// From the CLI: mopo bench ingest [--rows 1000000] [--vector-layout …] [--compression …]
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Observable, lastValueFrom } from 'rxjs';
 import { readTransitions } from '../operators/readTransitions.js';
 import { writeTransitionsFile, type WriteOptions } from '../operators/writeTransitions.js';
@@ -124,20 +123,4 @@ export async function benchIngest(opts: IngestBenchOptions = {}): Promise<Ingest
     rmSync(path, { force: true });
     if (ownDir) rmSync(dir, { recursive: true, force: true });
   }
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const arg = (name: string) => {
-    const i = process.argv.indexOf(name);
-    return i > 0 ? process.argv[i + 1] : undefined;
-  };
-  const rowsArg = arg('--rows');
-  const dirArg = arg('--dir');
-  benchIngest({ ...(rowsArg ? { rows: Number(rowsArg) } : {}), ...(dirArg ? { dir: dirArg } : {}) }).then(
-    (r) => process.stdout.write(JSON.stringify(r, null, 2) + '\n'),
-    (e) => {
-      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
-      process.exitCode = 1;
-    },
-  );
 }

@@ -22,9 +22,8 @@
 //          measured interleaved in the same run; the median of the rounds' peaks is reported.
 // ratio    gflops / peakGflops.
 //
-// Run directly:  node dist/bench/sac.js [--seconds 8] [--backend wasm]
+// From the CLI: mopo bench sac [--seconds 8] [--backend wasm]
 
-import { pathToFileURL } from 'node:url';
 import { initBackend } from '../pipeline/backend.js';
 import { Rng } from '../pipeline/random.js';
 import { TransitionBatch } from '../schemas/transition.js';
@@ -106,22 +105,4 @@ export async function benchSac(opts: { seconds?: number; backend?: string; round
   } finally {
     agent.dispose();
   }
-}
-
-async function main(argv: string[]): Promise<void> {
-  const arg = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const seconds = arg('--seconds') !== undefined ? Number(arg('--seconds')) : undefined;
-  const backend = arg('--backend');
-  const res = await benchSac({ ...(seconds !== undefined ? { seconds } : {}), ...(backend !== undefined ? { backend } : {}) });
-  console.log(JSON.stringify(res));
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  });
 }

@@ -1,7 +1,7 @@
 // `mopo bench <what>`: speed targets live in benchmarks, never in timed tests. Each prints one JSON
 // object (with --json, nothing else on stdout) so runs can be compared by script.
 import { initBackend } from '../backend.js';
-import { benchDense } from '../../bench/dense.js';
+import { benchDense, variantsReport } from '../../bench/dense.js';
 import { benchIngest } from '../../bench/ingest.js';
 import { benchEnv } from '../../bench/env.js';
 import { benchSac } from '../../bench/sac.js';
@@ -11,6 +11,7 @@ export interface BenchArgs {
   json: boolean;
   rows?: number | undefined;
   seconds?: number | undefined;
+  variants?: boolean | undefined;
   vectorLayout?: string | undefined;
   compression?: string | undefined;
   backend?: string | undefined;
@@ -23,6 +24,7 @@ export async function runBench(args: BenchArgs): Promise<void> {
   if (args.what === 'dense') {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchDense({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}) });
+    if (args.variants) for (const line of await variantsReport(args.seconds)) process.stderr.write(line + '\n');
   } else if (args.what === 'sac') {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchSac({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}) });
