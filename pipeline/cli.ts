@@ -118,10 +118,13 @@ function buildCli(argv: string[]): Argv {
           .option('start-steps', { type: 'number', describe: 'uniform random actions first (default 10000; pendulum 1000)' })
           .option('update-after', { type: 'number', describe: 'no updates before this step (default 1000)' })
           .option('update-every', { type: 'number', default: 50, describe: 'update in blocks of this many steps (one update per step)' })
+          .option('stop-at-return', { type: 'number', describe: 'stop at the first evaluation whose mean return reaches this (e.g. a "medium" policy)' })
+          .option('save-replay', { type: 'boolean', default: false, describe: 'write the replay buffer to <run>/replay.parquet at the end (a "medium-replay" dataset)' })
           .example('$0 sac --env pendulum --steps 15000', 'reaches an average return ≥ −200')
-          .example('$0 sac --env halfcheetah --steps 200000', 'the reference SAC on HalfCheetah'),
+          .example('$0 sac --env halfcheetah --steps 200000', 'the reference SAC on HalfCheetah')
+          .example('$0 sac --env halfcheetah --steps 1000000 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium', 'the medium policy and the medium-replay buffer'),
       async (args) => {
-        await runSac({ env: args.env, steps: args.steps, seed: args.seed, out: args.out, evalEvery: args.evalEvery, evalEpisodes: args.evalEpisodes, startSteps: args.startSteps, updateAfter: args.updateAfter, updateEvery: args.updateEvery, backend: args.backend, quiet: args.quiet });
+        await runSac({ env: args.env, steps: args.steps, seed: args.seed, out: args.out, evalEvery: args.evalEvery, evalEpisodes: args.evalEpisodes, startSteps: args.startSteps, updateAfter: args.updateAfter, updateEvery: args.updateEvery, stopAtReturn: args.stopAtReturn, saveReplay: args.saveReplay, backend: args.backend, quiet: args.quiet });
       },
     )
     .command(

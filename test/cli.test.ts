@@ -159,6 +159,13 @@ test('sac writes a run directory whose policy collect accepts; a mismatched poli
     const c = mopo(['collect', '--env', 'pendulum', '--policy', join(dir, 'run', 'policy'), '--steps', '500', '--out', join(dir, 'p.parquet'), '--quiet']);
     assert.equal(c.code, 0, c.stderr);
     assert.equal(JSON.parse(mopo(['inspect', join(dir, 'p.parquet'), '--json']).stdout).rows, 500);
+    // --stop-at-return ends the run at the first evaluation that reaches it; --save-replay keeps the buffer
+    const s2 = mopo(['sac', '--env', 'pendulum', '--steps', '400', '--start-steps', '200', '--update-after', '200', '--eval-every', '200', '--eval-episodes', '1', '--stop-at-return', '-100000', '--save-replay', '--out', join(dir, 'run2'), '--quiet']);
+    assert.equal(s2.code, 0, s2.stderr);
+    assert.equal(JSON.parse(s2.stdout).stoppedEarly, true);
+    const replay = JSON.parse(mopo(['inspect', join(dir, 'run2', 'replay.parquet'), '--json']).stdout);
+    assert.equal(replay.rows, 200);
+    assert.equal(replay.episodes, 1);
     const bad = mopo(['collect', '--env', 'hopper', '--policy', join(dir, 'run', 'policy'), '--steps', '10', '--out', join(dir, 'h.parquet'), '--quiet']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /maps 3 observations to 1 actions, but hopper has 11 and 3/);

@@ -10,6 +10,8 @@ import { writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
 import { UserError } from '../errors.js';
+import { from, lastValueFrom } from 'rxjs';
+import { writeTransitions } from '../../operators/writeTransitions.js';
 
 export interface SacArgs {
   env: string;
@@ -21,6 +23,10 @@ export interface SacArgs {
   startSteps?: number | undefined;
   updateAfter?: number | undefined;
   updateEvery: number;
+  /** Stop at the first evaluation whose mean return reaches this (D4RL's "medium" recipe). */
+  stopAtReturn?: number | undefined;
+  /** Write the replay buffer as <run>/replay.parquet at the end (D4RL's "medium-replay"). */
+  saveReplay: boolean;
   backend?: string | undefined;
   quiet: boolean;
 }
@@ -50,6 +56,8 @@ export async function runSac(args: SacArgs): Promise<void> {
     startSteps: args.startSteps ?? d.startSteps,
     updateAfter: args.updateAfter ?? d.updateAfter,
     updateEvery: args.updateEvery,
+    stopAtReturn: args.stopAtReturn ?? null,
+    saveReplay: args.saveReplay,
     backend,
   };
   await writeFileAtomic(join(out, 'config.json'), JSON.stringify(config, null, 2) + '\n');
@@ -65,6 +73,7 @@ export async function runSac(args: SacArgs): Promise<void> {
   let agentRef: { saveCheckpoint(dir: string): Promise<void>; savePolicy(dir: string): Promise<void> } | null = null;
   let saving: Promise<void> = Promise.resolve();
   const t0 = performance.now();
+  const stop = new AbortController();
 
   const onMetrics = (e: SacOnlineEvent) => {
     const row = { ...e, time: (performance.now() - t0) / 1000 };
@@ -76,6 +85,7 @@ export async function runSac(args: SacArgs): Promise<void> {
       evals.push({ step: e.step, mean, std });
       lastEval = `eval ${mean.toFixed(1)} ± ${std.toFixed(1)}${scored ? ` (D4RL ${d4rlScore(spec.name, mean).toFixed(1)})` : ''}`;
       bar.update(e.step, lastEval);
+      if (args.stopAtReturn !== undefined && mean >= args.stopAtReturn) stop.abort();
       const svg = lineChartSvg({
         title: `SAC on ${spec.name} (seed ${args.seed})`,
         xLabel: 'environment steps',
@@ -102,6 +112,7 @@ export async function runSac(args: SacArgs): Promise<void> {
     updateAfter: config.updateAfter,
     updateEvery: config.updateEvery,
     onMetrics,
+    signal: stop.signal,
     onAgent: (a) => {
       agentRef = a;
     },
@@ -110,10 +121,15 @@ export async function runSac(args: SacArgs): Promise<void> {
   await saving;
   await result.agent.saveCheckpoint(join(out, 'checkpoint'));
   await result.agent.savePolicy(join(out, 'policy'));
+  if (args.saveReplay) {
+    const w = await lastValueFrom(from(result.buffer.snapshot()).pipe(writeTransitions(join(out, 'replay.parquet'), { metadata: { 'mopo.source': 'sac replay buffer' } })));
+    log(`replay buffer: ${w.rows} transitions → ${w.path}`);
+  }
   const best = evals.reduce((b, v) => (v.mean > b.mean ? v : b), evals[0] ?? { step: 0, mean: Number.NaN, std: 0 });
   const summary = {
     env: spec.name,
     steps: args.steps,
+    stoppedEarly: stop.signal.aborted,
     updates: result.updates,
     episodes: result.episodes,
     seconds: Math.round(result.seconds),
@@ -123,5 +139,5 @@ export async function runSac(args: SacArgs): Promise<void> {
   };
   await writeFileAtomic(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   process.stdout.write(JSON.stringify(summary) + '\n');
-  log(`run directory ${out}: config.json, metrics.jsonl, learning-curve.svg, checkpoint/, policy/, summary.json`);
+  log(`run directory ${out}: config.json, metrics.jsonl, learning-curve.svg, checkpoint/, policy/, summary.json${args.saveReplay ? ', replay.parquet' : ''}`);
 }
