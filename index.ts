@@ -14,3 +14,7 @@ export { UserError } from './pipeline/errors.js';
 export { pendulumRandomDataset } from './pipeline/defaultDataset.js';
 export { makeEnv, makeVectorEnv, envSpec, terminationFn, d4rlScore, ENV_NAMES, type Env, type EnvName, type EnvSpec, type StepResult, VectorEnv } from './pipeline/envs/env.js';
 export { checkTrajectory } from './pipeline/envs/check.js';
+export { collectTransitions, uniformPolicy, type Policy, type CollectConfig } from './operators/collect.js';
+export { ArrowReplayBuffer } from './operators/replayBuffer.js';
+export { SacAgent, SacPolicy, loadPolicy, trainSacOnline, sacUpdates, sacEnvFrom, SAC_DEFAULTS, type SacConfig, type SacMetrics } from './operators/sac.js';
+export { lineChartSvg, type LineChart, type Series } from './pipeline/plot.js';
