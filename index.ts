@@ -18,3 +18,5 @@ export { collectTransitions, uniformPolicy, type Policy, type CollectConfig } fr
 export { ArrowReplayBuffer } from './operators/replayBuffer.js';
 export { SacAgent, SacPolicy, loadPolicy, trainSacOnline, sacUpdates, sacEnvFrom, SAC_DEFAULTS, type SacConfig, type SacMetrics } from './operators/sac.js';
 export { lineChartSvg, type LineChart, type Series } from './pipeline/plot.js';
+export { computeNormalizer, normalize, Normalizer } from './operators/normalize.js';
+export { DynamicsEnsemble, trainEnsemble, trainEnsembleFrom, ENSEMBLE_DEFAULTS, type EnsembleConfig, type EnsembleTrainingEvent } from './operators/ensemble.js';

@@ -13,6 +13,7 @@ import { withInputOptions } from './commands/inputOptions.js';
 import { runEnvCheck } from './commands/env.js';
 import { runSac } from './commands/sac.js';
 import { runCollect } from './commands/collect.js';
+import { runTrainDynamics } from './commands/trainDynamics.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -125,6 +126,22 @@ function buildCli(argv: string[]): Argv {
           .example('$0 sac --env halfcheetah --steps 1000000 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium', 'the medium policy and the medium-replay buffer'),
       async (args) => {
         await runSac({ env: args.env, steps: args.steps, seed: args.seed, out: args.out, evalEvery: args.evalEvery, evalEpisodes: args.evalEpisodes, startSteps: args.startSteps, updateAfter: args.updateAfter, updateEvery: args.updateEvery, stopAtReturn: args.stopAtReturn, saveReplay: args.saveReplay, backend: args.backend, quiet: args.quiet });
+      },
+    )
+    .command(
+      'train-dynamics',
+      'train the probabilistic dynamics ensemble on a dataset (streamed once per epoch) and save it',
+      (y) =>
+        withInputOptions(y)
+          .option('dataset', { type: 'string', demandOption: true, describe: 'Parquet file (any layout inspect reads)' })
+          .option('out', { type: 'string', describe: 'run directory (default runs/dynamics-<dataset>)' })
+          .option('members', { type: 'number', default: 7, describe: 'ensemble size' })
+          .option('elites', { type: 'number', default: 5, describe: 'best members kept as elites' })
+          .option('max-epochs', { type: 'number', default: 1000, describe: 'cap on epochs (training stops earlier when no member improves by >1 % for 5 epochs)' })
+          .option('seed', { type: 'number', default: 0 })
+          .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random', 'the reference 7-member ensemble, trained to early stopping'),
+      async (args) => {
+        await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, backend: args.backend, quiet: args.quiet });
       },
     )
     .command(

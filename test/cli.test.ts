@@ -174,3 +174,25 @@ test('sac writes a run directory whose policy collect accepts; a mismatched poli
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('train-dynamics trains, saves the ensemble and reports per-member validation', async () => {
+  const { mkdtempSync, rmSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-dyn-'));
+  try {
+    assert.equal(mopo(['start', '--steps', '3000', '--out', join(dir, 'start'), '--quiet']).code, 0);
+    const r = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '2', '--max-epochs', '2', '--out', join(dir, 'dyn'), '--quiet']);
+    assert.equal(r.code, 0, r.stderr);
+    const rep = JSON.parse(r.stdout);
+    assert.equal(rep.epochs, 2);
+    assert.equal(rep.validation.mse.length, 3);
+    assert.equal(rep.elites.length, 2);
+    assert.ok(rep.validation.rows > 300 && rep.validation.rows < 900, `holdout ≈ 20 % of 3000: ${rep.validation.rows}`);
+    for (const f of ['config.json', 'metrics.jsonl', 'validation.svg', 'report.json', 'ensemble/ensemble.json']) assert.ok(existsSync(join(dir, 'dyn', f)), f);
+    const bad = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '4', '--quiet']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--elites must be an integer from 1 to --members \(3\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,959 @@
+// The probabilistic dynamics ensemble of MOPO (/work/shared/MOPO.md "The practical algorithm" 1 and
+// "Reference settings"), computed as ONE batched DenseStack (weights [E, in, out]) with hand-written
+// gradients, and its training loop as a streaming operator.
+//
+//   const ens = DynamicsEnsemble.create(config, dims, rng, normalizer)
+//   ens.trainStep(xs, ys)                 // xs [E, B, in], ys [E, B, out]: each member its own batch
+//   ens.evaluate(x, y)                    // per-member validation MSE and NLL (normalized space)
+//   ens.predict(obs, act)                 // per-member means/variances of s' and r, ORIGINAL scale
+//   ens.elites                            // indices of the best members by validation loss
+//   await ens.save(dir); await DynamicsEnsemble.load(dir)     // exact round trip
+//   source$.pipe(trainEnsemble(config))   // epochs over a cold source, early stopping, best weights
+//
+// Model (defaults = ENSEMBLE_DEFAULTS = the reference settings):
+//   input   x = normalized (s, a) (operators/normalize.ts), in = obsDim + actDim
+//   net     in -> 200 -> 200 -> 200 -> 200 (swish) -> 2D, D = obsDim + 1; out = [μ | raw]
+//   targets y = normalized (Δs, r) (Δs = s' − s)
+//   bounds  learned maxLV, minLV ([1, D], shared by the members, init 0.5 and −10 as the official
+//           code), softly applied to the raw log-variance:
+//             lv₁ = maxLV − softplus(maxLV − raw);  lv = minLV + softplus(lv₁ − minLV)
+//   loss    Σ_members NLL_e + 0.01·(Σ maxLV − Σ minLV) + Σ_l wd_l·½‖W_l‖²  (biases not decayed;
+//           wd = 2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4; ½‖W‖² is tf.nn.l2_loss as in the official code)
+//           NLL_e = mean over the batch of Σ_dims [(μ − y)²·exp(−lv) + lv]   (nllReduction 'sum';
+//           'mean' averages over the dims instead, as the official code does: that only rescales
+//           the NLL against the bound penalty and the decay, by 1/D)
+//   opt     one Adam (lr 1e-3) over the weights, biases and both bounds; batch 256 per member.
+//
+// Gradients (no tape; explicit tf ops in one tf.tidy; test/ensemble.test.ts checks them against
+// tf.grads): with c = 1/B ('sum') or 1/(B·D) ('mean'), d = μ − y, ι = exp(−lv),
+//   dμ = 2c·d·ι;  g = ∂L/∂lv = c·(1 − d²ι);  σa = sigmoid(maxLV − raw), σb = sigmoid(lv₁ − minLV)
+//   ∂L/∂raw = g·σb·σa;  ∂L/∂maxLV = Σ g·σb·(1 − σa) + 0.01;  ∂L/∂minLV = Σ g·(1 − σb) − 0.01
+//   then DenseStack.backward on dOut = [dμ | ∂L/∂raw], plus wd_l·W_l on each weight gradient.
+// Cost: trainStep does not form the total loss (the decay term would cost a pass over the
+// weights); measured at the reference shape (7 × 23-200x4-36, batch 256, wasm, shared machine,
+// interleaved in one process) ~68 ms a step vs ~66 ms for bench/dense.ts's plain-NLL fixture.
+//
+// Validation and elites: the validation loss that ranks members (elites) and drives early stopping
+// is the per-member MSE of μ in normalized space (selectBy 'mse', what the official code uses), or
+// the NLL (selectBy 'nll').
+//
+// Training loop (trainEnsemble): see the comment above trainEnsemble.
+import { promises as fsp } from 'node:fs';
+import { join, resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { Observable, isObservable, type OperatorFunction, type Subscription } from 'rxjs';
+import { Adam, DenseStack, type Activation, type DenseStackSpec } from '../pipeline/mlp.js';
+import { Rng, hashString } from '../pipeline/random.js';
+import { writeFileAtomic } from '../pipeline/atomic.js';
+import { sha256Hex } from '../pipeline/hash.js';
+import { UserError } from '../pipeline/errors.js';
+import type { TransitionBatch, TransitionDims } from '../schemas/transition.js';
+import { Normalizer, NormalizerAccumulator, type NormalizerJson } from './normalize.js';
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+export interface EnsembleConfig {
+  /** Ensemble size N. */
+  members: number;
+  /** How many of the best members (by validation loss) are elites. */
+  elites: number;
+  /** Hidden layer widths. */
+  hidden: number[];
+  /** Hidden activation. */
+  activation: Activation;
+  /** L2 weight decay coefficient per layer (hidden.length + 1 entries, output layer last). */
+  weightDecay: number[];
+  lr: number;
+  /** Rows per member per training step. */
+  batchSize: number;
+  /** Initial values of the learned log-variance bounds. */
+  maxLogVarInit: number;
+  minLogVarInit: number;
+  /** Weight of the bound penalty Σ maxLV − Σ minLV. */
+  boundPenalty: number;
+  /** 'sum' (Σ over dims, mean over rows) or 'mean' (mean over both) in the NLL. */
+  nllReduction: 'sum' | 'mean';
+  /** Validation loss ranking elites and driving early stopping. */
+  selectBy: 'mse' | 'nll';
+  // --- training loop (trainEnsemble) ---
+  /** Held-out share of the rows, capped at holdoutMax rows (in expectation; see trainEnsemble). */
+  holdoutFraction: number;
+  holdoutMax: number;
+  /** A member improves when its validation loss drops by more than this fraction of its best. */
+  improvementThreshold: number;
+  /** Stop after this many epochs in which no member improved. */
+  patience: number;
+  /** Hard cap on epochs. */
+  maxEpochs: number;
+  /** Rows per shuffle block (each member shuffles each block in its own order). */
+  shuffleBuffer: number;
+  /** Seed of the initialization, the holdout rule and the shuffles. */
+  seed: number;
+}
+
+export const ENSEMBLE_DEFAULTS: Readonly<EnsembleConfig> = Object.freeze({
+  members: 7,
+  elites: 5,
+  hidden: [200, 200, 200, 200],
+  activation: 'swish',
+  weightDecay: [2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4],
+  lr: 1e-3,
+  batchSize: 256,
+  maxLogVarInit: 0.5,
+  minLogVarInit: -10,
+  boundPenalty: 0.01,
+  nllReduction: 'sum',
+  selectBy: 'mse',
+  holdoutFraction: 0.2,
+  holdoutMax: 1000,
+  improvementThreshold: 0.01,
+  patience: 5,
+  maxEpochs: 1000,
+  shuffleBuffer: 65536,
+  seed: 0,
+}) as Readonly<EnsembleConfig>;
+
+/** Defaults filled in and checked (UserError on a bad value). */
+export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): EnsembleConfig {
+  const c: EnsembleConfig = { ...ENSEMBLE_DEFAULTS, hidden: ENSEMBLE_DEFAULTS.hidden.slice(), weightDecay: ENSEMBLE_DEFAULTS.weightDecay.slice() };
+  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
+  if (partial.hidden !== undefined && partial.weightDecay === undefined) {
+    // A different depth without its own decay list: keep the reference growth, padded with the last value.
+    const wd = ENSEMBLE_DEFAULTS.weightDecay;
+    c.weightDecay = Array.from({ length: c.hidden.length + 1 }, (_, i) => wd[Math.min(i, wd.length - 1)]!);
+  }
+  const posInt = (k: keyof EnsembleConfig) => {
+    const v = c[k] as number;
+    if (!Number.isInteger(v) || v < 1) throw new UserError(`ensemble config: ${k} must be a positive integer, got ${v}`);
+  };
+  for (const k of ['members', 'elites', 'batchSize', 'patience', 'maxEpochs', 'shuffleBuffer'] as const) posInt(k);
+  if (c.elites > c.members) throw new UserError(`ensemble config: elites (${c.elites}) exceeds members (${c.members})`);
+  if (!Array.isArray(c.hidden) || c.hidden.length === 0 || c.hidden.some((h) => !Number.isInteger(h) || h < 1)) {
+    throw new UserError(`ensemble config: hidden must be a non-empty list of positive integers, got ${JSON.stringify(c.hidden)}`);
+  }
+  if (c.weightDecay.length !== c.hidden.length + 1 || c.weightDecay.some((w) => !(w >= 0))) {
+    throw new UserError(`ensemble config: weightDecay needs ${c.hidden.length + 1} non-negative numbers (one per layer), got ${JSON.stringify(c.weightDecay)}`);
+  }
+  if (!['relu', 'swish', 'tanh', 'linear'].includes(c.activation)) throw new UserError(`ensemble config: unknown activation ${c.activation}`);
+  if (!(c.lr > 0)) throw new UserError(`ensemble config: lr must be > 0, got ${c.lr}`);
+  if (!(c.maxLogVarInit > c.minLogVarInit)) throw new UserError('ensemble config: maxLogVarInit must exceed minLogVarInit');
+  if (!(c.boundPenalty >= 0)) throw new UserError(`ensemble config: boundPenalty must be ≥ 0, got ${c.boundPenalty}`);
+  if (c.nllReduction !== 'sum' && c.nllReduction !== 'mean') throw new UserError(`ensemble config: nllReduction must be 'sum' or 'mean'`);
+  if (c.selectBy !== 'mse' && c.selectBy !== 'nll') throw new UserError(`ensemble config: selectBy must be 'mse' or 'nll'`);
+  if (!(c.holdoutFraction > 0 && c.holdoutFraction < 1)) throw new UserError(`ensemble config: holdoutFraction must be in (0, 1), got ${c.holdoutFraction}`);
+  posInt('holdoutMax');
+  if (!(c.improvementThreshold >= 0)) throw new UserError('ensemble config: improvementThreshold must be ≥ 0');
+  if (!Number.isInteger(c.seed)) throw new UserError(`ensemble config: seed must be an integer, got ${c.seed}`);
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ensemble
+
+export interface EnsembleEvaluation {
+  /** Per member: mean over rows and dims of (μ − y)² (normalized space). */
+  mse: number[];
+  /** Per member: the NLL as trained (without bound penalty and decay). */
+  nll: number[];
+  rows: number;
+}
+
+export interface EnsemblePrediction {
+  members: number;
+  n: number;
+  obsDim: number;
+  /** [E, n, obsDim]: s + denormalized Δs mean. */
+  nextObsMean: Float32Array;
+  /** [E, n, obsDim]: exp(lv)·σ_Δ². */
+  nextObsVar: Float32Array;
+  /** [E, n]. */
+  rewardMean: Float32Array;
+  /** [E, n]. */
+  rewardVar: Float32Array;
+}
+
+export interface LossAndGrads {
+  /** Total loss (NLL summed over members + bound penalty + decay). */
+  loss: tf.Scalar;
+  /** Per-member NLL [E]. */
+  memberNll: tf.Tensor1D;
+  /** Aligned with trainableParams(): [W1, b1, …, maxLV, minLV]. */
+  grads: tf.Tensor[];
+}
+
+const CHECKPOINT_FILE = 'ensemble.json';
+const CHECKPOINT_FORMAT = 'mopo-ensemble';
+
+interface TensorEntry {
+  name: string;
+  shape: number[];
+  offset: number;
+}
+
+interface EnsembleJson {
+  format: typeof CHECKPOINT_FORMAT;
+  version: 1;
+  config: EnsembleConfig;
+  dims: TransitionDims;
+  normalizer: NormalizerJson;
+  elites: number[];
+  validation: EnsembleEvaluation | null;
+  steps: number;
+  optimizerSteps: number;
+  data: { file: string; floats: number; sha256: string };
+  tensors: TensorEntry[];
+}
+
+function upload(values: Float32Array, shape: number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape, 'float32');
+}
+
+export class DynamicsEnsemble {
+  readonly config: EnsembleConfig;
+  readonly obsDim: number;
+  readonly actDim: number;
+  readonly env: string | undefined;
+  /** obsDim + actDim. */
+  readonly inDim: number;
+  /** obsDim + 1 (Δs, r). */
+  readonly outDim: number;
+  normalizer: Normalizer;
+  readonly net: DenseStack;
+  private maxLV: tf.Tensor;
+  private minLV: tf.Tensor;
+  private readonly opt: Adam;
+  private eliteIdx: number[];
+  /** Last validation result (set by setValidation / the training loop), or null. */
+  validation: EnsembleEvaluation | null = null;
+  /** Training steps taken. */
+  steps = 0;
+  private lossAcc: tf.Tensor | null = null;
+  private lossAccSteps = 0;
+
+  private constructor(config: EnsembleConfig, dims: TransitionDims, normalizer: Normalizer, net: DenseStack, maxLV: tf.Tensor, minLV: tf.Tensor) {
+    this.config = config;
+    this.obsDim = dims.obsDim;
+    this.actDim = dims.actDim;
+    this.env = dims.env;
+    this.inDim = dims.obsDim + dims.actDim;
+    this.outDim = dims.obsDim + 1;
+    normalizer.checkDims(dims);
+    this.normalizer = normalizer;
+    this.net = net;
+    this.maxLV = maxLV;
+    this.minLV = minLV;
+    this.opt = new Adam(this.trainableParams(), { lr: config.lr });
+    this.eliteIdx = Array.from({ length: config.elites }, (_, i) => i);
+  }
+
+  static spec(config: EnsembleConfig, dims: { obsDim: number; actDim: number }): DenseStackSpec {
+    return { sizes: [dims.obsDim + dims.actDim, ...config.hidden, 2 * (dims.obsDim + 1)], hidden: config.activation, members: config.members };
+  }
+
+  /** A fresh ensemble (weights from rng); normalizer defaults to the identity. */
+  static create(config: Partial<EnsembleConfig>, dims: TransitionDims, rng: Rng, normalizer?: Normalizer): DynamicsEnsemble {
+    const c = resolveEnsembleConfig(config);
+    const net = DenseStack.init(DynamicsEnsemble.spec(c, dims), rng);
+    const D = dims.obsDim + 1;
+    const maxLV = tf.fill([1, D], c.maxLogVarInit, 'float32');
+    const minLV = tf.fill([1, D], c.minLogVarInit, 'float32');
+    return new DynamicsEnsemble(c, dims, normalizer ?? Normalizer.identity(dims), net, maxLV, minLV);
+  }
+
+  get members(): number {
+    return this.config.members;
+  }
+
+  get dims(): TransitionDims {
+    return this.env ? { obsDim: this.obsDim, actDim: this.actDim, env: this.env } : { obsDim: this.obsDim, actDim: this.actDim };
+  }
+
+  /** Indices of the elite members, best first. */
+  get elites(): readonly number[] {
+    return this.eliteIdx;
+  }
+
+  /** [W1, b1, …, maxLV, minLV] (owned by the ensemble: do not dispose). */
+  trainableParams(): tf.Tensor[] {
+    return [...this.net.params(), this.maxLV, this.minLV];
+  }
+
+  /** The learned log-variance bounds. */
+  logVarBounds(): { max: Float32Array; min: Float32Array } {
+    return { max: this.maxLV.dataSync() as Float32Array, min: this.minLV.dataSync() as Float32Array };
+  }
+
+  /** μ and the bounded log-variance from the raw network output. Call inside tf.tidy. */
+  private heads(out: tf.Tensor): { mu: tf.Tensor; lv: tf.Tensor; sa: tf.Tensor; sb: tf.Tensor } {
+    const D = this.outDim;
+    const [mu, raw] = tf.split(out, [D, D], out.rank - 1) as [tf.Tensor, tf.Tensor];
+    const a = tf.sub(this.maxLV, raw);
+    const lv1 = tf.sub(this.maxLV, tf.softplus(a));
+    const b = tf.sub(lv1, this.minLV);
+    const lv = tf.add(this.minLV, tf.softplus(b));
+    return { mu, lv, sa: a, sb: b };
+  }
+
+  /**
+   * Loss and gradients for one step at the current parameters (no update). xs [E, B, in] and
+   * ys [E, B, out] (normalized). Call inside tf.tidy. Exposed for tests and custom loops.
+   * withLoss false skips the total loss (its decay term costs a pass over all weights); loss is
+   * then NaN.
+   */
+  lossAndGrads(xs: tf.Tensor, ys: tf.Tensor, withLoss = true): LossAndGrads {
+    const E = this.members;
+    const B = xs.shape[1]!;
+    const D = this.outDim;
+    if (xs.rank !== 3 || xs.shape[0] !== E || xs.shape[2] !== this.inDim) throw new RangeError(`ensemble: xs must be [${E}, B, ${this.inDim}], got [${xs.shape}]`);
+    if (ys.rank !== 3 || ys.shape[0] !== E || ys.shape[1] !== B || ys.shape[2] !== D) throw new RangeError(`ensemble: ys must be [${E}, ${B}, ${D}], got [${ys.shape}]`);
+    const cfg = this.config;
+    const c = cfg.nllReduction === 'sum' ? 1 / B : 1 / (B * D);
+    const { out, cache } = this.net.forward(xs);
+    const { mu, lv, sa: a, sb: b } = this.heads(out);
+    const inv = tf.exp(tf.neg(lv));
+    const d = tf.sub(mu, ys);
+    const d2inv = tf.mul(tf.square(d), inv);
+    const memberNll = tf.mul(tf.sum(tf.add(d2inv, lv), [1, 2]), c) as tf.Tensor1D;
+    const dmu = tf.mul(tf.mul(d, inv), 2 * c);
+    const g = tf.mul(tf.sub(1, d2inv), c);
+    const sa = tf.sigmoid(a);
+    const sb = tf.sigmoid(b);
+    const gsb = tf.mul(g, sb);
+    const draw = tf.mul(gsb, sa);
+    const flat = (t: tf.Tensor) => tf.sum(tf.reshape(t, [-1, D]), 0, true);
+    const dMax = tf.add(flat(tf.sub(gsb, draw)), cfg.boundPenalty); // g·σb·(1 − σa)
+    const dMin = tf.sub(flat(tf.sub(g, gsb)), cfg.boundPenalty); // g·(1 − σb)
+    const { grads } = this.net.backward(cache, tf.concat([dmu, draw], 2));
+    const ps = this.net.params();
+    let decay: tf.Tensor = tf.scalar(0);
+    for (let l = 0; l < this.net.numLayers; l++) {
+      const wd = cfg.weightDecay[l]!;
+      if (wd === 0) continue;
+      const w = ps[2 * l]!;
+      grads[2 * l] = tf.add(grads[2 * l]!, tf.mul(w, wd));
+      if (withLoss) decay = tf.add(decay, tf.mul(tf.sum(tf.square(w)), wd / 2));
+    }
+    if (!withLoss) return { loss: tf.scalar(Number.NaN), memberNll, grads: [...grads, dMax, dMin] };
+    const penalty = tf.mul(tf.sub(tf.sum(this.maxLV), tf.sum(this.minLV)), cfg.boundPenalty);
+    const loss = tf.add(tf.add(tf.sum(memberNll), penalty), decay) as tf.Scalar;
+    return { loss, memberNll, grads: [...grads, dMax, dMin] };
+  }
+
+  /**
+   * One Adam step on per-member batches xs [E, B, in], ys [E, B, out] (normalized; tensors or
+   * row-major Float32Arrays). Returns the per-member NLL when readLoss (forces a sync), else null.
+   * The per-member NLL is also accumulated on the device for takeTrainLoss().
+   */
+  trainStep(xs: tf.Tensor | Float32Array, ys: tf.Tensor | Float32Array, readLoss = false): number[] | null {
+    const E = this.members;
+    const own: tf.Tensor[] = [];
+    const asT = (v: tf.Tensor | Float32Array, w: number) => {
+      if (v instanceof tf.Tensor) return v;
+      const t = upload(v, [E, v.length / (E * w), w]);
+      own.push(t);
+      return t;
+    };
+    try {
+      const x = asT(xs, this.inDim);
+      const y = asT(ys, this.outDim);
+      let nll: tf.Tensor | null = null;
+      const newParams = tf.tidy(() => {
+        const r = this.lossAndGrads(x, y, false);
+        nll = tf.keep(r.memberNll);
+        return this.opt.step(this.trainableParams(), r.grads);
+      });
+      const L = 2 * this.net.numLayers;
+      this.net.setParams(newParams.slice(0, L));
+      this.maxLV.dispose();
+      this.minLV.dispose();
+      this.maxLV = newParams[L]!;
+      this.minLV = newParams[L + 1]!;
+      this.steps++;
+      const n = nll as unknown as tf.Tensor;
+      const acc = this.lossAcc === null ? tf.keep(n.clone()) : tf.tidy(() => tf.add(this.lossAcc!, n));
+      if (this.lossAcc !== null) this.lossAcc.dispose();
+      this.lossAcc = acc;
+      this.lossAccSteps++;
+      const out = readLoss ? Array.from(n.dataSync()) : null;
+      n.dispose();
+      return out;
+    } finally {
+      for (const t of own) t.dispose();
+    }
+  }
+
+  /** Mean per-member training NLL over the steps since the last call (empty array if none). */
+  takeTrainLoss(): number[] {
+    if (this.lossAcc === null) return [];
+    const v = Array.from(this.lossAcc.dataSync(), (x) => x / this.lossAccSteps);
+    this.lossAcc.dispose();
+    this.lossAcc = null;
+    this.lossAccSteps = 0;
+    return v;
+  }
+
+  /** Per-member sums over a chunk: [Σ (μ−y)², Σ NLL terms] (normalized x [n, in], y [n, out]). */
+  private evalSums(x: Float32Array, y: Float32Array, n: number): { se: Float32Array; nll: Float32Array } {
+    return tf.tidy(() => {
+      const xt = upload(x, [n, this.inDim]);
+      const yt = upload(y, [n, this.outDim]);
+      const { mu, lv } = this.heads(this.net.predict(xt));
+      const d2 = tf.square(tf.sub(mu, yt));
+      const se = tf.sum(d2, [1, 2]);
+      const nll = tf.sum(tf.add(tf.mul(d2, tf.exp(tf.neg(lv))), lv), [1, 2]);
+      return { se: se.dataSync() as Float32Array, nll: nll.dataSync() as Float32Array };
+    });
+  }
+
+  /**
+   * Per-member validation MSE and NLL over normalized rows x [n, in], y [n, out] (every member sees
+   * every row), in chunks of `chunk` rows.
+   */
+  evaluate(x: Float32Array, y: Float32Array, chunk = 4096): EnsembleEvaluation {
+    const n = x.length / this.inDim;
+    if (!Number.isInteger(n) || y.length !== n * this.outDim) throw new RangeError(`evaluate: x has ${x.length} values, y ${y.length}; expected n×${this.inDim} and n×${this.outDim}`);
+    const E = this.members;
+    const se = new Float64Array(E);
+    const nll = new Float64Array(E);
+    for (let s = 0; s < n; s += chunk) {
+      const e = Math.min(n, s + chunk);
+      const r = this.evalSums(x.subarray(s * this.inDim, e * this.inDim), y.subarray(s * this.outDim, e * this.outDim), e - s);
+      for (let m = 0; m < E; m++) {
+        se[m]! += r.se[m]!;
+        nll[m]! += r.nll[m]!;
+      }
+    }
+    const D = this.outDim;
+    const c = this.config.nllReduction === 'sum' ? 1 / n : 1 / (n * D);
+    return { mse: Array.from(se, (v) => v / (n * D)), nll: Array.from(nll, (v) => v * c), rows: n };
+  }
+
+  /** evaluate() on raw transitions (normalized with this ensemble's normalizer). */
+  evaluateBatch(b: TransitionBatch): EnsembleEvaluation {
+    const mb = this.normalizer.toModelBatch(b);
+    return this.evaluate(mb.inputs, mb.targets);
+  }
+
+  /** The per-member validation loss that ranks members (config.selectBy). */
+  validationLoss(ev: EnsembleEvaluation): number[] {
+    return this.config.selectBy === 'mse' ? ev.mse : ev.nll;
+  }
+
+  /** Records a validation result and picks the elites from it (lowest loss first). */
+  setValidation(ev: EnsembleEvaluation): void {
+    this.validation = ev;
+    const loss = this.validationLoss(ev);
+    const order = Array.from(loss.keys()).sort((i, j) => loss[i]! - loss[j]! || i - j);
+    this.eliteIdx = order.slice(0, this.config.elites);
+  }
+
+  /**
+   * Per-member predictions for n rows of observations [n, obsDim] and actions [n, actDim] (raw
+   * scale), in the original scale: next-state mean s + μ_Δ·σ_Δ + m_Δ, variance exp(lv)·σ_Δ²; reward
+   * mean μ_r·σ_r + m_r, variance exp(lv)·σ_r².
+   */
+  predict(obs: Float32Array, act: Float32Array, n = obs.length / this.obsDim): EnsemblePrediction {
+    const O = this.obsDim;
+    const D = this.outDim;
+    const E = this.members;
+    if (obs.length !== n * O || act.length !== n * this.actDim) throw new RangeError(`predict: expected ${n}×${O} observations and ${n}×${this.actDim} actions`);
+    const x = this.normalizer.normalizeInputs(obs, act, n);
+    const [muH, lvH] = tf.tidy(() => {
+      const { mu, lv } = this.heads(this.net.predict(upload(x, [n, this.inDim])));
+      return [mu.dataSync() as Float32Array, lv.dataSync() as Float32Array];
+    }) as unknown as [Float32Array, Float32Array];
+    const tm = this.normalizer.targetMean;
+    const ts = this.normalizer.targetStd;
+    const nextObsMean = new Float32Array(E * n * O);
+    const nextObsVar = new Float32Array(E * n * O);
+    const rewardMean = new Float32Array(E * n);
+    const rewardVar = new Float32Array(E * n);
+    for (let e = 0; e < E; e++) {
+      for (let i = 0; i < n; i++) {
+        const src = (e * n + i) * D;
+        const dst = (e * n + i) * O;
+        for (let j = 0; j < O; j++) {
+          nextObsMean[dst + j] = obs[i * O + j]! + muH[src + j]! * ts[j]! + tm[j]!;
+          nextObsVar[dst + j] = Math.exp(lvH[src + j]!) * ts[j]! * ts[j]!;
+        }
+        rewardMean[e * n + i] = muH[src + O]! * ts[O]! + tm[O]!;
+        rewardVar[e * n + i] = Math.exp(lvH[src + O]!) * ts[O]! * ts[O]!;
+      }
+    }
+    return { members: E, n, obsDim: O, nextObsMean, nextObsVar, rewardMean, rewardVar };
+  }
+
+  /** Copies of the network parameters (caller owns them), e.g. to keep the best weights. */
+  snapshot(): tf.Tensor[] {
+    return this.net.params().map((p) => p.clone());
+  }
+
+  /**
+   * Puts the snapshot's weights back for the members where take[e] is true (others keep theirs).
+   * The log-variance bounds are shared by all members and are not part of a snapshot.
+   */
+  restoreMembers(snap: readonly tf.Tensor[], take: readonly boolean[]): void {
+    if (!take.some((t) => t)) return;
+    const cond = tf.tensor1d(take.map((t) => (t ? 1 : 0)), 'bool');
+    const next = tf.tidy(() => this.net.params().map((p, i) => tf.where(memberMask(cond, p.rank), snap[i]!, p)));
+    cond.dispose();
+    this.net.setParams(next);
+  }
+
+  /** Replaces the members' weights where take[e] by the current ones in the snapshot (in place). */
+  static updateSnapshot(snap: tf.Tensor[], current: readonly tf.Tensor[], take: readonly boolean[]): void {
+    if (!take.some((t) => t)) return;
+    const cond = tf.tensor1d(take.map((t) => (t ? 1 : 0)), 'bool');
+    for (let i = 0; i < snap.length; i++) {
+      const old = snap[i]!;
+      snap[i] = tf.tidy(() => tf.where(memberMask(cond, old.rank), current[i]!, old));
+      old.dispose();
+    }
+    cond.dispose();
+  }
+
+  numParams(): number {
+    return this.trainableParams().reduce((s, t) => s + t.size, 0);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Checkpoints: ensemble.json (config, dims, normalizer, elites, validation, counters, tensor
+  // index) + one float32 data file with its sha256; each written atomically, the JSON last.
+
+  private namedTensors(): Array<[string, tf.Tensor]> {
+    const out: Array<[string, tf.Tensor]> = [];
+    this.net.params().forEach((t, i) => out.push([`net/${i}`, t]));
+    out.push(['maxLogVar', this.maxLV], ['minLogVar', this.minLV]);
+    const st = this.opt.getState();
+    st.m.forEach((t, i) => out.push([`adam/m/${i}`, t]));
+    st.v.forEach((t, i) => out.push([`adam/v/${i}`, t]));
+    return out;
+  }
+
+  /** Writes the ensemble (weights, bounds, Adam state, normalizer, elites, config) into dir. */
+  async save(dir: string): Promise<void> {
+    const root = resolve(dir);
+    const named = this.namedTensors();
+    const floats = named.reduce((s, [, t]) => s + t.size, 0);
+    const data = new Float32Array(floats);
+    const tensors: TensorEntry[] = [];
+    let off = 0;
+    for (const [name, t] of named) {
+      data.set(t.dataSync() as Float32Array, off);
+      tensors.push({ name, shape: t.shape.slice(), offset: off });
+      off += t.size;
+    }
+    const bytes = new Uint8Array(data.buffer);
+    const file = `ensemble-${String(this.steps).padStart(9, '0')}.f32`;
+    const json: EnsembleJson = {
+      format: CHECKPOINT_FORMAT,
+      version: 1,
+      config: this.config,
+      dims: this.dims,
+      normalizer: this.normalizer.toJSON(),
+      elites: this.eliteIdx.slice(),
+      validation: this.validation,
+      steps: this.steps,
+      optimizerSteps: this.opt.iterations,
+      data: { file, floats, sha256: sha256Hex(bytes) },
+      tensors,
+    };
+    await writeFileAtomic(join(root, file), bytes);
+    await writeFileAtomic(join(root, CHECKPOINT_FILE), JSON.stringify(json, null, 1) + '\n');
+    for (const name of await fsp.readdir(root)) {
+      if (name !== file && /^ensemble-\d+\.f32$/.test(name)) await fsp.rm(join(root, name), { force: true });
+    }
+  }
+
+  /** Restores an ensemble written by save() exactly. */
+  static async load(dir: string): Promise<DynamicsEnsemble> {
+    const root = resolve(dir);
+    const path = join(root, CHECKPOINT_FILE);
+    let json: EnsembleJson;
+    try {
+      json = JSON.parse(await fsp.readFile(path, 'utf8')) as EnsembleJson;
+    } catch (e) {
+      throw new UserError(`${path}: cannot read the ensemble checkpoint (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}). Point at a directory written by DynamicsEnsemble.save.`);
+    }
+    if (json.format !== CHECKPOINT_FORMAT || json.version !== 1) throw new UserError(`${path}: not a mopo ensemble checkpoint (format ${JSON.stringify(json.format)})`);
+    const dataPath = join(root, json.data.file);
+    let buf: Buffer;
+    try {
+      buf = await fsp.readFile(dataPath);
+    } catch (e) {
+      throw new UserError(`${dataPath}: the ensemble's data file cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)}); the checkpoint is damaged`);
+    }
+    if (buf.byteLength !== json.data.floats * 4 || sha256Hex(buf) !== json.data.sha256) {
+      throw new UserError(`${dataPath}: checksum or size mismatch with ${CHECKPOINT_FILE}; the checkpoint is damaged`);
+    }
+    const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    const index = new Map(json.tensors.map((t) => [t.name, t]));
+    const get = (name: string): tf.Tensor => {
+      const e = index.get(name);
+      if (e === undefined) throw new UserError(`${path}: the checkpoint has no tensor ${name}`);
+      const size = e.shape.reduce((a, b) => a * b, 1);
+      return tf.tensor(data.slice(e.offset, e.offset + size), e.shape, 'float32');
+    };
+    const config = resolveEnsembleConfig(json.config);
+    const spec = DynamicsEnsemble.spec(config, json.dims);
+    const nParams = 2 * (spec.sizes.length - 1);
+    const list = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => get(`${prefix}/${i}`));
+    const net = DenseStack.fromParams(spec, list('net', nParams));
+    const ens = new DynamicsEnsemble(config, json.dims, Normalizer.fromJSON(json.normalizer), net, get('maxLogVar'), get('minLogVar'));
+    ens.opt.setState({ t: json.optimizerSteps, m: list('adam/m', nParams + 2), v: list('adam/v', nParams + 2) });
+    ens.eliteIdx = json.elites.slice();
+    ens.validation = json.validation;
+    ens.steps = json.steps;
+    return ens;
+  }
+
+  dispose(): void {
+    this.net.dispose();
+    this.opt.dispose();
+    this.maxLV.dispose();
+    this.minLV.dispose();
+    this.lossAcc?.dispose();
+    this.lossAcc = null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Early stopping (the official rule: a member improves when (best − loss)/|best| > threshold; its
+// best is then updated; training stops after `patience` epochs in which no member improved)
+
+export class EarlyStopping {
+  readonly best: number[];
+  readonly bestEpoch: number[];
+  epochsSinceImprovement = 0;
+  epochs = 0;
+  readonly threshold: number;
+  readonly patience: number;
+
+  constructor(members: number, opts: { threshold?: number; patience?: number } = {}) {
+    this.best = new Array<number>(members).fill(Infinity);
+    this.bestEpoch = new Array<number>(members).fill(-1);
+    this.threshold = opts.threshold ?? 0.01;
+    this.patience = opts.patience ?? 5;
+  }
+
+  /** Feeds one epoch's per-member validation losses; returns which members improved. */
+  update(losses: readonly number[]): boolean[] {
+    if (losses.length !== this.best.length) throw new RangeError(`EarlyStopping: ${losses.length} losses for ${this.best.length} members`);
+    const improved = losses.map((l, i) => {
+      const b = this.best[i]!;
+      if (!Number.isFinite(l)) return false;
+      return b === Infinity || (b - l) / Math.abs(b) > this.threshold;
+    });
+    improved.forEach((imp, i) => {
+      if (imp) {
+        this.best[i] = losses[i]!;
+        this.bestEpoch[i] = this.epochs;
+      }
+    });
+    this.epochs++;
+    this.epochsSinceImprovement = improved.some((x) => x) ? 0 : this.epochsSinceImprovement + 1;
+    return improved;
+  }
+
+  get shouldStop(): boolean {
+    return this.epochsSinceImprovement >= this.patience;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training loop
+
+/** Stable holdout rule: row r is held out iff mix(seed, r) / 2³² < p (same on every pass). */
+export function isHoldoutRow(seed: number, row: number, p: number): boolean {
+  let h = (Math.imul(row >>> 0, 0x9e3779b1) ^ hashString(`holdout:${seed}`) ^ Math.floor(row / 4294967296)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h = (h ^ (h >>> 16)) >>> 0;
+  return h / 4294967296 < p;
+}
+
+export interface EnsembleEpochEvent {
+  type: 'epoch';
+  epoch: number;
+  /** Mean training NLL per member over the epoch. */
+  trainLoss: number[];
+  /** Validation loss per member (config.selectBy). */
+  valLoss: number[];
+  valMse: number[];
+  /** Members whose validation loss improved by more than the threshold this epoch. */
+  improved: boolean[];
+  /** Current elites by this epoch's validation loss. */
+  elites: number[];
+  epochsSinceImprovement: number;
+  trainRows: number;
+  valRows: number;
+  steps: number;
+  seconds: number;
+}
+
+export interface EnsembleDoneEvent {
+  type: 'done';
+  /** The trained ensemble (each member at its best weights; the caller owns it: dispose it). */
+  ensemble: DynamicsEnsemble;
+  epochs: number;
+  stoppedBy: 'patience' | 'maxEpochs';
+  /** Validation of the returned weights. */
+  validation: EnsembleEvaluation;
+}
+
+export type EnsembleTrainingEvent = EnsembleEpochEvent | EnsembleDoneEvent;
+
+export interface TrainEnsembleOptions {
+  /** Normalizer to use; default: computed by a first pass over the source. */
+  normalizer?: Normalizer;
+}
+
+/**
+ * Trains an ensemble over a cold source, one subscription per epoch (plus one first pass for the
+ * normalizer and the row count unless a normalizer is given; its `rows` must then be the dataset's).
+ *   - holdout: p = min(holdoutMax / N, holdoutFraction); row r (global index in source order) is
+ *     held out iff isHoldoutRow(seed, r, p), so about min(holdoutMax, 20 % of N) rows (a binomial
+ *     count, not exact), the same rows on every pass. They are kept in memory (normalized) after the
+ *     first epoch and skipped afterwards; the source must emit rows in the same order every time.
+ *   - shuffling: training rows fill a block of `shuffleBuffer` rows; each member trains on its own
+ *     random permutation of the block (batches of batchSize, the last one smaller), then the block
+ *     is cleared. So every row is used once per member per epoch; the order is random within a
+ *     block, and blocks follow the source order (a dataset that fits in one block is fully shuffled).
+ *   - after each epoch: validation of every member, EarlyStopping; a member that improved has its
+ *     weights copied to its best snapshot. Stops when no member improved for `patience` epochs or
+ *     after maxEpochs; then every member gets its best weights back, the elites are chosen on the
+ *     validation set, and the ensemble is emitted in a 'done' event before completing.
+ * Training is synchronous inside the source's `next`, so a fast source waits for the model.
+ */
+export function trainEnsemble(config: Partial<EnsembleConfig> = {}, opts: TrainEnsembleOptions = {}): OperatorFunction<TransitionBatch, EnsembleTrainingEvent> {
+  return (source) => trainEnsembleFrom(source, config, opts);
+}
+
+/** trainEnsemble on a source given as an Observable or a factory of one (called once per pass). */
+export function trainEnsembleFrom(
+  source: Observable<TransitionBatch> | (() => Observable<TransitionBatch>),
+  config: Partial<EnsembleConfig> = {},
+  opts: TrainEnsembleOptions = {},
+): Observable<EnsembleTrainingEvent> {
+  const cfg = resolveEnsembleConfig(config);
+  const open = isObservable(source) ? () => source : source;
+  return new Observable<EnsembleTrainingEvent>((subscriber) => {
+    let sub: Subscription | null = null;
+    let closed = false;
+    let ens: DynamicsEnsemble | null = null;
+    let best: tf.Tensor[] | null = null;
+    const cleanup = () => {
+      if (best) tf.dispose(best);
+      best = null;
+    };
+    const fail = (e: unknown) => {
+      cleanup();
+      ens?.dispose();
+      ens = null;
+      subscriber.error(e);
+    };
+    const pass = (onBatch: (b: TransitionBatch) => void, onDone: () => void) => {
+      setImmediate(() => {
+        if (closed) return;
+        sub = open().subscribe({
+          next: (b) => {
+            if (closed) return;
+            try {
+              onBatch(b);
+            } catch (e) {
+              closed = true;
+              sub?.unsubscribe();
+              fail(e);
+            }
+          },
+          error: (e) => {
+            closed = true;
+            fail(e);
+          },
+          complete: () => {
+            if (closed) return;
+            try {
+              onDone();
+            } catch (e) {
+              closed = true;
+              fail(e);
+            }
+          },
+        });
+        // A source that emitted synchronously may have failed us before `sub` was assigned.
+        if (closed) sub.unsubscribe();
+      });
+    };
+
+    const start = (normalizer: Normalizer) => {
+      const N = normalizer.rows;
+      if (N < 2) throw new UserError(`trainEnsemble: the dataset has ${N} rows; need at least 2`);
+      const p = Math.min(cfg.holdoutMax / N, cfg.holdoutFraction);
+      const rng = new Rng(cfg.seed, 'ensemble');
+      const dims = { obsDim: normalizer.obsDim, actDim: normalizer.actDim };
+      ens = DynamicsEnsemble.create(cfg, dims, rng, normalizer);
+      const E = cfg.members;
+      const In = ens.inDim;
+      const Out = ens.outDim;
+      const stopper = new EarlyStopping(E, { threshold: cfg.improvementThreshold, patience: cfg.patience });
+      best = ens.snapshot();
+      const shuffleRng = new Rng(cfg.seed, 'ensemble-shuffle');
+      const cap = cfg.shuffleBuffer;
+      const blockX = new Float32Array(cap * In);
+      const blockY = new Float32Array(cap * Out);
+      let blockN = 0;
+      let valX: Float32Array[] = [];
+      let valY: Float32Array[] = [];
+      let val: { x: Float32Array; y: Float32Array } | null = null;
+      let epoch = 0;
+
+      const trainBlock = () => {
+        const n = blockN;
+        if (n === 0) return;
+        const perms = Array.from({ length: E }, () => shuffleRng.permutation(n));
+        const B = cfg.batchSize;
+        for (let s = 0; s < n; s += B) {
+          const b = Math.min(B, n - s);
+          const xs = new Float32Array(E * b * In);
+          const ys = new Float32Array(E * b * Out);
+          for (let e = 0; e < E; e++) {
+            const perm = perms[e]!;
+            for (let i = 0; i < b; i++) {
+              const r = perm[s + i]!;
+              xs.set(blockX.subarray(r * In, (r + 1) * In), (e * b + i) * In);
+              ys.set(blockY.subarray(r * Out, (r + 1) * Out), (e * b + i) * Out);
+            }
+          }
+          ens!.trainStep(xs, ys);
+        }
+        blockN = 0;
+      };
+
+      const runEpoch = () => {
+        let row = 0;
+        let trainRows = 0;
+        const t0 = performance.now();
+        const first = val === null;
+        pass(
+          (b) => {
+            normalizer.checkDims(b);
+            const mb = normalizer.toModelBatch(b);
+            const vIdx: number[] = [];
+            for (let i = 0; i < mb.length; i++, row++) {
+              if (isHoldoutRow(cfg.seed, row, p)) {
+                if (first) vIdx.push(i);
+                continue;
+              }
+              blockX.set(mb.inputs.subarray(i * In, (i + 1) * In), blockN * In);
+              blockY.set(mb.targets.subarray(i * Out, (i + 1) * Out), blockN * Out);
+              blockN++;
+              trainRows++;
+              if (blockN === cap) trainBlock();
+            }
+            if (first && vIdx.length > 0) {
+              const vx = new Float32Array(vIdx.length * In);
+              const vy = new Float32Array(vIdx.length * Out);
+              vIdx.forEach((i, k) => {
+                vx.set(mb.inputs.subarray(i * In, (i + 1) * In), k * In);
+                vy.set(mb.targets.subarray(i * Out, (i + 1) * Out), k * Out);
+              });
+              valX.push(vx);
+              valY.push(vy);
+            }
+          },
+          () => {
+            trainBlock();
+            if (first) {
+              val = { x: concatF32(valX), y: concatF32(valY) };
+              valX = [];
+              valY = [];
+              if (val.x.length === 0) throw new UserError(`trainEnsemble: no validation rows (dataset of ${N} rows, holdout ${p}); use a larger dataset or holdoutFraction`);
+              if (trainRows === 0) throw new UserError('trainEnsemble: no training rows left after the holdout');
+            }
+            const e = ens!;
+            const ev = e.evaluate(val!.x, val!.y);
+            const vl = e.validationLoss(ev);
+            const improved = stopper.update(vl);
+            DynamicsEnsemble.updateSnapshot(best!, e.net.params(), improved);
+            e.setValidation(ev);
+            subscriber.next({
+              type: 'epoch',
+              epoch,
+              trainLoss: e.takeTrainLoss(),
+              valLoss: vl,
+              valMse: ev.mse,
+              improved,
+              elites: e.elites.slice(),
+              epochsSinceImprovement: stopper.epochsSinceImprovement,
+              trainRows,
+              valRows: ev.rows,
+              steps: e.steps,
+              seconds: (performance.now() - t0) / 1000,
+            });
+            epoch++;
+            if (closed) return;
+            if (stopper.shouldStop || epoch >= cfg.maxEpochs) {
+              e.restoreMembers(best!, new Array<boolean>(E).fill(true));
+              cleanup();
+              const final = e.evaluate(val!.x, val!.y);
+              e.setValidation(final);
+              ens = null; // handed over
+              subscriber.next({ type: 'done', ensemble: e, epochs: epoch, stoppedBy: stopper.shouldStop ? 'patience' : 'maxEpochs', validation: final });
+              subscriber.complete();
+              return;
+            }
+            runEpoch();
+          },
+        );
+      };
+      runEpoch();
+    };
+
+    if (opts.normalizer) {
+      setImmediate(() => {
+        if (closed) return;
+        try {
+          start(opts.normalizer!);
+        } catch (e) {
+          fail(e);
+        }
+      });
+    } else {
+      let acc: NormalizerAccumulator | null = null;
+      pass(
+        (b) => {
+          acc ??= new NormalizerAccumulator(b.dims);
+          acc.update(b);
+        },
+        () => {
+          if (acc === null) throw new UserError('trainEnsemble: the dataset has no rows');
+          start(acc.result());
+        },
+      );
+    }
+
+    return () => {
+      closed = true;
+      sub?.unsubscribe();
+      cleanup();
+      ens?.dispose();
+      ens = null;
+    };
+  });
+}
+
+/** A [E] bool mask reshaped to [E, 1, …, 1] (rank r) so tf.where broadcasts it over a member's tensor. */
+function memberMask(cond: tf.Tensor, rank: number): tf.Tensor {
+  return tf.reshape(cond, [cond.shape[0]!, ...new Array<number>(rank - 1).fill(1)]);
+}
+
+function concatF32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,77 @@
+// `mopo train-dynamics`: trains the probabilistic dynamics ensemble on a dataset, streaming the file
+// once per epoch, with a progress line per epoch, JSONL metrics, an SVG of the validation losses,
+// and a final report (per-member validation MSE and NLL, elites, epochs, wall time).
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join, resolve, basename } from 'node:path';
+import { lastValueFrom, tap, filter } from 'rxjs';
+import { initBackend } from '../backend.js';
+import { readTransitions } from '../../operators/readTransitions.js';
+import { trainEnsembleFrom, type EnsembleDoneEvent, type EnsembleEpochEvent } from '../../operators/ensemble.js';
+import { writeFileAtomic } from '../atomic.js';
+import { ProgressBar } from '../progress.js';
+import { lineChartSvg } from '../plot.js';
+import { UserError } from '../errors.js';
+import { readOptionsFrom, type InputArgs } from './inputOptions.js';
+
+export interface TrainDynamicsArgs extends InputArgs {
+  dataset: string;
+  out?: string | undefined;
+  members: number;
+  elites: number;
+  maxEpochs: number;
+  seed: number;
+  backend?: string | undefined;
+  quiet: boolean;
+}
+
+export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
+  if (!(Number.isInteger(args.elites) && args.elites >= 1 && args.elites <= args.members)) {
+    throw new UserError(`--elites must be an integer from 1 to --members (${args.members}), got ${args.elites}`);
+  }
+  const out = resolve(args.out ?? join('runs', `dynamics-${basename(args.dataset).replace(/\.parquet$/, '')}`));
+  mkdirSync(out, { recursive: true });
+  const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
+  const backend = await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
+  const config = { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed };
+  const readOpts = readOptionsFrom(args);
+  await writeFileAtomic(join(out, 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: resolve(args.dataset), read: readOpts, ensemble: config, backend }, null, 2) + '\n');
+  const metricsPath = join(out, 'metrics.jsonl');
+  await writeFileAtomic(metricsPath, '');
+  const bar = new ProgressBar({ label: 'train-dynamics', total: args.maxEpochs, unit: 'epochs', quiet: args.quiet });
+  const epochs: EnsembleEpochEvent[] = [];
+  const t0 = performance.now();
+  const done = (await lastValueFrom(
+    trainEnsembleFrom(() => readTransitions(args.dataset, readOpts), config).pipe(
+      tap((e) => {
+        if (e.type !== 'epoch') return;
+        epochs.push(e);
+        appendFileSync(metricsPath, JSON.stringify(e) + '\n');
+        const best = Math.min(...e.valMse);
+        bar.update(e.epoch, `best val MSE ${best.toFixed(4)}, ${e.epochsSinceImprovement} epochs without improvement`);
+        if (!args.quiet && !process.stderr.isTTY) log(`epoch ${e.epoch}: val MSE ${e.valMse.map((x) => x.toFixed(4)).join(' ')}; elites ${e.elites.join(',')}`);
+      }),
+      filter((e): e is EnsembleDoneEvent => e.type === 'done'),
+    ),
+  )) as EnsembleDoneEvent;
+  bar.finish(`stopped by ${done.stoppedBy} after ${done.epochs} epochs`);
+  await done.ensemble.save(join(out, 'ensemble'));
+  const svg = lineChartSvg({
+    title: `Dynamics ensemble on ${basename(args.dataset)}`,
+    xLabel: 'epoch',
+    yLabel: 'validation MSE (normalized Δs, r)',
+    series: Array.from({ length: args.members }, (_, m) => ({ name: `member ${m}`, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.valMse[m]!) })),
+  });
+  await writeFileAtomic(join(out, 'validation.svg'), svg);
+  const report = {
+    dataset: args.dataset,
+    epochs: done.epochs,
+    stoppedBy: done.stoppedBy,
+    seconds: Math.round((performance.now() - t0) / 1000),
+    elites: done.ensemble.elites,
+    validation: { rows: done.validation.rows, mse: done.validation.mse, nll: done.validation.nll },
+  };
+  await writeFileAtomic(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  done.ensemble.dispose();
+  process.stdout.write(JSON.stringify(report) + '\n');
+  log(`run directory ${out}: config.json, metrics.jsonl, validation.svg, ensemble/, report.json`);
+}

@@ -1,0 +1,363 @@
+// Dynamics ensemble: hand-written gradients (NLL, soft log-variance bounds, bound penalty, weight
+// decay) against tf.grads, predictions in the original scale, save/load round trip, the early
+// stopping rule, the holdout rule, and a tiny training run on a linear-Gaussian dataset.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { defer, from, lastValueFrom, take, toArray } from 'rxjs';
+import { initBackend, tf } from '../pipeline/backend.js';
+import { Rng } from '../pipeline/random.js';
+import { UserError } from '../pipeline/errors.js';
+import { TransitionBatch } from '../schemas/transition.js';
+import { Normalizer } from '../operators/normalize.js';
+import {
+  DynamicsEnsemble, EarlyStopping, ENSEMBLE_DEFAULTS, isHoldoutRow, resolveEnsembleConfig, trainEnsemble,
+  type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleTrainingEvent,
+} from '../operators/ensemble.js';
+
+before(async () => {
+  await initBackend({ log: () => undefined });
+});
+
+/** The loss written plainly with tf ops, as a function of [W1, b1, …, maxLV, minLV]. */
+function refLoss(ps: tf.Tensor[], x: tf.Tensor, y: tf.Tensor, cfg: EnsembleConfig): tf.Scalar {
+  const L = (ps.length - 2) / 2;
+  let h = x;
+  for (let l = 0; l < L; l++) {
+    const z = tf.add(tf.matMul(h, ps[2 * l]!), ps[2 * l + 1]!);
+    h = l < L - 1 ? tf.mul(z, tf.sigmoid(z)) : z;
+  }
+  const maxLV = ps[2 * L]!;
+  const minLV = ps[2 * L + 1]!;
+  const D = y.shape[2]!;
+  const B = y.shape[1]!;
+  const [mu, raw] = tf.split(h, 2, 2);
+  let lv = tf.sub(maxLV, tf.softplus(tf.sub(maxLV, raw!)));
+  lv = tf.add(minLV, tf.softplus(tf.sub(lv, minLV)));
+  const terms = tf.add(tf.mul(tf.square(tf.sub(mu!, y)), tf.exp(tf.neg(lv))), lv);
+  const nll = tf.div(tf.sum(terms), cfg.nllReduction === 'sum' ? B : B * D);
+  let decay: tf.Tensor = tf.scalar(0);
+  for (let l = 0; l < L; l++) decay = tf.add(decay, tf.mul(tf.sum(tf.square(ps[2 * l]!)), cfg.weightDecay[l]! / 2));
+  const pen = tf.mul(tf.sub(tf.sum(maxLV), tf.sum(minLV)), cfg.boundPenalty);
+  return tf.add(tf.add(nll, pen), decay) as tf.Scalar;
+}
+
+const SMALL: Partial<EnsembleConfig> = {
+  members: 3, elites: 2, hidden: [5, 4], weightDecay: [0.01, 0.02, 0.03], minLogVarInit: -1.5, maxLogVarInit: 0.7, boundPenalty: 0.05,
+};
+
+for (const nllReduction of ['sum', 'mean'] as const) {
+  test(`hand-written gradients match tf.grads (NLL ${nllReduction}, bounds, penalty, decay)`, () => {
+    const dims = { obsDim: 2, actDim: 2 };
+    const ens = DynamicsEnsemble.create({ ...SMALL, nllReduction }, dims, new Rng(11));
+    try {
+      const rng = new Rng(12);
+      const E = 3, B = 6;
+      // targets with a wide spread so both bounds are active somewhere
+      const x = tf.tensor(rng.fillNormal(new Float32Array(E * B * 4), 0, 2), [E, B, 4]);
+      const y = tf.tensor(rng.fillNormal(new Float32Array(E * B * 3), 0, 3), [E, B, 3]);
+      // non-zero biases and larger weights, so the bounds' sigmoids are away from 0 and 1
+      const ps = ens.net.params().map((p, i) => tf.tensor(rng.fillNormal(new Float32Array(p.size), 0, i % 2 === 0 ? 0.9 : 0.5), p.shape));
+      ens.net.setParams(ps);
+      const cfg = ens.config;
+      const { mine, loss } = tf.tidy(() => {
+        const r = ens.lossAndGrads(x, y);
+        return { mine: r.grads.map((g) => g.arraySync()), loss: r.loss.arraySync() };
+      });
+      const params = ens.trainableParams();
+      const ref = tf.tidy(() => {
+        const f = (...vars: tf.Tensor[]) => refLoss(vars, x, y, cfg);
+        const gs = tf.grads(f)(params);
+        return { grads: gs.map((g) => g.arraySync()), loss: f(...params).arraySync() };
+      });
+      assert.ok(Math.abs(loss - ref.loss) < 1e-4 * (1 + Math.abs(ref.loss)), `loss ${loss} vs ${ref.loss}`);
+      assert.equal(mine.length, ref.grads.length);
+      for (let i = 0; i < mine.length; i++) {
+        const a = (mine[i] as number[]).flat(3) as number[];
+        const b = (ref.grads[i] as number[]).flat(3) as number[];
+        assert.equal(a.length, b.length, `grad ${i} size`);
+        let scale = 1e-3;
+        for (const v of b) scale = Math.max(scale, Math.abs(v));
+        for (let k = 0; k < a.length; k++) assert.ok(Math.abs(a[k]! - b[k]!) < 2e-4 * scale, `grad ${i}[${k}]: ${a[k]} vs ${b[k]}`);
+      }
+      // the bound gradients are really exercised (not only the ±penalty constant)
+      const bmax = (mine[mine.length - 2] as number[][]).flat();
+      assert.ok(bmax.some((v) => Math.abs(v - cfg.boundPenalty) > 1e-3));
+      x.dispose();
+      y.dispose();
+    } finally {
+      ens.dispose();
+    }
+  });
+}
+
+test('trainStep lowers the loss, evaluate and predict are consistent, the original scale is restored', () => {
+  const dims = { obsDim: 2, actDim: 1 };
+  const rng = new Rng(21);
+  const n = 64;
+  const b = TransitionBatch.allocate(dims, n);
+  rng.fillNormal(b.observation, 10, 3);
+  rng.fillNormal(b.action, 0, 1);
+  for (let i = 0; i < n; i++) {
+    b.nextObservation[2 * i] = b.observation[2 * i]! + 0.5 * b.action[i]!;
+    b.nextObservation[2 * i + 1] = b.observation[2 * i + 1]! - 0.1 * b.observation[2 * i]!;
+    b.reward[i] = 100 + b.action[i]!;
+  }
+  const norm = Normalizer.ofBatch(b);
+  const ens = DynamicsEnsemble.create({ ...SMALL, hidden: [16, 16], weightDecay: undefined, lr: 3e-3 }, dims, new Rng(22), norm);
+  try {
+    assert.deepEqual(ens.config.weightDecay, [2.5e-5, 5e-5, 7.5e-5]);
+    const mb = norm.toModelBatch(b);
+    const E = ens.members;
+    const xs = new Float32Array(E * n * 3);
+    const ys = new Float32Array(E * n * 3);
+    for (let e = 0; e < E; e++) {
+      xs.set(mb.inputs, e * n * 3);
+      ys.set(mb.targets, e * n * 3);
+    }
+    const first = ens.trainStep(xs, ys, true)!;
+    for (let k = 0; k < 150; k++) ens.trainStep(xs, ys);
+    const last = ens.trainStep(xs, ys, true)!;
+    assert.equal(first.length, E);
+    for (let e = 0; e < E; e++) assert.ok(last[e]! < first[e]! - 0.5, `member ${e}: ${first[e]} -> ${last[e]}`);
+    assert.equal(ens.takeTrainLoss().length, E);
+    const ev = ens.evaluate(mb.inputs, mb.targets);
+    assert.equal(ev.rows, n);
+    for (let e = 0; e < E; e++) assert.ok(ev.mse[e]! < 0.2, `mse ${ev.mse[e]}`);
+    // evaluate's NLL is the training NLL at the same weights
+    const nllNow = ens.trainStep(xs, ys, true)!; // computed before this step's update
+    for (let e = 0; e < E; e++) assert.ok(Math.abs(nllNow[e]! - ev.nll[e]!) < 1e-3 * (1 + Math.abs(ev.nll[e]!)));
+    // predict: original scale, close to the truth after fitting
+    const p = ens.predict(b.observation, b.action);
+    assert.equal(p.nextObsMean.length, E * n * 2);
+    assert.equal(p.rewardVar.length, E * n);
+    let err = 0;
+    for (let i = 0; i < n; i++) err += Math.abs(p.rewardMean[i]! - b.reward[i]!) + Math.abs(p.nextObsMean[2 * i + 1]! - b.nextObservation[2 * i + 1]!);
+    assert.ok(err / n < 0.5, `mean abs error ${err / n}`);
+    assert.ok(p.rewardVar.every((v) => v > 0 && Number.isFinite(v)));
+    // the variance is exp(lv)·σ²: bounded by exp(maxLV)·σ²
+    const bounds = ens.logVarBounds();
+    const sr = norm.std.reward[0]!;
+    assert.ok(p.rewardVar.every((v) => v <= Math.exp(bounds.max[2]!) * sr * sr * (1 + 1e-5)));
+  } finally {
+    ens.dispose();
+  }
+});
+
+test('save/load restores weights, bounds, Adam state, normalizer, elites and config exactly', async () => {
+  const dims = { obsDim: 2, actDim: 1 };
+  const rng = new Rng(31);
+  const b = TransitionBatch.allocate(dims, 40);
+  rng.fillNormal(b.observation);
+  rng.fillNormal(b.action);
+  rng.fillNormal(b.nextObservation);
+  rng.fillNormal(b.reward);
+  const norm = Normalizer.ofBatch(b);
+  const tensorsBefore = tf.memory().numTensors;
+  const ens = DynamicsEnsemble.create(SMALL, dims, new Rng(32), norm);
+  const dir = await mkdtemp(join(tmpdir(), 'mopo-ens-'));
+  try {
+    const mb = norm.toModelBatch(b);
+    const xs = new Float32Array(3 * 40 * 3);
+    const ys = new Float32Array(3 * 40 * 3);
+    for (let e = 0; e < 3; e++) {
+      xs.set(mb.inputs, e * 120);
+      ys.set(mb.targets, e * 120);
+    }
+    for (let k = 0; k < 5; k++) ens.trainStep(xs, ys);
+    ens.setValidation(ens.evaluate(mb.inputs, mb.targets));
+    await ens.save(dir);
+    await ens.save(dir); // a second save replaces the data file
+    assert.equal((await readdir(dir)).filter((f) => f.endsWith('.f32')).length, 1);
+    const again = await DynamicsEnsemble.load(dir);
+    try {
+      assert.deepEqual(again.config, ens.config);
+      assert.deepEqual(again.elites, ens.elites);
+      assert.deepEqual(again.normalizer.toJSON(), ens.normalizer.toJSON());
+      assert.deepEqual(again.validation, ens.validation);
+      assert.equal(again.steps, 5);
+      const pa = ens.trainableParams().map((t) => Array.from(t.dataSync()));
+      const pb = again.trainableParams().map((t) => Array.from(t.dataSync()));
+      assert.deepEqual(pb, pa);
+      // the next step is identical (Adam moments and step count restored)
+      const la = ens.trainStep(xs, ys, true)!;
+      const lb = again.trainStep(xs, ys, true)!;
+      assert.deepEqual(lb, la);
+      assert.deepEqual(again.trainableParams().map((t) => Array.from(t.dataSync())), ens.trainableParams().map((t) => Array.from(t.dataSync())));
+      const p1 = ens.predict(b.observation, b.action);
+      const p2 = again.predict(b.observation, b.action);
+      assert.deepEqual(p2, p1);
+    } finally {
+      again.dispose();
+    }
+    // damage is detected
+    const f = (await readdir(dir)).find((x) => x.endsWith('.f32'))!;
+    const bytes = await readFile(join(dir, f));
+    bytes[10] ^= 0xff;
+    await writeFile(join(dir, f), bytes);
+    await assert.rejects(DynamicsEnsemble.load(dir), UserError);
+  } finally {
+    ens.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensors leak');
+});
+
+test('early stopping: > 1 % improvement of any member resets; 5 epochs without stops', () => {
+  const s = new EarlyStopping(2, { threshold: 0.01, patience: 5 });
+  assert.deepEqual(s.update([1, 1]), [true, true]);
+  assert.deepEqual(s.update([0.995, 0.98]), [false, true]); // 0.5 % vs 2 %
+  assert.equal(s.epochsSinceImprovement, 0);
+  const seq = [
+    [0.999, 0.975], // 0.1 %, 0.5 % of 0.98
+    [0.991, 0.9703], // member 0: 0.9 % of 1 (best stays 1), member 1: 0.99 %
+    [0.992, 0.979],
+    [0.995, 0.98],
+  ];
+  for (const l of seq) {
+    assert.deepEqual(s.update(l), [false, false]);
+    assert.equal(s.shouldStop, false);
+  }
+  assert.equal(s.epochsSinceImprovement, 4);
+  assert.deepEqual(s.update([0.5, 2]), [true, false]);
+  assert.equal(s.epochsSinceImprovement, 0);
+  assert.deepEqual(s.best, [0.5, 0.98]);
+  assert.deepEqual(s.bestEpoch, [6, 1]);
+  for (let k = 0; k < 4; k++) s.update([0.499, 0.98]);
+  assert.equal(s.shouldStop, false);
+  s.update([Number.NaN, 0.9799]);
+  assert.equal(s.shouldStop, true);
+  // negative losses (NLL): relative to |best|
+  const t = new EarlyStopping(1);
+  t.update([-1]);
+  assert.deepEqual(t.update([-1.02]), [true]);
+  assert.deepEqual(t.update([-1.025]), [false]);
+});
+
+test('holdout rule is stable, about the requested share, and config validation', () => {
+  let held = 0;
+  for (let r = 0; r < 20000; r++) {
+    const h = isHoldoutRow(5, r, 0.05);
+    assert.equal(isHoldoutRow(5, r, 0.05), h);
+    if (h) held++;
+  }
+  assert.ok(held > 850 && held < 1150, `held ${held}`);
+  let diff = 0;
+  for (let r = 0; r < 1000; r++) if (isHoldoutRow(5, r, 0.2) !== isHoldoutRow(6, r, 0.2)) diff++;
+  assert.ok(diff > 100, 'another seed holds out other rows');
+  assert.deepEqual(resolveEnsembleConfig(), { ...ENSEMBLE_DEFAULTS });
+  assert.equal(resolveEnsembleConfig().members, 7);
+  assert.throws(() => resolveEnsembleConfig({ elites: 8 }), UserError);
+  assert.throws(() => resolveEnsembleConfig({ weightDecay: [1e-4] }), UserError);
+});
+
+/** s' = s + s·M + a·K + noise, r = s·c + a·d + noise; with obsDim 3, actDim 2. */
+function linearGaussian(rows: number, seed: number): TransitionBatch[] {
+  const rng = new Rng(seed);
+  const O = 3, A = 2;
+  const M = [[0.1, -0.2, 0.05], [0.3, 0.1, -0.1], [-0.2, 0.2, 0.1]];
+  const K = [[0.5, 0, -0.3], [0.2, -0.4, 0.1]];
+  const c = [0.4, -0.7, 0.2];
+  const d = [1, -0.5];
+  const out: TransitionBatch[] = [];
+  for (let start = 0; start < rows; start += 500) {
+    const n = Math.min(500, rows - start);
+    const b = TransitionBatch.allocate({ obsDim: O, actDim: A }, n);
+    rng.fillNormal(b.observation, 2, 1.5);
+    rng.fillUniform(b.action, -1, 1);
+    for (let i = 0; i < n; i++) {
+      let r = 0;
+      for (let j = 0; j < O; j++) {
+        let v = b.observation[i * O + j]!;
+        for (let k = 0; k < O; k++) v += b.observation[i * O + k]! * M[k]![j]!;
+        for (let k = 0; k < A; k++) v += b.action[i * A + k]! * K[k]![j]!;
+        b.nextObservation[i * O + j] = v + 0.05 * rng.normal();
+        r += b.observation[i * O + j]! * c[j]!;
+      }
+      for (let k = 0; k < A; k++) r += b.action[i * A + k]! * d[k]!;
+      b.reward[i] = r + 0.05 * rng.normal();
+    }
+    out.push(b);
+  }
+  return out;
+}
+
+test('trainEnsemble learns a linear-Gaussian dataset, stops early, and returns the best members', async () => {
+  const data = linearGaussian(3000, 41);
+  let subscriptions = 0;
+  const source = new (await import('rxjs')).Observable<TransitionBatch>((sub) => {
+    subscriptions++;
+    for (const b of data) sub.next(b);
+    sub.complete();
+  });
+  const tensorsBefore = tf.memory().numTensors;
+  const t0 = performance.now();
+  const events: EnsembleTrainingEvent[] = await lastValueFrom(
+    source.pipe(
+      trainEnsemble({ members: 3, elites: 2, hidden: [32, 32], batchSize: 64, maxEpochs: 40, patience: 3, improvementThreshold: 0.02, shuffleBuffer: 1000, seed: 3 }),
+      toArray(),
+    ),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  const epochs = events.filter((e): e is EnsembleEpochEvent => e.type === 'epoch');
+  const done = events[events.length - 1] as EnsembleDoneEvent;
+  assert.equal(done.type, 'done');
+  assert.equal(subscriptions, epochs.length + 1, 'one pass for the normalizer, one per epoch');
+  const ens = done.ensemble;
+  try {
+    const first = epochs[0]!;
+    // min(1000, 20 % of 3000 = 600) rows held out, in expectation
+    assert.ok(first.valRows > 500 && first.valRows < 700, `valRows ${first.valRows}`);
+    assert.equal(first.trainRows + first.valRows, 3000);
+    assert.ok(epochs.every((e) => e.valRows === first.valRows && e.trainLoss.length === 3 && e.valLoss.length === 3));
+    // normalized targets have variance 1; the noise is small, so the model gets far below it
+    for (let e = 0; e < 3; e++) assert.ok(done.validation.mse[e]! < 0.05, `member ${e} val MSE ${done.validation.mse[e]}`);
+    assert.ok(epochs[epochs.length - 1]!.trainLoss[0]! < first.trainLoss[0]!);
+    // best weights: the returned validation is no worse than any epoch's (up to the 2 % rule)
+    for (let e = 0; e < 3; e++) {
+      const bestSeen = Math.min(...epochs.map((ev) => ev.valLoss[e]!));
+      assert.ok(done.validation.mse[e]! <= bestSeen * 1.021 + 1e-9, `member ${e}: ${done.validation.mse[e]} vs best ${bestSeen}`);
+    }
+    assert.equal(ens.elites.length, 2);
+    const sorted = [...done.validation.mse].map((v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]).map((x) => x[1]);
+    assert.deepEqual([...ens.elites], sorted.slice(0, 2));
+    if (done.stoppedBy === 'patience') assert.ok(epochs[epochs.length - 1]!.epochsSinceImprovement >= 3);
+    // predictions in the original scale
+    const b = data[0]!.slice(0, 50);
+    const p = ens.predict(b.observation, b.action);
+    let err = 0;
+    for (let i = 0; i < 50; i++) err += Math.abs(p.rewardMean[ens.elites[0]! * 50 + i]! - b.reward[i]!);
+    assert.ok(err / 50 < 0.2, `reward mean abs error ${err / 50}`);
+    console.log(`trainEnsemble tiny run: ${epochs.length} epochs (${done.stoppedBy}) in ${secs.toFixed(1)} s, val MSE ${done.validation.mse.map((v) => v.toFixed(4)).join(' ')}`);
+  } finally {
+    ens.dispose();
+  }
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensors leak');
+});
+
+test('trainEnsemble: empty dataset is a user error; unsubscribing mid-run frees everything; a given normalizer skips the first pass', async () => {
+  await assert.rejects(lastValueFrom(from([] as TransitionBatch[]).pipe(trainEnsemble({ members: 2, elites: 1, hidden: [4] }))), UserError);
+  const data = linearGaussian(1200, 43);
+  const before = tf.memory().numTensors;
+  const cfg = { members: 2, elites: 1, hidden: [8], batchSize: 64, maxEpochs: 50, patience: 50, seed: 1 };
+  const two = await lastValueFrom(from(data).pipe(trainEnsemble(cfg), take(2), toArray()));
+  assert.deepEqual(two.map((e) => e.type), ['epoch', 'epoch']);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(tf.memory().numTensors, before, 'the abandoned ensemble was disposed');
+  let subs = 0;
+  const counted = defer(() => {
+    subs++;
+    return from(data);
+  });
+  const norm = Normalizer.ofBatch(TransitionBatch.concat(data));
+  const evs = await lastValueFrom(counted.pipe(trainEnsemble({ ...cfg, maxEpochs: 2 }, { normalizer: norm }), toArray()));
+  const done = evs[evs.length - 1] as EnsembleDoneEvent;
+  assert.equal(done.type, 'done');
+  assert.equal(done.stoppedBy, 'maxEpochs');
+  assert.equal(subs, 2);
+  assert.equal(done.ensemble.normalizer, norm);
+  done.ensemble.dispose();
+  assert.equal(tf.memory().numTensors, before);
+});
