@@ -459,26 +459,38 @@ export class DynamicsEnsemble {
     const E = this.members;
     if (obs.length !== n * O || act.length !== n * this.actDim) throw new RangeError(`predict: expected ${n}×${O} observations and ${n}×${this.actDim} actions`);
     const x = this.normalizer.normalizeInputs(obs, act, n);
-    const [muH, lvH] = tf.tidy(() => {
-      const { mu, lv } = this.heads(this.net.predict(upload(x, [n, this.inDim])));
-      return [mu.dataSync() as Float32Array, lv.dataSync() as Float32Array];
-    }) as unknown as [Float32Array, Float32Array];
     const tm = this.normalizer.targetMean;
     const ts = this.normalizer.targetStd;
     const nextObsMean = new Float32Array(E * n * O);
     const nextObsVar = new Float32Array(E * n * O);
     const rewardMean = new Float32Array(E * n);
     const rewardVar = new Float32Array(E * n);
-    for (let e = 0; e < E; e++) {
-      for (let i = 0; i < n; i++) {
-        const src = (e * n + i) * D;
-        const dst = (e * n + i) * O;
-        for (let j = 0; j < O; j++) {
-          nextObsMean[dst + j] = obs[i * O + j]! + muH[src + j]! * ts[j]! + tm[j]!;
-          nextObsVar[dst + j] = Math.exp(lvH[src + j]!) * ts[j]! * ts[j]!;
+    // In chunks: the activations of 7 members × 50,000 rows × 200 units (280 MB a layer) fall out
+    // of cache and halve the throughput (measured 12 vs 24 GFLOP/s); 8,192-row chunks keep it.
+    const chunk = 8192;
+    for (let c0 = 0; c0 < n; c0 += chunk) {
+      const m = Math.min(chunk, n - c0);
+      // tidy returns the tensors, not their data: tf.tidy walks a returned container element by
+      // element looking for tensors, which for multi-million-element arrays cost seconds.
+      const [muT, lvT] = tf.tidy(() => {
+        const { mu, lv } = this.heads(this.net.predict(upload(x.subarray(c0 * this.inDim, (c0 + m) * this.inDim), [m, this.inDim])));
+        return [mu, lv];
+      });
+      const muH = muT.dataSync() as Float32Array;
+      const lvH = lvT.dataSync() as Float32Array;
+      tf.dispose([muT, lvT]);
+      for (let e = 0; e < E; e++) {
+        for (let k = 0; k < m; k++) {
+          const i = c0 + k;
+          const src = (e * m + k) * D;
+          const dst = (e * n + i) * O;
+          for (let j = 0; j < O; j++) {
+            nextObsMean[dst + j] = obs[i * O + j]! + muH[src + j]! * ts[j]! + tm[j]!;
+            nextObsVar[dst + j] = Math.exp(lvH[src + j]!) * ts[j]! * ts[j]!;
+          }
+          rewardMean[e * n + i] = muH[src + O]! * ts[O]! + tm[O]!;
+          rewardVar[e * n + i] = Math.exp(lvH[src + O]!) * ts[O]! * ts[O]!;
         }
-        rewardMean[e * n + i] = muH[src + O]! * ts[O]! + tm[O]!;
-        rewardVar[e * n + i] = Math.exp(lvH[src + O]!) * ts[O]! * ts[O]!;
       }
     }
     return { members: E, n, obsDim: O, nextObsMean, nextObsVar, rewardMean, rewardVar };

@@ -361,3 +361,24 @@ test('trainEnsemble: empty dataset is a user error; unsubscribing mid-run frees 
   done.ensemble.dispose();
   assert.equal(tf.memory().numTensors, before);
 });
+
+test('predict in chunks gives the same numbers as row by row (a batch larger than one chunk)', () => {
+  const d = { obsDim: 3, actDim: 2 };
+  const ens = DynamicsEnsemble.create({ ...SMALL, hidden: [8, 8], weightDecay: undefined }, d, new Rng(41));
+  const rng = new Rng(42);
+  const n = 9000;
+  const obs = rng.fillNormal(new Float32Array(n * 3));
+  const act = rng.fillUniform(new Float32Array(n * 2), -1, 1);
+  const all = ens.predict(obs, act);
+  for (const i of [0, 8191, 8192, 8999]) {
+    const one = ens.predict(obs.slice(i * 3, i * 3 + 3), act.slice(i * 2, i * 2 + 2));
+    for (let e = 0; e < all.members; e++) {
+      for (let j = 0; j < 3; j++) {
+        assert.ok(Math.abs(all.nextObsMean[(e * n + i) * 3 + j]! - one.nextObsMean[e * 3 + j]!) < 1e-5, `row ${i} member ${e} dim ${j}`);
+        assert.ok(Math.abs(all.nextObsVar[(e * n + i) * 3 + j]! / one.nextObsVar[e * 3 + j]! - 1) < 1e-5);
+      }
+      assert.ok(Math.abs(all.rewardMean[e * n + i]! - one.rewardMean[e]!) < 1e-5);
+    }
+  }
+  ens.dispose();
+});

@@ -5,9 +5,10 @@ import { benchDense, variantsReport } from '../../bench/dense.js';
 import { benchIngest } from '../../bench/ingest.js';
 import { benchEnv } from '../../bench/env.js';
 import { benchSac } from '../../bench/sac.js';
+import { benchEnsemble } from '../../bench/ensemble.js';
 
 export interface BenchArgs {
-  what: 'dense' | 'ingest' | 'env' | 'sac';
+  what: 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble';
   json: boolean;
   rows?: number | undefined;
   seconds?: number | undefined;
@@ -28,6 +29,9 @@ export async function runBench(args: BenchArgs): Promise<void> {
   } else if (args.what === 'sac') {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchSac({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}) });
+  } else if (args.what === 'ensemble') {
+    await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
+    result = await benchEnsemble({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}), ...(args.rows !== undefined ? { predictRows: args.rows } : {}) });
   } else if (args.what === 'env') {
     result = await benchEnv({ ...(args.rows !== undefined ? { steps: args.rows } : {}) });
   } else {
