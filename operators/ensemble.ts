@@ -38,14 +38,11 @@
 // the NLL (selectBy 'nll').
 //
 // Training loop (trainEnsemble): see the comment above trainEnsemble.
-import { promises as fsp } from 'node:fs';
-import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, isObservable, type OperatorFunction, type Subscription } from 'rxjs';
 import { Adam, DenseStack, type Activation, type DenseStackSpec } from '../pipeline/mlp.js';
 import { Rng, hashString } from '../pipeline/random.js';
-import { writeFileAtomic } from '../pipeline/atomic.js';
-import { sha256Hex } from '../pipeline/hash.js';
+import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError } from '../pipeline/errors.js';
 import type { TransitionBatch, TransitionDims } from '../schemas/transition.js';
 import { Normalizer, NormalizerAccumulator, type NormalizerJson } from './normalize.js';
@@ -185,15 +182,10 @@ export interface LossAndGrads {
 const CHECKPOINT_FILE = 'ensemble.json';
 const CHECKPOINT_FORMAT = 'mopo-ensemble';
 
-interface TensorEntry {
-  name: string;
-  shape: number[];
-  offset: number;
-}
+const ENSEMBLE_CHECKPOINT: CheckpointKind = { headerFile: CHECKPOINT_FILE, format: CHECKPOINT_FORMAT, what: 'ensemble checkpoint' };
 
+/** What an ensemble checkpoint's header carries beside the tensor index. */
 interface EnsembleJson {
-  format: typeof CHECKPOINT_FORMAT;
-  version: 1;
   config: EnsembleConfig;
   dims: TransitionDims;
   normalizer: NormalizerJson;
@@ -201,8 +193,6 @@ interface EnsembleJson {
   validation: EnsembleEvaluation | null;
   steps: number;
   optimizerSteps: number;
-  data: { file: string; floats: number; sha256: string };
-  tensors: TensorEntry[];
 }
 
 function upload(values: Float32Array, shape: number[]): tf.Tensor {
@@ -545,22 +535,7 @@ export class DynamicsEnsemble {
 
   /** Writes the ensemble (weights, bounds, Adam state, normalizer, elites, config) into dir. */
   async save(dir: string): Promise<void> {
-    const root = resolve(dir);
-    const named = this.namedTensors();
-    const floats = named.reduce((s, [, t]) => s + t.size, 0);
-    const data = new Float32Array(floats);
-    const tensors: TensorEntry[] = [];
-    let off = 0;
-    for (const [name, t] of named) {
-      data.set(t.dataSync() as Float32Array, off);
-      tensors.push({ name, shape: t.shape.slice(), offset: off });
-      off += t.size;
-    }
-    const bytes = new Uint8Array(data.buffer);
-    const file = `ensemble-${String(this.steps).padStart(9, '0')}.f32`;
-    const json: EnsembleJson = {
-      format: CHECKPOINT_FORMAT,
-      version: 1,
+    const meta: EnsembleJson = {
       config: this.config,
       dims: this.dims,
       normalizer: this.normalizer.toJSON(),
@@ -568,45 +543,13 @@ export class DynamicsEnsemble {
       validation: this.validation,
       steps: this.steps,
       optimizerSteps: this.opt.iterations,
-      data: { file, floats, sha256: sha256Hex(bytes) },
-      tensors,
     };
-    await writeFileAtomic(join(root, file), bytes);
-    await writeFileAtomic(join(root, CHECKPOINT_FILE), JSON.stringify(json, null, 1) + '\n');
-    for (const name of await fsp.readdir(root)) {
-      if (name !== file && /^ensemble-\d+\.f32$/.test(name)) await fsp.rm(join(root, name), { force: true });
-    }
+    await writeTensorCheckpoint(dir, ENSEMBLE_CHECKPOINT, 'ensemble', this.steps, this.namedTensors(), meta);
   }
 
   /** Restores an ensemble written by save() exactly. */
   static async load(dir: string): Promise<DynamicsEnsemble> {
-    const root = resolve(dir);
-    const path = join(root, CHECKPOINT_FILE);
-    let json: EnsembleJson;
-    try {
-      json = JSON.parse(await fsp.readFile(path, 'utf8')) as EnsembleJson;
-    } catch (e) {
-      throw new UserError(`${path}: cannot read the ensemble checkpoint (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}). Point at a directory written by DynamicsEnsemble.save.`);
-    }
-    if (json.format !== CHECKPOINT_FORMAT || json.version !== 1) throw new UserError(`${path}: not a mopo ensemble checkpoint (format ${JSON.stringify(json.format)})`);
-    const dataPath = join(root, json.data.file);
-    let buf: Buffer;
-    try {
-      buf = await fsp.readFile(dataPath);
-    } catch (e) {
-      throw new UserError(`${dataPath}: the ensemble's data file cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)}); the checkpoint is damaged`);
-    }
-    if (buf.byteLength !== json.data.floats * 4 || sha256Hex(buf) !== json.data.sha256) {
-      throw new UserError(`${dataPath}: checksum or size mismatch with ${CHECKPOINT_FILE}; the checkpoint is damaged`);
-    }
-    const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-    const index = new Map(json.tensors.map((t) => [t.name, t]));
-    const get = (name: string): tf.Tensor => {
-      const e = index.get(name);
-      if (e === undefined) throw new UserError(`${path}: the checkpoint has no tensor ${name}`);
-      const size = e.shape.reduce((a, b) => a * b, 1);
-      return tf.tensor(data.slice(e.offset, e.offset + size), e.shape, 'float32');
-    };
+    const { json, get } = await readTensorCheckpoint<EnsembleJson>(dir, ENSEMBLE_CHECKPOINT);
     const config = resolveEnsembleConfig(json.config);
     const spec = DynamicsEnsemble.spec(config, json.dims);
     const nParams = 2 * (spec.sizes.length - 1);

@@ -48,14 +48,12 @@
 // observation rows) + actor backward (F_a [dW] + F_a minus its first layer [dX]).
 
 import type { Env } from '../pipeline/envs/env.js';
-import { promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, type OperatorFunction } from 'rxjs';
 import { Adam, DenseStack, activationGrad, type DenseStackSpec, type LayerCache } from '../pipeline/mlp.js';
 import { Rng } from '../pipeline/random.js';
-import { writeFileAtomic } from '../pipeline/atomic.js';
-import { sha256Hex } from '../pipeline/hash.js';
+import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError } from '../pipeline/errors.js';
 import { TransitionBatch, type TransitionDims } from '../schemas/transition.js';
 import { ArrowReplayBuffer } from './replayBuffer.js';
@@ -282,24 +280,16 @@ export interface SacGradients {
 const CHECKPOINT_FILE = 'sac.json';
 const CHECKPOINT_FORMAT = 'mopo-sac-checkpoint';
 
-interface TensorEntry {
-  name: string;
-  shape: number[];
-  /** Offset in float32 elements into the data file. */
-  offset: number;
-}
+const SAC_CHECKPOINT: CheckpointKind = { headerFile: CHECKPOINT_FILE, format: CHECKPOINT_FORMAT, what: 'SAC checkpoint' };
 
+/** What a SAC checkpoint's header carries beside the tensor index. */
 interface CheckpointJson {
-  format: typeof CHECKPOINT_FORMAT;
-  version: 1;
   kind: 'agent' | 'policy';
   config: SacConfig;
   dims: TransitionDims;
   updates: number;
   rng: Array<number | null>;
   optimizers?: { actor: number; critic: number; alpha: number };
-  data: { file: string; floats: number; sha256: string };
-  tensors: TensorEntry[];
 }
 
 export class SacAgent {
@@ -631,22 +621,7 @@ export class SacAgent {
   }
 
   private async writeCheckpoint(dir: string, kind: 'agent' | 'policy'): Promise<void> {
-    const root = resolve(dir);
-    const named = this.namedTensors(kind);
-    const floats = named.reduce((s, [, t]) => s + t.size, 0);
-    const data = new Float32Array(floats);
-    const tensors: TensorEntry[] = [];
-    let off = 0;
-    for (const [name, t] of named) {
-      data.set(t.dataSync() as Float32Array, off);
-      tensors.push({ name, shape: t.shape.slice(), offset: off });
-      off += t.size;
-    }
-    const bytes = new Uint8Array(data.buffer);
-    const file = `${kind === 'agent' ? 'sac' : 'policy'}-${String(this.updateCount).padStart(9, '0')}.f32`;
-    const json: CheckpointJson = {
-      format: CHECKPOINT_FORMAT,
-      version: 1,
+    const meta: CheckpointJson = {
       kind,
       config: this.config,
       dims: this.env ? { obsDim: this.obsDim, actDim: this.actDim, env: this.env } : { obsDim: this.obsDim, actDim: this.actDim },
@@ -655,14 +630,8 @@ export class SacAgent {
       ...(kind === 'agent'
         ? { optimizers: { actor: this.actorOpt.iterations, critic: this.criticOpt.iterations, alpha: this.alphaOpt.iterations } }
         : {}),
-      data: { file, floats, sha256: sha256Hex(bytes) },
-      tensors,
     };
-    await writeFileAtomic(join(root, file), bytes);
-    await writeFileAtomic(join(root, CHECKPOINT_FILE), JSON.stringify(json, null, 1) + '\n');
-    for (const name of await fsp.readdir(root)) {
-      if (name !== file && /^(sac|policy)-\d+\.f32$/.test(name)) await fsp.rm(join(root, name), { force: true });
-    }
+    await writeTensorCheckpoint(dir, SAC_CHECKPOINT, kind === 'agent' ? 'sac' : 'policy', this.updateCount, this.namedTensors(kind), meta);
   }
 
   /** Restores an agent saved by saveCheckpoint exactly (weights, targets, Adam states, α, counters, Rng). */
@@ -759,35 +728,8 @@ export function sacUpdates(agent: SacAgent, config: SacUpdatesConfig = {}): Oper
 // ---------------------------------------------------------------------------------------------
 // Checkpoint reading and loadPolicy
 
-async function readCheckpoint(dir: string): Promise<{ json: CheckpointJson; get: (name: string) => tf.Tensor }> {
-  const root = resolve(dir);
-  const path = join(root, CHECKPOINT_FILE);
-  let json: CheckpointJson;
-  try {
-    json = JSON.parse(await fsp.readFile(path, 'utf8')) as CheckpointJson;
-  } catch (e) {
-    throw new UserError(`${path}: cannot read the SAC checkpoint (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}). Point at a directory written by saveCheckpoint/savePolicy.`);
-  }
-  if (json.format !== CHECKPOINT_FORMAT || json.version !== 1) throw new UserError(`${path}: not a mopo SAC checkpoint (format ${JSON.stringify(json.format)})`);
-  const dataPath = join(root, json.data.file);
-  let buf: Buffer;
-  try {
-    buf = await fsp.readFile(dataPath);
-  } catch (e) {
-    throw new UserError(`${dataPath}: the checkpoint's data file cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)}); the checkpoint is damaged`);
-  }
-  if (buf.byteLength !== json.data.floats * 4 || sha256Hex(buf) !== json.data.sha256) {
-    throw new UserError(`${dataPath}: checksum or size mismatch with ${CHECKPOINT_FILE}; the checkpoint is damaged`);
-  }
-  const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  const index = new Map(json.tensors.map((t) => [t.name, t]));
-  const get = (name: string): tf.Tensor => {
-    const e = index.get(name);
-    if (e === undefined) throw new UserError(`${path}: the checkpoint has no tensor ${name}`);
-    const size = e.shape.reduce((a, b) => a * b, 1);
-    return tf.tensor(data.slice(e.offset, e.offset + size), e.shape, 'float32');
-  };
-  return { json, get };
+function readCheckpoint(dir: string) {
+  return readTensorCheckpoint<CheckpointJson>(dir, SAC_CHECKPOINT);
 }
 
 function getList(get: (name: string) => tf.Tensor, prefix: string): tf.Tensor[] {
