@@ -21,6 +21,7 @@ import { initBackend, tf } from '../pipeline/backend.js';
 import { fastKernelsInstalled, withUnpatchedKernels, type FastKernelOptions } from '../pipeline/kernels.js';
 import { Adam, DenseStack, trainStep, type LossAndGrad } from '../pipeline/mlp.js';
 import { Rng } from '../pipeline/random.js';
+import { median, round3 } from './stats.js';
 
 export interface DenseBenchResult {
   backend: string;
@@ -33,13 +34,6 @@ const BATCH = 256;
 export const CRITIC_SIZES = [23, 256, 256, 1];
 export const ENSEMBLE_SIZES = [23, 200, 200, 200, 200, 36];
 export const ENSEMBLE_MEMBERS = 7;
-
-function median(xs: number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return NaN;
-  return n % 2 === 1 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
 
 /** A training-step fixture: network, optimizer, fixed batch and loss. */
 export interface StepFixture {
@@ -226,12 +220,11 @@ export async function benchDense(opts: { seconds?: number; backend?: string } = 
     const peakGflops = gf(PeakMatMul.FLOPS, median(peakMs));
     const c = gf(critic.flops, median(criticMs));
     const e = gf(ensemble.flops, median(ensembleMs));
-    const r3 = (x: number): number => Math.round(x * 1000) / 1000;
     return {
       backend,
-      peakGflops: r3(peakGflops),
-      critic: { gflops: r3(c), ratio: r3(c / peakGflops) },
-      ensemble: { gflops: r3(e), ratio: r3(e / peakGflops) },
+      peakGflops: round3(peakGflops),
+      critic: { gflops: round3(c), ratio: round3(c / peakGflops) },
+      ensemble: { gflops: round3(e), ratio: round3(e / peakGflops) },
     };
   } finally {
     peak.dispose();

@@ -17,6 +17,7 @@ import { tf } from '../pipeline/backend.js';
 import { DynamicsEnsemble } from '../operators/ensemble.js';
 import { Rng } from '../pipeline/random.js';
 import { measurePeakGflops } from './dense.js';
+import { median, round3 } from './stats.js';
 
 export interface EnsembleBenchResult {
   backend: string;
@@ -25,11 +26,6 @@ export interface EnsembleBenchResult {
   predict: { samplesPerSecond: number; gflops: number; ratio: number; rows: number; msPerCall: number };
 }
 
-const median = (xs: number[]) => {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
 export async function benchEnsemble(opts: { seconds?: number; predictRows?: number } = {}): Promise<EnsembleBenchResult> {
   const seconds = opts.seconds ?? 6;
@@ -72,9 +68,9 @@ export async function benchEnsemble(opts: { seconds?: number; predictRows?: numb
     const predGf = ens.net.forwardFlops(rows) / (pMs * 1e6);
     return {
       backend: tf.getBackend(),
-      peakGflops: r3(peak),
-      train: { samplesPerSecond: Math.round((E * B * 1000) / tMs), gflops: r3(trainGf), ratio: r3(trainGf / peak), msPerStep: r3(tMs) },
-      predict: { samplesPerSecond: Math.round((rows * 1000) / pMs), gflops: r3(predGf), ratio: r3(predGf / peak), rows, msPerCall: Math.round(pMs) },
+      peakGflops: round3(peak),
+      train: { samplesPerSecond: Math.round((E * B * 1000) / tMs), gflops: round3(trainGf), ratio: round3(trainGf / peak), msPerStep: round3(tMs) },
+      predict: { samplesPerSecond: Math.round((rows * 1000) / pMs), gflops: round3(predGf), ratio: round3(predGf / peak), rows, msPerCall: Math.round(pMs) },
     };
   } finally {
     xs.dispose();

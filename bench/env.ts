@@ -128,10 +128,3 @@ export async function benchEnv(opts: { steps?: number; rounds?: number } = {}): 
     data.delete();
   }
 }
-
-function argValue(args: string[], flag: string): number | undefined {
-  const i = args.indexOf(flag);
-  if (i < 0 || i + 1 >= args.length) return undefined;
-  const v = Number(args[i + 1]);
-  return Number.isFinite(v) && v > 0 ? v : undefined;
-}

@@ -17,6 +17,7 @@ import { readTransitions } from '../operators/readTransitions.js';
 import { writeTransitionsFile, type WriteOptions } from '../operators/writeTransitions.js';
 import { TransitionBatch } from '../schemas/transition.js';
 import { Rng } from '../pipeline/random.js';
+import { median } from './stats.js';
 
 export interface IngestBenchResult {
   transitionsPerSecond: number;
@@ -105,16 +106,16 @@ export async function benchIngest(opts: IngestBenchOptions = {}): Promise<Ingest
       if (r > 0) times.push(ms); // run 0 warms up the JIT and the page cache
       batches = k;
     }
-    const sorted = times.slice().sort((a, b) => a - b);
-    const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+    const mid = median(times);
+    const best = Math.min(...times);
     return {
-      transitionsPerSecond: Math.round((rows / median) * 1000),
+      transitionsPerSecond: Math.round((rows / mid) * 1000),
       rows,
       vectorLayout: opts.vectorLayout ?? 'columns',
       compression: opts.compression ?? 'snappy',
       bytes: summary.bytes,
       statistic: 'median',
-      bestTransitionsPerSecond: Math.round((rows / sorted[0]!) * 1000),
+      bestTransitionsPerSecond: Math.round((rows / best) * 1000),
       runsMs: times.map((x) => Math.round(x)),
       batches,
       writeTransitionsPerSecond: Math.round((rows / writeMs) * 1000),

@@ -29,6 +29,7 @@ import { Rng } from '../pipeline/random.js';
 import { TransitionBatch } from '../schemas/transition.js';
 import { SacAgent } from '../operators/sac.js';
 import { measurePeakGflops } from './dense.js';
+import { median, round3 } from './stats.js';
 
 export interface SacBenchResult {
   backend: string;
@@ -42,13 +43,6 @@ export interface SacBenchResult {
 
 export const SAC_BENCH_DIMS = { obsDim: 17, actDim: 6 } as const;
 export const SAC_BENCH_BATCH = 256;
-
-function median(xs: number[]): number {
-  const s = xs.slice().sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return NaN;
-  return n % 2 === 1 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-}
 
 function randomBatches(rng: Rng, count: number): TransitionBatch[] {
   return Array.from({ length: count }, () => {
@@ -92,15 +86,14 @@ export async function benchSac(opts: { seconds?: number; backend?: string; round
     const msPerUpdate = median(ms);
     const gflops = flops / (msPerUpdate * 1e6);
     const peakGflops = median(peaks);
-    const r3 = (x: number): number => Math.round(x * 1000) / 1000;
     return {
       backend,
-      updatesPerSecond: r3(1000 / msPerUpdate),
-      msPerUpdate: r3(msPerUpdate),
+      updatesPerSecond: round3(1000 / msPerUpdate),
+      msPerUpdate: round3(msPerUpdate),
       flopsPerUpdate: flops,
-      gflops: r3(gflops),
-      peakGflops: r3(peakGflops),
-      ratio: r3(gflops / peakGflops),
+      gflops: round3(gflops),
+      peakGflops: round3(peakGflops),
+      ratio: round3(gflops / peakGflops),
     };
   } finally {
     agent.dispose();
