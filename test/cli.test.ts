@@ -189,6 +189,23 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     assert.equal(rep.elites.length, 2);
     assert.ok(rep.validation.rows > 300 && rep.validation.rows < 900, `holdout ≈ 20 % of 3000: ${rep.validation.rows}`);
     for (const f of ['config.json', 'metrics.jsonl', 'validation.svg', 'report.json', 'ensemble/ensemble.json']) assert.ok(existsSync(join(dir, 'dyn', f)), f);
+    // The diagnostics on the same run: the held-out rows, the linear baseline, the simulator.
+    const d = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn'), '--states', '200', '--horizon', '3', '--json', '--quiet']);
+    assert.equal(d.code, 0, d.stderr);
+    const diag = JSON.parse(d.stdout);
+    assert.equal(diag.env, 'pendulum');
+    assert.equal(diag.validation.rows, rep.validation.rows, 'the same held-out rows as training');
+    assert.ok(diag.validation.linearMse > 0 && Number.isFinite(diag.validation.ratio));
+    assert.equal(diag.simulator.states, 200);
+    assert.ok(diag.simulator.datasetAgreementMaxAbs < 1e-4, `the dataset was made by this simulator: ${diag.simulator.datasetAgreementMaxAbs}`);
+    assert.equal(diag.simulator.obsRmse.length, 3);
+    assert.equal(diag.simulator.memberCalibration.length, 3);
+    assert.equal(diag.multiStep.eliteMean.length, 3);
+    assert.ok(diag.multiStep.starts > 100);
+    for (const f of ['diagnose-dynamics.json', 'diagnose-dynamics.svg']) assert.ok(existsSync(join(dir, 'dyn', f)), f);
+    const wrong = mopo(['diagnose', 'dynamics', '--run', join(dir, 'start'), '--quiet']);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /no ensemble here/);
     const bad = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '4', '--quiet']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--elites must be an integer from 1 to --members \(3\)/);

@@ -122,7 +122,7 @@ export async function runSac(args: SacArgs): Promise<void> {
   await result.agent.saveCheckpoint(join(out, 'checkpoint'));
   await result.agent.savePolicy(join(out, 'policy'));
   if (args.saveReplay) {
-    const w = await lastValueFrom(from(result.buffer.snapshot()).pipe(writeTransitions(join(out, 'replay.parquet'), { metadata: { 'mopo.source': 'sac replay buffer' } })));
+    const w = await lastValueFrom(from(result.buffer.snapshot()).pipe(writeTransitions(join(out, 'replay.parquet'), { env: spec.name, metadata: { 'mopo.source': 'sac replay buffer' } })));
     log(`replay buffer: ${w.rows} transitions → ${w.path}`);
   }
   const best = evals.reduce((b, v) => (v.mean > b.mean ? v : b), evals[0] ?? { step: 0, mean: Number.NaN, std: 0 });

@@ -316,3 +316,38 @@ export function d4rlScore(env: string | { name: string }, episodeReturn: number)
   const ref = D4RL_REFERENCE_RETURNS[name];
   return (100 * (episodeReturn - ref.random)) / (ref.expert - ref.random);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Observation → physical state, to put the simulator where a dataset row was ("set MuJoCo to the
+// state, apply the action"): the model diagnostics compare the ensemble with the real dynamics.
+
+export interface StateFromObservation extends EnvState {
+  /**
+   * False when the observation cannot pin the state down: Hopper and Walker2d observe velocities
+   * clipped to ±10, so a row at the clip bound hides the true velocity.
+   */
+  exact: boolean;
+}
+
+/**
+ * The state whose observation is obs[offset..]. Locomotion: obs = qpos[1:] ++ qvel, and qpos[0]
+ * (the x position) is not observed; it is set to 0, which changes neither the dynamics nor the
+ * reward (the reward uses the x velocity, a difference). Pendulum: θ = atan2(sin θ, cos θ).
+ */
+export function stateFromObservation(name: string, obs: ArrayLike<number>, offset = 0): StateFromObservation {
+  const n = checkName(name);
+  if (n === 'pendulum') {
+    return { qpos: Float64Array.of(Math.atan2(obs[offset + 1]!, obs[offset]!)), qvel: Float64Array.of(obs[offset + 2]!), exact: true };
+  }
+  const spec = { halfcheetah: HALFCHEETAH, hopper: HOPPER, walker2d: WALKER2D }[n];
+  const qpos = new Float64Array(spec.nq);
+  const qvel = new Float64Array(spec.nv);
+  for (let i = 1; i < spec.nq; i++) qpos[i] = obs[offset + i - 1]!;
+  let exact = true;
+  for (let i = 0; i < spec.nv; i++) {
+    const v = obs[offset + spec.nq - 1 + i]!;
+    qvel[i] = v;
+    if (Math.abs(v) >= spec.velocityClip) exact = false;
+  }
+  return { qpos, qvel, exact };
+}
