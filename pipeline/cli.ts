@@ -14,6 +14,7 @@ import { runEnvCheck } from './commands/env.js';
 import { runSac } from './commands/sac.js';
 import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
+import { runDiagnoseDynamics } from './commands/diagnose.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -143,6 +144,26 @@ function buildCli(argv: string[]): Argv {
       async (args) => {
         await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, backend: args.backend, quiet: args.quiet });
       },
+    )
+    .command('diagnose', 'measure a trained model against baselines and the real simulator', (y) =>
+      y
+        .command(
+          'dynamics',
+          'validation MSE vs linear least squares, one-step error and calibration against MuJoCo, open-loop error growth',
+          (c) =>
+            withInputOptions(c)
+              .option('run', { type: 'string', demandOption: true, describe: 'a mopo train-dynamics run directory (or an ensemble directory)' })
+              .option('dataset', { type: 'string', describe: "the dataset the ensemble was trained on (default: the run's config.json)" })
+              .option('states', { type: 'number', default: 1000, describe: 'held-out rows compared with the simulator' })
+              .option('horizon', { type: 'number', default: 5, describe: 'open-loop rollout length' })
+              .option('seed', { type: 'number', default: 0, describe: 'seed of the sampled rollouts' })
+              .option('json', { type: 'boolean', default: false, describe: 'print the report as one JSON object on stdout' })
+              .example('$0 diagnose dynamics --run runs/dyn-hc-random --json', 'writes runs/dyn-hc-random/diagnose-dynamics.{json,svg}'),
+          async (args) => {
+            await runDiagnoseDynamics({ ...args, run: args.run, dataset: args.dataset, states: args.states, horizon: args.horizon, seed: args.seed, json: args.json, backend: args.backend, quiet: args.quiet });
+          },
+        )
+        .demandCommand(1, 'Name what to diagnose; `mopo diagnose --help` lists it.'),
     )
     .command(
       'bench <what>',
