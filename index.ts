@@ -20,3 +20,4 @@ export { SacAgent, SacPolicy, loadPolicy, trainSacOnline, sacUpdates, sacEnvFrom
 export { lineChartSvg, type LineChart, type Series } from './pipeline/plot.js';
 export { computeNormalizer, normalize, Normalizer } from './operators/normalize.js';
 export { DynamicsEnsemble, trainEnsemble, trainEnsembleFrom, ENSEMBLE_DEFAULTS, type EnsembleConfig, type EnsembleTrainingEvent } from './operators/ensemble.js';
+export { rolloutPenalized, rolloutRound, rolloutPenalty, rolloutTriggers, resolveRolloutConfig, ROLLOUT_DEFAULTS, PENALTY_KINDS, type RolloutConfig, type RolloutModel, type RolloutPolicy, type RolloutTrigger, type RolloutDeps, type RolloutStats, type RolloutRoundStats, type RolloutRoundInputs, type RolloutRoundResult, type PenaltyKind } from './operators/rollout.js';

@@ -105,7 +105,20 @@ export class Rng {
 
   /** Fill a Float32Array with N(mean, std²) draws. */
   fillNormal(out: Float32Array, mean = 0, std = 1): Float32Array {
-    for (let i = 0; i < out.length; i++) out[i] = mean + std * this.normal();
+    // The same draws as calling normal() per element (a pending spare first, then pairs), with
+    // both values of each Box-Muller pair used in place: half the calls, twice the speed.
+    let i = 0;
+    const n = out.length;
+    if (n > 0 && this.spareNormal !== null) out[i++] = mean + std * this.normal();
+    for (; i + 1 < n; i += 2) {
+      let u = 0;
+      while (u === 0) u = this.next();
+      const v = this.next();
+      const r = Math.sqrt(-2 * Math.log(u));
+      out[i] = mean + std * (r * Math.cos(2 * Math.PI * v));
+      out[i + 1] = mean + std * (r * Math.sin(2 * Math.PI * v));
+    }
+    if (i < n) out[i] = mean + std * this.normal();
     return out;
   }
 

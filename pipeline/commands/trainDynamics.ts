@@ -5,8 +5,8 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { lastValueFrom, tap, filter } from 'rxjs';
 import { initBackend } from '../backend.js';
-import { readTransitions } from '../../operators/readTransitions.js';
-import { trainEnsembleFrom, type EnsembleDoneEvent, type EnsembleEpochEvent } from '../../operators/ensemble.js';
+import { readTransitions, type ReadOptions } from '../../operators/readTransitions.js';
+import { trainEnsembleFrom, resolveEnsembleConfig, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent } from '../../operators/ensemble.js';
 import { writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
@@ -29,26 +29,55 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
     throw new UserError(`--elites must be an integer from 1 to --members (${args.members}), got ${args.elites}`);
   }
   const out = resolve(args.out ?? join('runs', `dynamics-${basename(args.dataset).replace(/\.parquet$/, '')}`));
-  mkdirSync(out, { recursive: true });
   const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
   const backend = await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
-  const config = { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed };
-  const readOpts = readOptionsFrom(args);
-  await writeFileAtomic(join(out, 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: resolve(args.dataset), read: readOpts, ensemble: config, backend }, null, 2) + '\n');
+  const report = await trainDynamicsInto(out, {
+    dataset: args.dataset,
+    read: readOptionsFrom(args),
+    ensemble: { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed },
+    backend,
+    quiet: args.quiet,
+  });
+  process.stdout.write(JSON.stringify(report) + '\n');
+  log(`run directory ${out}: config.json, metrics.jsonl, validation.svg, ensemble/, report.json`);
+}
+
+export interface TrainDynamicsReport {
+  dataset: string;
+  epochs: number;
+  stoppedBy: string;
+  seconds: number;
+  elites: number[];
+  validation: { rows: number; mse: number[]; nll: number[] };
+}
+
+/**
+ * Trains the ensemble on `dataset` into the directory `out` (the layout mopo train-dynamics makes,
+ * and mopo train's <run>/dynamics): config.json, metrics.jsonl (one line per epoch), validation.svg,
+ * ensemble/, report.json. Shows a progress bar on stderr unless quiet.
+ */
+export async function trainDynamicsInto(
+  out: string,
+  opts: { dataset: string; read: ReadOptions; ensemble: Partial<EnsembleConfig>; backend: string; quiet: boolean },
+): Promise<TrainDynamicsReport> {
+  mkdirSync(out, { recursive: true });
+  const log = opts.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
+  const config = resolveEnsembleConfig(opts.ensemble);
+  await writeFileAtomic(join(out, 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: resolve(opts.dataset), read: opts.read, ensemble: config, backend: opts.backend }, null, 2) + '\n');
   const metricsPath = join(out, 'metrics.jsonl');
   await writeFileAtomic(metricsPath, '');
-  const bar = new ProgressBar({ label: 'train-dynamics', total: args.maxEpochs, unit: 'epochs', quiet: args.quiet });
+  const bar = new ProgressBar({ label: 'train-dynamics', total: config.maxEpochs, unit: 'epochs', quiet: opts.quiet });
   const epochs: EnsembleEpochEvent[] = [];
   const t0 = performance.now();
   const done = (await lastValueFrom(
-    trainEnsembleFrom(() => readTransitions(args.dataset, readOpts), config).pipe(
+    trainEnsembleFrom(() => readTransitions(opts.dataset, opts.read), config).pipe(
       tap((e) => {
         if (e.type !== 'epoch') return;
         epochs.push(e);
         appendFileSync(metricsPath, JSON.stringify(e) + '\n');
         const best = Math.min(...e.valMse);
         bar.update(e.epoch, `best val MSE ${best.toFixed(4)}, ${e.epochsSinceImprovement} epochs without improvement`);
-        if (!args.quiet && !process.stderr.isTTY) log(`epoch ${e.epoch}: val MSE ${e.valMse.map((x) => x.toFixed(4)).join(' ')}; elites ${e.elites.join(',')}`);
+        if (!opts.quiet && !process.stderr.isTTY) log(`epoch ${e.epoch}: val MSE ${e.valMse.map((x) => x.toFixed(4)).join(' ')}; elites ${e.elites.join(',')}`);
       }),
       filter((e): e is EnsembleDoneEvent => e.type === 'done'),
     ),
@@ -56,22 +85,21 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
   bar.finish(`stopped by ${done.stoppedBy} after ${done.epochs} epochs`);
   await done.ensemble.save(join(out, 'ensemble'));
   const svg = lineChartSvg({
-    title: `Dynamics ensemble on ${basename(args.dataset)}`,
+    title: `Dynamics ensemble on ${basename(opts.dataset)}`,
     xLabel: 'epoch',
     yLabel: 'validation MSE (normalized Δs, r)',
-    series: Array.from({ length: args.members }, (_, m) => ({ name: `member ${m}`, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.valMse[m]!) })),
+    series: Array.from({ length: config.members }, (_, m) => ({ name: `member ${m}`, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.valMse[m]!) })),
   });
   await writeFileAtomic(join(out, 'validation.svg'), svg);
-  const report = {
-    dataset: args.dataset,
+  const report: TrainDynamicsReport = {
+    dataset: opts.dataset,
     epochs: done.epochs,
     stoppedBy: done.stoppedBy,
     seconds: Math.round((performance.now() - t0) / 1000),
-    elites: done.ensemble.elites,
+    elites: done.ensemble.elites.slice(),
     validation: { rows: done.validation.rows, mse: done.validation.mse, nll: done.validation.nll },
   };
   await writeFileAtomic(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   done.ensemble.dispose();
-  process.stdout.write(JSON.stringify(report) + '\n');
-  log(`run directory ${out}: config.json, metrics.jsonl, validation.svg, ensemble/, report.json`);
+  return report;
 }
