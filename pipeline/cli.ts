@@ -15,6 +15,7 @@ import { runSac } from './commands/sac.js';
 import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
+import { runTrain } from './commands/train.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -145,6 +146,34 @@ function buildCli(argv: string[]): Argv {
         await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, backend: args.backend, quiet: args.quiet });
       },
     )
+    .command(
+      'train',
+      'MOPO end to end: dynamics ensemble, penalized model rollouts (second core), SAC on mixed batches, evaluation in MuJoCo',
+      (y) =>
+        withInputOptions(y)
+          .option('dataset', { type: 'string', describe: 'Parquet file of transitions (its env is read from the file or --env)' })
+          .option('preset', { type: 'string', choices: ['paper', 'quick'] as const, default: 'paper', describe: "paper: MOPO's settings for the task (MOPO.md); quick: a run of minutes" })
+          .option('task', { type: 'string', describe: 'D4RL task for the preset (random, medium, medium-replay, medium-expert); default: from the file name' })
+          .option('out', { type: 'string', describe: 'run directory (default runs/mopo-<dataset>-<preset>-seed<seed>)' })
+          .option('resume', { type: 'string', describe: 'continue the run in this directory from its last checkpoint' })
+          .option('dynamics', { type: 'string', describe: 'use this trained ensemble (a mopo train-dynamics run) instead of training one' })
+          .option('horizon', { type: 'number', describe: 'rollout length h' })
+          .option('lambda', { type: 'number', describe: 'penalty weight λ (0 = MBPO)' })
+          .option('penalty', { type: 'string', choices: ['max-aleatoric', 'disagreement', 'ensemble-variance'] as const, describe: 'uncertainty estimator u(s, a)' })
+          .option('epochs', { type: 'number', describe: 'SAC epochs of 1000 updates' })
+          .option('rollout-batch', { type: 'number', describe: 'start states per rollout round' })
+          .option('real-ratio', { type: 'number', describe: 'share of real data in each SAC batch' })
+          .option('eval-every', { type: 'number', describe: 'evaluate every this many epochs' })
+          .option('eval-episodes', { type: 'number', describe: 'episodes per evaluation' })
+          .option('checkpoint-every', { type: 'number', describe: 'checkpoint every this many epochs' })
+          .option('seed', { type: 'number', default: 0 })
+          .example('$0 train --dataset data/datasets/halfcheetah-random.parquet', "MOPO with the paper's settings for halfcheetah-random (h 5, λ 0.5)")
+          .example('$0 train --dataset data/datasets/halfcheetah-random.parquet --preset quick', 'a run of minutes')
+          .example('$0 train --resume runs/mopo-halfcheetah-random-paper-seed0', 'continue from the last checkpoint'),
+      async (args) => {
+        await runTrain({ ...args, preset: args.preset, seed: args.seed, quiet: args.quiet, backend: args.backend });
+      },
+    )
     .command('diagnose', 'measure a trained model against baselines and the real simulator', (y) =>
       y
         .command(
@@ -170,7 +199,7 @@ function buildCli(argv: string[]): Argv {
       'measure a speed target and print JSON',
       (y) =>
         y
-          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble'] as const, demandOption: true })
+          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble', 'buffer'] as const, demandOption: true })
           .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
           .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000); env: steps; ensemble: prediction batch (default 50,000)' })
           .option('seconds', { type: 'number', describe: 'dense, sac: time budget per measurement' })
@@ -181,9 +210,10 @@ function buildCli(argv: string[]): Argv {
           .example('$0 bench ingest --json', 'Parquet → Arrow transition batches, transitions/s')
           .example('$0 bench env --json', 'HalfCheetah env steps/s beside the raw mj_step rate')
           .example('$0 bench sac --json', 'SAC updates/s (halfcheetah sizes) and GFLOP/s against the dense peak')
-          .example('$0 bench ensemble --json', 'ensemble training samples/s and predictions/s at batch 50,000 against the dense peak'),
+          .example('$0 bench ensemble --json', 'ensemble training samples/s and predictions/s at batch 50,000 against the dense peak')
+          .example('$0 bench buffer --json', 'replay buffer appends/s and sampled transitions/s (1.25M rows), a 256-sample against one SAC update'),
       async (args) => {
-        await runBench({ what: args.what as 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble', json: args.json, rows: args.rows, seconds: args.seconds, variants: args.variants, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
+        await runBench({ what: args.what as 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer', json: args.json, rows: args.rows, seconds: args.seconds, variants: args.variants, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
       },
     )
     .demandCommand(1, 'Name a command; `mopo --help` lists them.')

@@ -1,4 +1,5 @@
-// ArrowReplayBuffer: FIFO order and wrap-around, gather, uniform sampling, shard round trip.
+// ArrowReplayBuffer: FIFO order and exact eviction (copied and by-reference appends), gather,
+// uniform sampling, shard round trip.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,11 +73,11 @@ test('FIFO order and wrap-around, one row and many rows at a time', () => {
   assert.equal(buf.size, 10);
   assert.equal(buf.capacity, 10);
   assert.equal(buf.totalAppended, 13);
-  assert.equal(buf.snapshot().length, 2, 'a wrapped ring snapshots as two views');
+  assert.equal(buf.snapshot().length, 2, 'rows 0-9 filled one chunk (sealed, front cut at row 3), rows 10-12 the next');
   assertRows(snapshotIds(buf), range(3, 13));
-  buf.append(idBatch(13, 7)); // a batch that itself wraps around the end
+  buf.append(idBatch(13, 7)); // copied: fills the open chunk and starts another
   assertRows(snapshotIds(buf), range(10, 20));
-  buf.append(idBatch(100, 25)); // longer than the capacity: only its last 10 rows stay
+  buf.append(idBatch(100, 25)); // longer than the capacity: held by reference, only its last 10 rows count
   assertRows(snapshotIds(buf), range(115, 125));
   assert.equal(buf.totalAppended, 45);
   // gather with logical indices (0 = oldest)
@@ -178,4 +179,156 @@ test('snapshot -> writeShards -> readShards -> restore round trip', async () => 
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+/** The buffer holds ids firstId… oldest first: by snapshot() and by gather() of every logical index. */
+function assertHeld(buf: ArrowReplayBuffer, firstId: number, optional = true): void {
+  const ids = range(firstId, firstId + buf.size);
+  assertRows(snapshotIds(buf), ids, optional);
+  assertRows(buf.gather(range(0, buf.size)), ids, optional);
+}
+
+test('eviction is exact in rows with mixed big (by reference) and small (copied) appends', () => {
+  const cap = 100;
+  const buf = new ArrowReplayBuffer({ ...DIMS, capacity: cap, chunkRows: 8, optional: ['rawReward', 'penalty'] });
+  assert.equal(buf.chunkRows, 8);
+  const rng = new Rng(77, 'mixed');
+  // sizes straddle chunkRows (8) and include batches longer than the capacity
+  const sizes = [1, 1, 3, 8, 2, 30, 7, 7, 7, 1, 64, 5, 9, 150, 1, 2, 3, 99, 100, 101, 4];
+  for (let r = 0; r < 60; r++) sizes.push(rng.next() < 0.5 ? 1 + rng.int(7) : 8 + rng.int(60));
+  let total = 0;
+  for (const n of sizes) {
+    buf.append(idBatch(total, n));
+    total += n;
+    assert.equal(buf.size, Math.min(total, cap), `after ${total} rows`);
+    assert.equal(buf.totalAppended, total);
+    assertHeld(buf, Math.max(0, total - cap));
+    // logical indices: 0 = oldest, size-1 = newest
+    assertRows(buf.gather([0, buf.size - 1]), [total - buf.size, total - 1]);
+    // a bounded number of segments: each holds ≥ chunkRows rows except the front one, the open
+    // chunk and the two pieces of a chunk split by a big append
+    assert.ok(buf.snapshot().length <= (3 * cap) / 8 + 3, `${buf.snapshot().length} segments`);
+  }
+  buf.clear();
+  assert.equal(buf.size, 0);
+  assert.deepEqual(buf.snapshot(), []);
+  buf.append(idBatch(5000, 3));
+  assertHeld(buf, 5000);
+});
+
+test('a batch of at least chunkRows rows is held by reference; smaller ones are copied', () => {
+  const buf = new ArrowReplayBuffer({ ...DIMS, capacity: 1000, chunkRows: 16, optional: ['penalty'] });
+  const small = idBatch(0, 5);
+  const big = idBatch(5, 40); // carries raw_reward too, which this buffer does not keep
+  buf.append(small);
+  buf.append(big);
+  buf.append(idBatch(45, 3));
+  const segs = buf.snapshot();
+  assert.equal(segs.length, 3);
+  assert.notEqual(segs[0]!.observation.buffer, small.observation.buffer, 'small appends are copied');
+  for (const k of ['observation', 'action', 'reward', 'nextObservation', 'terminal', 'timeout', 'penalty'] as const) {
+    assert.equal(segs[1]![k]!.buffer, big[k]!.buffer, `${k}: same underlying buffer`);
+    assert.equal(segs[1]![k]!.byteOffset, big[k]!.byteOffset);
+    assert.equal(segs[1]![k]!.length, big[k]!.length);
+  }
+  assert.deepEqual(segs[1]!.optionalColumns, ['penalty'], 'columns the buffer does not keep are left out');
+  assert.equal(segs[1]!.env, 'test');
+  // the chunk sealed by the big append hands its unused tail to the next small append: same storage
+  assert.equal(segs[2]!.observation.buffer, segs[0]!.observation.buffer);
+  assertHeld(buf, 0, false);
+  // rows are never rewritten: earlier snapshot views survive later appends, evictions and clear()
+  const before = TransitionBatch.concat(segs);
+  for (let k = 48; k < 2100; k += 7) buf.append(idBatch(k, 7));
+  buf.clear();
+  buf.append(idBatch(9000, 3));
+  assertRows(TransitionBatch.concat(segs), range(0, 48), false);
+  assert.deepEqual(TransitionBatch.concat(segs).observation, before.observation);
+});
+
+test('sampling is uniform over a buffer of mixed segments (chi-square)', () => {
+  const size = 60;
+  const buf = new ArrowReplayBuffer({ ...DIMS, capacity: size, chunkRows: 10 });
+  // a partly evicted referenced batch at the front, then chunks of single rows, a referenced
+  // batch, a chunk sealed early, and a partly filled open chunk
+  let id = 0;
+  const add = (n: number) => {
+    buf.append(idBatch(id, n, false));
+    id += n;
+  };
+  add(25);
+  for (let i = 0; i < 13; i++) add(1);
+  add(12);
+  add(3);
+  add(20);
+  add(4);
+  add(1);
+  assert.equal(buf.size, size);
+  const oldest = id - size;
+  assert.ok(buf.snapshot().length >= 5);
+  const rng = new Rng(31, 'uniform-mixed');
+  const counts = new Float64Array(size);
+  const draws = 300_000;
+  const out = buf.allocateSample(1000);
+  for (let k = 0; k < draws / 1000; k++) {
+    buf.sample(1000, rng, out);
+    for (let i = 0; i < 1000; i++) counts[out.reward[i]! / 10 - oldest]!++;
+  }
+  const expected = draws / size;
+  let chi2 = 0;
+  for (const c of counts) chi2 += (c - expected) ** 2 / expected;
+  // 59 degrees of freedom: P(chi2 > 98) ≈ 1e-3
+  assert.ok(chi2 < 98, `chi-square ${chi2.toFixed(1)} over ${size - 1} dof`);
+});
+
+test('mixed segments survive snapshot -> shards -> restore, restored shard batches are held by reference', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mopo-replay-mixed-'));
+  try {
+    const opt = ['rawReward', 'penalty'] as const;
+    const buf = new ArrowReplayBuffer({ ...DIMS, capacity: 120, chunkRows: 16, optional: opt });
+    let id = 0;
+    for (const n of [50, 3, 3, 1, 40, 9, 17, 2, 2, 30]) {
+      buf.append(idBatch(id, n));
+      id += n;
+    }
+    assert.equal(buf.size, 120);
+    const m = await buf.writeShards({ dir, rowsPerShard: 40 });
+    assert.equal(m.rows, 120);
+    const back = new ArrowReplayBuffer({ ...DIMS, capacity: 120, chunkRows: 16, optional: opt });
+    assert.equal(await back.readShards(dir), 120);
+    assertHeld(back, id - 120);
+    const rng1 = new Rng(3);
+    const rng2 = new Rng(3);
+    assert.deepEqual(back.sample(300, rng1).observation, buf.sample(300, rng2).observation);
+    // restore through an iterable; segments ≥ chunkRows keep the arrays they came in
+    const src = buf.snapshot();
+    const again = new ArrowReplayBuffer({ ...DIMS, capacity: 120, chunkRows: 16, optional: opt });
+    assert.equal(await again.restore(src), 120);
+    const bigIn = src.filter((b) => b.length >= 16);
+    const segs = again.snapshot();
+    for (const b of bigIn) assert.ok(segs.some((s) => s.observation.buffer === b.observation.buffer && s.observation.byteOffset === b.observation.byteOffset));
+    assertHeld(again, id - 120);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('errors: dims, missing columns (both append paths), output batch, indices, options', () => {
+  const buf = new ArrowReplayBuffer({ ...DIMS, capacity: 64, chunkRows: 4, optional: ['rawReward', 'penalty'] });
+  assert.throws(() => buf.append(idBatch(0, 2, false)), /lacks column raw_reward/); // copied path
+  assert.throws(() => buf.append(idBatch(0, 20, false)), /lacks column raw_reward/); // by-reference path
+  assert.throws(() => buf.append(TransitionBatch.allocate({ obsDim: 3, actDim: 1 }, 20, ['rawReward', 'penalty'])), UserError);
+  assert.throws(() => buf.append(TransitionBatch.allocate({ obsDim: 2, actDim: 2 }, 1, ['rawReward', 'penalty'])), UserError);
+  assert.equal(buf.size, 0, 'a refused batch leaves the buffer as it was');
+  assert.equal(buf.totalAppended, 0);
+  buf.append(idBatch(0, 10));
+  assert.throws(() => buf.sample(4, new Rng(1), TransitionBatch.allocate(DIMS, 4)), /output batch lacks column raw_reward/);
+  assert.throws(() => buf.sample(4, new Rng(1), TransitionBatch.allocate({ obsDim: 5, actDim: 2 }, 4, ['rawReward', 'penalty'])), UserError);
+  assert.throws(() => buf.gather([-1]), RangeError);
+  assert.throws(() => buf.gather([1.5]), RangeError);
+  assert.throws(() => buf.gather([NaN]), RangeError);
+  assert.throws(() => buf.sampleIndices(8, new Rng(1), new Uint32Array(4)), RangeError);
+  assert.throws(() => new ArrowReplayBuffer({ ...DIMS, capacity: 8, chunkRows: 0 }), UserError);
+  assert.throws(() => new ArrowReplayBuffer({ ...DIMS, capacity: 2.5 }), UserError);
+  assert.equal(new ArrowReplayBuffer({ ...DIMS, capacity: 8, chunkRows: 100 }).chunkRows, 8, 'a chunk is at most the capacity');
+  assertHeld(buf, 0);
 });

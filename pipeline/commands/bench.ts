@@ -6,9 +6,10 @@ import { benchIngest } from '../../bench/ingest.js';
 import { benchEnv } from '../../bench/env.js';
 import { benchSac } from '../../bench/sac.js';
 import { benchEnsemble } from '../../bench/ensemble.js';
+import { benchBuffer } from '../../bench/buffer.js';
 
 export interface BenchArgs {
-  what: 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble';
+  what: 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer';
   json: boolean;
   rows?: number | undefined;
   seconds?: number | undefined;
@@ -32,6 +33,9 @@ export async function runBench(args: BenchArgs): Promise<void> {
   } else if (args.what === 'ensemble') {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchEnsemble({ ...(args.seconds !== undefined ? { seconds: args.seconds } : {}), ...(args.rows !== undefined ? { predictRows: args.rows } : {}) });
+  } else if (args.what === 'buffer') {
+    await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
+    result = await benchBuffer();
   } else if (args.what === 'env') {
     result = await benchEnv({ ...(args.rows !== undefined ? { steps: args.rows } : {}) });
   } else {

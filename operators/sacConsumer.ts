@@ -1,0 +1,278 @@
+// sacConsumer: MOPO's learner. Consumes the rollout stream (rolloutInWorker's batches and round
+// statistics), keeps the model buffer, and runs SAC updates on batches mixing real data
+// (realRatio, 5 % by default) with model data, one epoch of `epochLength` updates at a time.
+//
+// The schedule is deterministic although the rollouts run on another thread: round k enters the
+// model buffer exactly at update k · rolloutEvery (received rounds wait in a queue until then),
+// and round k + 1 is requested right after, with the policy of that moment. So rollouts use a
+// policy one round old (the price of running them beside the learner instead of between its
+// updates; the model buffer holds five rounds anyway), and a run is reproducible, and resumable,
+// whatever the timing. A RateLimiter (samples = updates, inserts = rounds) makes the side that
+// gets ahead wait and counts the waiting.
+//
+// Backpressure downstream: every emitted event has hold(promise); the loop awaits what was held
+// before its next update, so an async sink (a checkpoint, a shard write) finishes first.
+import { Observable, type OperatorFunction, type Subscription } from 'rxjs';
+import { TransitionBatch } from '../schemas/transition.js';
+import type { ArrowReplayBuffer } from './replayBuffer.js';
+import type { SacAgent, SacMetrics } from './sac.js';
+import type { RateLimiter } from './rateLimiter.js';
+import type { RolloutOutput, RolloutRequest, RolloutRngState } from './rolloutWorker.js';
+import { actorWeightsOf } from './rolloutWorker.js';
+import type { RolloutStats } from './rollout.js';
+import { Rng } from '../pipeline/random.js';
+import { UserError } from '../pipeline/errors.js';
+
+export interface SacConsumerConfig {
+  /** Share of each SAC batch drawn from the real data (the rest from the model buffer). */
+  realRatio: number;
+  /** Updates per epoch (metrics, evaluation and checkpoints happen between epochs). */
+  epochLength: number;
+  /** Updates between rollout rounds. */
+  rolloutEvery: number;
+  /** Epochs to run (counting from 0, resumed runs included). */
+  epochs: number;
+  /** Read SAC metrics back every this many updates (a readback costs a sync). */
+  metricsEvery: number;
+  seed: number;
+}
+
+export const SAC_CONSUMER_DEFAULTS: Readonly<SacConsumerConfig> = Object.freeze({
+  realRatio: 0.05,
+  epochLength: 1000,
+  rolloutEvery: 1000,
+  epochs: 1000,
+  metricsEvery: 50,
+  seed: 0,
+});
+
+export function resolveSacConsumerConfig(partial: Partial<SacConsumerConfig>): SacConsumerConfig {
+  const c = { ...SAC_CONSUMER_DEFAULTS };
+  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as Record<string, unknown>)[k] = v;
+  for (const k of ['epochLength', 'rolloutEvery', 'epochs', 'metricsEvery'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`sac consumer config: ${k} must be a positive integer, got ${c[k]}`);
+  }
+  if (!(c.realRatio >= 0 && c.realRatio <= 1)) throw new UserError(`sac consumer config: realRatio must be in [0, 1], got ${c.realRatio}`);
+  return c;
+}
+
+/** Where a run is: what a checkpoint stores besides the agent and the buffers. */
+export interface SacConsumerPosition {
+  /** Updates done (a multiple of rolloutEvery and of epochLength at a checkpoint). */
+  updates: number;
+  /** Rounds inserted into the model buffer. */
+  rounds: number;
+  /** Rng state of the buffer sampling. */
+  samplingRng: number[];
+  /** The rollout worker's Rng states after the last inserted round. */
+  rolloutRng: RolloutRngState | null;
+  limiter: ReturnType<RateLimiter['getState']>;
+  /** The producer's cumulative busy seconds (from its round statistics) and wait seconds (idle, no request outstanding). */
+  producer: { busySeconds: number; waitSeconds: number };
+  /** The round in flight (requested, not yet inserted) and the actor weights it was asked with. */
+  pending: RolloutRequest;
+}
+
+export interface SacConsumerDeps {
+  agent: SacAgent;
+  real: ArrowReplayBuffer;
+  model: ArrowReplayBuffer;
+  limiter: RateLimiter;
+  /** Where rollout requests go (the input of rolloutInWorker). */
+  request: (r: RolloutRequest) => void;
+  /** Resume from here (the buffers and the agent must already hold the checkpoint's state). */
+  resume?: SacConsumerPosition;
+  /** Stop at the next epoch boundary (e.g. SIGINT): the loop emits the epoch and completes. */
+  stopRequested?: () => boolean;
+}
+
+export interface SacEpochEvent {
+  type: 'epoch';
+  epoch: number;
+  updates: number;
+  /** Means over the updates whose metrics were read this epoch. */
+  sac: SacMetrics;
+  /** The last round inserted (its statistics), or null. */
+  rollout: RolloutStats | null;
+  modelBufferSize: number;
+  realBufferSize: number;
+  /** Seconds: this epoch's wall time, and the cumulative waits of both sides. */
+  seconds: number;
+  updatesPerSecond: number;
+  learnerWaitSeconds: number;
+  producerWaitSeconds: number;
+  producerBusySeconds: number;
+  /** State at this boundary, for a checkpoint (valid until the loop resumes). */
+  position: SacConsumerPosition;
+  /** The learner's agent (its actor is the policy to evaluate). */
+  agent: SacAgent;
+  /** Delays the next update until `p` settles (a rejection fails the run). */
+  hold(p: Promise<unknown>): void;
+}
+
+/** The operator; see the header. Completes after config.epochs epochs or a requested stop. */
+export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsumerDeps): OperatorFunction<RolloutOutput, SacEpochEvent> {
+  const cfg = resolveSacConsumerConfig(config);
+  const { agent, real, model, limiter } = deps;
+  const B = agent.config.batchSize;
+  const nReal = Math.floor(B * cfg.realRatio);
+  const nModel = B - nReal;
+  if (cfg.epochLength % cfg.rolloutEvery !== 0 && cfg.rolloutEvery % cfg.epochLength !== 0) {
+    throw new UserError(`sac consumer config: epochLength (${cfg.epochLength}) and rolloutEvery (${cfg.rolloutEvery}) must divide one another`);
+  }
+  if (nReal > 0 && real.size === 0) throw new UserError('sacConsumer: the real-data buffer is empty');
+  return (source) =>
+    new Observable<SacEpochEvent>((subscriber) => {
+      const samplingRng = new Rng(cfg.seed, 'mopo/sampling');
+      let updates = 0;
+      let rounds = 0;
+      let rolloutRng: RolloutRngState | null = null;
+      let producer = { busySeconds: 0, waitSeconds: 0 };
+      if (deps.resume) {
+        const r = deps.resume;
+        updates = r.updates;
+        rounds = r.rounds;
+        samplingRng.setState(r.samplingRng);
+        rolloutRng = r.rolloutRng;
+        producer = { ...r.producer };
+        limiter.restore(r.limiter);
+      }
+      // The producer waits exactly while no request is outstanding (it works through them in order),
+      // so its wait is measured here, on the learner's clock.
+      let outstanding = 0;
+      let producerIdleSince: number | null = null;
+      let producerWait = producer.waitSeconds;
+      const producerWaitNow = () => producerWait + (producerIdleSince === null ? 0 : (performance.now() - producerIdleSince) / 1000);
+      // Rounds received from the worker, complete or in progress, by round number.
+      const arriving = new Map<number, { batches: TransitionBatch[]; done: null | Extract<RolloutOutput, { type: 'round' }> }>();
+      let wake: (() => void) | null = null;
+      let failed = false;
+      let sourceDone = false;
+      const sub: Subscription = source.subscribe({
+        next: (m) => {
+          let r = arriving.get(m.round);
+          if (!r) arriving.set(m.round, (r = { batches: [], done: null }));
+          if (m.type === 'batch') r.batches.push(m.batch);
+          else {
+            r.done = m;
+            if (--outstanding === 0) producerIdleSince = performance.now();
+          }
+          wake?.();
+        },
+        error: (e) => {
+          failed = true;
+          subscriber.error(e);
+          wake?.();
+        },
+        complete: () => {
+          sourceDone = true;
+          wake?.();
+        },
+      });
+      const nextMessage = () => new Promise<void>((resolve) => (wake = resolve));
+      let pending: RolloutRequest | null = null;
+      const send = (r: RolloutRequest) => {
+        if (outstanding === 0 && producerIdleSince !== null) {
+          producerWait += (performance.now() - producerIdleSince) / 1000;
+          producerIdleSince = null;
+        }
+        outstanding++;
+        // Keep a copy: the request's buffers are transferred to the worker.
+        pending = { round: r.round, step: r.step, actorWeights: r.actorWeights.map((w) => w.slice()) };
+        deps.request(r);
+      };
+      const requestRound = (round: number) => send({ round, step: updates, actorWeights: actorWeightsOf(agent) });
+      let lastStats: RolloutStats | null = null;
+
+      // The mixed batch carries the model buffer's raw_reward and penalty columns; real rows get
+      // raw_reward = reward and penalty 0 (SAC reads neither; they keep the batch one schema).
+      const out = TransitionBatch.allocate({ obsDim: agent.obsDim, actDim: agent.actDim }, B, model.optionalColumns);
+      const run = async () => {
+        // A resumed run re-asks for the round that was in flight, with the weights it was asked with.
+        if (deps.resume) send(deps.resume.pending);
+        else requestRound(rounds);
+        const metricSums = { criticLoss: 0, actorLoss: 0, alpha: 0, entropy: 0, qMean: 0 };
+        let metricCount = 0;
+        let epochStart = performance.now();
+        const totalUpdates = cfg.epochs * cfg.epochLength;
+        while (updates < totalUpdates && !subscriber.closed) {
+          if (!limiter.canSample(1)) {
+            // A boundary: insert round `rounds` (waiting for it if the worker is behind).
+            const k = rounds;
+            const t0 = performance.now();
+            while (!arriving.get(k)?.done) {
+              if (failed || subscriber.closed) return;
+              if (sourceDone) throw new Error(`sacConsumer: the rollout stream ended before round ${k}`);
+              await nextMessage();
+            }
+            limiter.addWait('sample', (performance.now() - t0) / 1000);
+            const r = arriving.get(k)!;
+            arriving.delete(k);
+            for (const b of r.batches) if (b.length > 0) model.append(b);
+            limiter.inserted(1);
+            rounds++;
+            rolloutRng = r.done!.rng;
+            producer = { busySeconds: r.done!.busySeconds, waitSeconds: 0 };
+            lastStats = r.done!.stats;
+            requestRound(rounds);
+            if (model.size === 0) throw new UserError(`round ${k} produced no model transitions (every rollout ended at its first step or was non-finite)`);
+          }
+          if (nReal > 0) {
+            real.sample(nReal, samplingRng, out, 0);
+            if (out.rawReward) out.rawReward.set(out.reward.subarray(0, nReal));
+            out.penalty?.fill(0, 0, nReal);
+          }
+          model.sample(nModel, samplingRng, out, nReal);
+          const want = (updates + 1) % cfg.metricsEvery === 0;
+          const m = agent.update(out, { metrics: want });
+          limiter.sampled(1);
+          updates++;
+          if (m) {
+            metricSums.criticLoss += m.criticLoss;
+            metricSums.actorLoss += m.actorLoss;
+            metricSums.alpha += m.alpha;
+            metricSums.entropy += m.entropy;
+            metricSums.qMean += m.qMean;
+            metricCount++;
+          }
+          if (updates % cfg.epochLength === 0) {
+            const held: Promise<unknown>[] = [];
+            const seconds = (performance.now() - epochStart) / 1000;
+            const c = Math.max(metricCount, 1);
+            const ls = limiter.stats();
+            subscriber.next({
+              type: 'epoch',
+              epoch: updates / cfg.epochLength - 1,
+              updates,
+              sac: { criticLoss: metricSums.criticLoss / c, actorLoss: metricSums.actorLoss / c, alpha: metricSums.alpha / c, entropy: metricSums.entropy / c, qMean: metricSums.qMean / c },
+              rollout: lastStats,
+              modelBufferSize: model.size,
+              realBufferSize: real.size,
+              seconds,
+              updatesPerSecond: cfg.epochLength / seconds,
+              learnerWaitSeconds: ls.sampleWaitSeconds,
+              producerWaitSeconds: producerWaitNow(),
+              producerBusySeconds: producer.busySeconds,
+              position: { updates, rounds, samplingRng: samplingRng.getState(), rolloutRng, limiter: limiter.getState(), producer: { busySeconds: producer.busySeconds, waitSeconds: producerWaitNow() }, pending: pending! },
+              agent,
+              hold: (p) => void held.push(p),
+            });
+            await Promise.all(held);
+            for (const k of Object.keys(metricSums) as (keyof typeof metricSums)[]) metricSums[k] = 0;
+            metricCount = 0;
+            if (deps.stopRequested?.()) break;
+            epochStart = performance.now();
+          } else if (updates % 8 === 0) {
+            // Let the worker's messages in (they are only delivered between macrotasks).
+            await new Promise<void>((r) => setImmediate(r));
+          }
+        }
+        subscriber.complete();
+      };
+      run().catch((e) => subscriber.error(e));
+      return () => {
+        sub.unsubscribe();
+        wake?.();
+      };
+    });
+}

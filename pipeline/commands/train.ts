@@ -1,0 +1,109 @@
+// `mopo train`: MOPO end to end (pipeline/mopo.ts) from a preset plus flags, or `--resume <run>`.
+// Ctrl-C stops at the next epoch boundary with a checkpoint and says how to resume; a second
+// Ctrl-C exits at once (the last complete checkpoint stays valid).
+import { existsSync } from 'node:fs';
+import { join, resolve, basename } from 'node:path';
+import { firstValueFrom, take } from 'rxjs';
+import { initBackend } from '../backend.js';
+import { readTransitions } from '../../operators/readTransitions.js';
+import { isEnvName, type EnvName } from '../envs/env.js';
+import { presetConfig, runMopo, taskOfDataset, TASKS, type MopoConfig, type Preset, type Task } from '../mopo.js';
+import { PENALTY_KINDS, type PenaltyKind } from '../../operators/rollout.js';
+import { UserError } from '../errors.js';
+import { readOptionsFrom, type InputArgs } from './inputOptions.js';
+
+export interface TrainArgs extends InputArgs {
+  dataset?: string | undefined;
+  preset: string;
+  task?: string | undefined;
+  out?: string | undefined;
+  resume?: string | undefined;
+  dynamics?: string | undefined;
+  horizon?: number | undefined;
+  lambda?: number | undefined;
+  penalty?: string | undefined;
+  epochs?: number | undefined;
+  rolloutBatch?: number | undefined;
+  realRatio?: number | undefined;
+  evalEvery?: number | undefined;
+  evalEpisodes?: number | undefined;
+  checkpointEvery?: number | undefined;
+  seed: number;
+  backend?: string | undefined;
+  quiet: boolean;
+}
+
+export async function runTrain(args: TrainArgs): Promise<void> {
+  const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
+  const backend = await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
+  let runDir: string;
+  let config: MopoConfig;
+  if (args.resume) {
+    runDir = resolve(args.resume);
+    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'rolloutBatch', 'realRatio'] as const) {
+      if (args[flag] !== undefined) throw new UserError(`--resume continues a run with its own config.json; drop --${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
+    }
+    config = {} as MopoConfig; // read from the run directory by runMopo
+  } else {
+    if (!args.dataset) throw new UserError('--dataset is required (a Parquet file of transitions), or --resume <run-dir>');
+    if (!existsSync(args.dataset)) throw new UserError(`--dataset ${args.dataset}: no such file`);
+    const read = readOptionsFrom(args);
+    const first = await firstValueFrom(readTransitions(args.dataset, read).pipe(take(1)), { defaultValue: null });
+    if (first === null) throw new UserError(`${args.dataset}: no transitions`);
+    const envName = args.env ?? first.env;
+    if (!envName) throw new UserError(`${args.dataset} does not record its environment; name it with --env`);
+    if (!isEnvName(envName)) throw new UserError(`--env ${envName}: unknown environment`);
+    const preset = args.preset as Preset;
+    let task: Task | null = null;
+    if (args.task !== undefined) {
+      if (!(TASKS as readonly string[]).includes(args.task)) throw new UserError(`--task must be one of ${TASKS.join(', ')}, got ${args.task}`);
+      task = args.task as Task;
+    } else if (envName !== 'pendulum') {
+      task = taskOfDataset(args.dataset);
+      if (task === null) throw new UserError(`cannot tell the D4RL task from the file name ${basename(args.dataset)}; pass --task (${TASKS.join(', ')}) so --preset ${preset} picks its horizon and λ`);
+    }
+    config = presetConfig(preset, envName as EnvName, resolve(args.dataset), task);
+    config.read = read;
+    config.seed = args.seed;
+    if (args.dynamics) config.dynamicsFrom = resolve(args.dynamics);
+    if (args.horizon !== undefined) config.rollout.horizon = args.horizon;
+    if (args.lambda !== undefined) config.rollout.lambda = args.lambda;
+    if (args.penalty !== undefined) {
+      if (!(PENALTY_KINDS as readonly string[]).includes(args.penalty)) throw new UserError(`--penalty must be one of ${PENALTY_KINDS.join(', ')}, got ${args.penalty}`);
+      config.rollout.penalty = args.penalty as PenaltyKind;
+    }
+    if (args.rolloutBatch !== undefined) config.rollout.batch = args.rolloutBatch;
+    if (args.epochs !== undefined) config.learner.epochs = args.epochs;
+    if (args.realRatio !== undefined) config.learner.realRatio = args.realRatio;
+    if (args.evalEvery !== undefined) config.evaluate.every = args.evalEvery;
+    if (args.evalEpisodes !== undefined) config.evaluate.episodes = args.evalEpisodes;
+    if (args.checkpointEvery !== undefined) config.checkpointEvery = args.checkpointEvery;
+    runDir = resolve(args.out ?? join('runs', `mopo-${basename(args.dataset).replace(/\.parquet$/i, '')}-${preset}-seed${args.seed}`));
+  }
+
+  let stop = false;
+  const onSigint = () => {
+    if (stop) {
+      process.stderr.write('\nmopo: second interrupt, exiting now; the last complete checkpoint is kept\n');
+      process.exit(130);
+    }
+    stop = true;
+    process.stderr.write(`\nmopo: interrupted; stopping at the end of this epoch with a checkpoint (Ctrl-C again to exit at once)\n`);
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const summary = await runMopo(runDir, config, { resume: Boolean(args.resume), quiet: args.quiet, backend, stopRequested: () => stop, log });
+    if (summary.stoppedEarly) {
+      log(`stopped after epoch ${summary.epochs - 1}; continue with: mopo train --resume ${runDir}`);
+    }
+    log(`run directory ${runDir}: config.json, dynamics/, metrics.jsonl, learning-curve.svg, penalty.svg, checkpoints/, summary.json`);
+    const ev = summary.evaluation;
+    if (ev) {
+      const score = ev.score !== null ? ev.score.toFixed(1) : 'n/a';
+      process.stdout.write(`score: ${score} (return ${ev.mean.toFixed(1)} ± ${ev.std.toFixed(1)})\n`);
+    }
+    if (stop) process.exitCode = 130;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
