@@ -51,15 +51,16 @@ test('an invalid MOPO_BACKEND names the variable and the valid values', () => {
   assert.doesNotMatch(r.stderr, STACK);
 });
 
-test('start runs the default job; inspect --json reports what it wrote, for the Parquet file and the shards', async () => {
+test('collect writes a pendulum dataset, convert tees it to shards; inspect --json reports the same for both', async () => {
   const { mkdtempSync, rmSync, existsSync, readdirSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const dir = mkdtempSync(join(tmpdir(), 'mopo-cli-'));
   try {
-    const s = mopo(['start', '--steps', '1000', '--seed', '3', '--out', dir, '--quiet']);
+    const s = mopo(['collect', '--env', 'pendulum', '--policy', 'uniform', '--steps', '1000', '--seed', '3', '--num-envs', '1', '--out', join(dir, 'pendulum-random.parquet'), '--quiet']);
     assert.equal(s.code, 0, s.stderr);
-    assert.match(s.stdout, /1000 transitions, 5 episodes, 0 terminals, 5 timeouts/);
-    for (const f of ['config.json', 'pendulum-random.parquet', 'report.json', 'shards/manifest.json', 'shards/shard-00000.arrow']) assert.ok(existsSync(join(dir, f)), f);
+    const c = mopo(['convert', join(dir, 'pendulum-random.parquet'), join(dir, 'shards'), '--quiet']);
+    assert.equal(c.code, 0, c.stderr);
+    for (const f of ['pendulum-random.parquet', 'shards/manifest.json', 'shards/shard-00000.arrow']) assert.ok(existsSync(join(dir, f)), f);
     assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp')), [], 'no temporary files left');
     for (const target of [join(dir, 'pendulum-random.parquet'), join(dir, 'shards')]) {
       const r = mopo(['inspect', target, '--json']);
@@ -176,11 +177,12 @@ test('sac writes a run directory whose policy collect accepts; a mismatched poli
 });
 
 test('train-dynamics trains, saves the ensemble and reports per-member validation', async () => {
-  const { mkdtempSync, rmSync, existsSync } = await import('node:fs');
+  const { mkdtempSync, rmSync, existsSync, mkdirSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const dir = mkdtempSync(join(tmpdir(), 'mopo-dyn-'));
   try {
-    assert.equal(mopo(['start', '--steps', '3000', '--out', join(dir, 'start'), '--quiet']).code, 0);
+    mkdirSync(join(dir, 'start'));
+    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', join(dir, 'start', 'pendulum-random.parquet'), '--quiet']).code, 0);
     const r = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '2', '--max-epochs', '2', '--out', join(dir, 'dyn'), '--quiet']);
     assert.equal(r.code, 0, r.stderr);
     const rep = JSON.parse(r.stdout);
@@ -209,6 +211,23 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     const bad = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '4', '--quiet']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--elites must be an integer from 1 to --members \(3\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('start (npm start) on a given small dataset: a quick MOPO run whose last line is the score', async () => {
+  const { mkdtempSync, rmSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-start-'));
+  try {
+    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', join(dir, 'p.parquet'), '--quiet']).code, 0);
+    const r = mopo(['start', '--dataset', join(dir, 'p.parquet'), '--out', join(dir, 'run'), '--epochs', '1']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.match(lines[lines.length - 1]!, /^score: n\/a \(return -?\d+\.\d ± \d+\.\d\)$/, 'pendulum has no D4RL score; the return is printed');
+    assert.match(r.stderr, /mopo \[#+\] 100% 1\/1 epochs/);
+    for (const f of ['config.json', 'dynamics/ensemble/ensemble.json', 'metrics.jsonl', 'learning-curve.svg', 'summary.json']) assert.ok(existsSync(join(dir, 'run', f)), f);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
