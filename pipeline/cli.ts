@@ -200,9 +200,9 @@ function buildCli(argv: string[]): Argv {
       'measure a speed target and print JSON',
       (y) =>
         y
-          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble', 'buffer'] as const, demandOption: true })
+          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble', 'buffer', 'train'] as const, demandOption: true })
           .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
-          .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000); env: steps; ensemble: prediction batch (default 50,000)' })
+          .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000); env: steps; ensemble: prediction batch (default 50,000); train: rollout start states per round (default 12,500)' })
           .option('seconds', { type: 'number', describe: 'dense, sac: time budget per measurement' })
           .option('variants', { type: 'boolean', default: false, describe: 'dense: also print per-variant timings (stock vs patched kernels) on stderr' })
           .option('vector-layout', { type: 'string', choices: ['columns', 'fixed-size-list'] as const, describe: 'ingest: how the generated file stores vectors (default columns)' })
@@ -210,11 +210,12 @@ function buildCli(argv: string[]): Argv {
           .example('$0 bench dense --json', 'matMul peak vs SAC-critic and 7-member ensemble training steps (GFLOP/s)')
           .example('$0 bench ingest --json', 'Parquet → Arrow transition batches, transitions/s')
           .example('$0 bench env --json', 'HalfCheetah env steps/s beside the raw mj_step rate')
+          .example('$0 bench train --json', 'SAC updates/s with the rollouts running on the second core vs SAC alone; wait fractions of both sides')
           .example('$0 bench sac --json', 'SAC updates/s (halfcheetah sizes) and GFLOP/s against the dense peak')
           .example('$0 bench ensemble --json', 'ensemble training samples/s and predictions/s at batch 50,000 against the dense peak')
           .example('$0 bench buffer --json', 'replay buffer appends/s and sampled transitions/s (1.25M rows), a 256-sample against one SAC update'),
       async (args) => {
-        await runBench({ what: args.what as 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer', json: args.json, rows: args.rows, seconds: args.seconds, variants: args.variants, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
+        await runBench({ what: args.what as 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer' | 'train', json: args.json, rows: args.rows, seconds: args.seconds, variants: args.variants, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
       },
     )
     .demandCommand(1, 'Name a command; `mopo --help` lists them.')

@@ -7,9 +7,10 @@ import { benchEnv } from '../../bench/env.js';
 import { benchSac } from '../../bench/sac.js';
 import { benchEnsemble } from '../../bench/ensemble.js';
 import { benchBuffer } from '../../bench/buffer.js';
+import { benchTrain } from '../../bench/train.js';
 
 export interface BenchArgs {
-  what: 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer';
+  what: 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer' | 'train';
   json: boolean;
   rows?: number | undefined;
   seconds?: number | undefined;
@@ -36,6 +37,9 @@ export async function runBench(args: BenchArgs): Promise<void> {
   } else if (args.what === 'buffer') {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchBuffer();
+  } else if (args.what === 'train') {
+    await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
+    result = await benchTrain({ ...(args.rows !== undefined ? { rolloutBatch: args.rows } : {}) });
   } else if (args.what === 'env') {
     result = await benchEnv({ ...(args.rows !== undefined ? { steps: args.rows } : {}) });
   } else {
