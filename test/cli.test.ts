@@ -232,3 +232,57 @@ test('start (npm start) on a given small dataset: a quick MOPO run whose last li
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume command; --resume finishes; bad flags are one-line errors', async () => {
+  const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { spawn } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-train-'));
+  try {
+    const data = join(dir, 'p.parquet');
+    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', data, '--quiet']).code, 0);
+    const run = join(dir, 'run');
+    const args = ['train', '--dataset', data, '--preset', 'quick', '--epochs', '8', '--epoch-length', '40', '--rollout-batch', '500', '--eval-every', '1', '--eval-episodes', '2', '--out', run];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        if (/epoch 0: /.test(stderr) && !child.killed) child.kill('SIGINT');
+      });
+      child.on('exit', (c) => resolve(c));
+    });
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /interrupted; stopping at the end of this epoch/);
+    assert.match(stderr, /continue with: mopo train --resume /);
+    assert.doesNotMatch(stderr, STACK);
+    assert.ok(existsSync(join(run, 'checkpoints', 'latest.json')));
+    const stoppedAt = JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8')).epoch as number;
+    assert.ok(stoppedAt < 7, `stopped early: ${stoppedAt}`);
+    assert.equal(stdout.trim().split('\n').pop()?.startsWith('score: '), true, 'the score of the last evaluation is still printed');
+
+    const bad = mopo(['train', '--resume', run, '--lambda', '2', '--quiet']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--resume continues a run with its own config\.json; drop --lambda/);
+    const again = mopo(['train', ...args.slice(1), '--quiet']);
+    assert.equal(again.code, 2, 'a run directory with checkpoints is not overwritten');
+    assert.match(again.stderr, /already holds a run with checkpoints; continue it with --resume/);
+
+    const resumed = mopo(['train', '--resume', run, '--quiet']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stdout.trim().split('\n').pop()!, /^score: n\/a \(return -?\d+\.\d ± \d+\.\d\)$/);
+    const lines = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { epoch: number });
+    assert.deepEqual(lines.map((l) => l.epoch), Array.from({ length: 8 }, (_, i) => i), 'every epoch exactly once');
+
+    const missing = mopo(['train', '--dataset', join(dir, 'nope.parquet'), '--quiet']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--dataset .*nope\.parquet: no such file/);
+    const penalty = mopo(['train', '--dataset', data, '--penalty', 'bogus', '--quiet']);
+    assert.equal(penalty.code, 2);
+    assert.match(penalty.stderr, /penalty/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

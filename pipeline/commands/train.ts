@@ -23,6 +23,7 @@ export interface TrainArgs extends InputArgs {
   lambda?: number | undefined;
   penalty?: string | undefined;
   epochs?: number | undefined;
+  epochLength?: number | undefined;
   rolloutBatch?: number | undefined;
   realRatio?: number | undefined;
   evalEvery?: number | undefined;
@@ -40,7 +41,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
   let config: MopoConfig;
   if (args.resume) {
     runDir = resolve(args.resume);
-    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'rolloutBatch', 'realRatio'] as const) {
+    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio'] as const) {
       if (args[flag] !== undefined) throw new UserError(`--resume continues a run with its own config.json; drop --${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
     }
     config = {} as MopoConfig; // read from the run directory by runMopo
@@ -74,6 +75,11 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     }
     if (args.rolloutBatch !== undefined) config.rollout.batch = args.rolloutBatch;
     if (args.epochs !== undefined) config.learner.epochs = args.epochs;
+    if (args.epochLength !== undefined) {
+      // One rollout round per epoch, as in the reference loop.
+      config.learner.epochLength = args.epochLength;
+      config.rollout.rolloutEvery = args.epochLength;
+    }
     if (args.realRatio !== undefined) config.learner.realRatio = args.realRatio;
     if (args.evalEvery !== undefined) config.evaluate.every = args.evalEvery;
     if (args.evalEpisodes !== undefined) config.evaluate.episodes = args.evalEpisodes;
