@@ -1,0 +1,86 @@
+// The MOPO learner against a fake rollout producer: the real/model mixing ratio of every batch,
+// the deterministic schedule (round k enters at update k·E), and the learner's wait for a slow
+// producer.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Subject, lastValueFrom, toArray } from 'rxjs';
+import { initBackend } from '../pipeline/backend.js';
+import { Rng } from '../pipeline/random.js';
+import { TransitionBatch } from '../schemas/transition.js';
+import { ArrowReplayBuffer } from '../operators/replayBuffer.js';
+import { SacAgent } from '../operators/sac.js';
+import { RateLimiter } from '../operators/rateLimiter.js';
+import { sacConsumer } from '../operators/sacConsumer.js';
+import type { RolloutOutput, RolloutRequest } from '../operators/rolloutWorker.js';
+import type { RolloutStats } from '../operators/rollout.js';
+
+const dims = { obsDim: 3, actDim: 1 };
+const zero = { mean: 0, std: 0, min: 0, max: 0 };
+
+function roundBatch(round: number, rows: number): TransitionBatch {
+  const b = TransitionBatch.allocate(dims, rows, ['rawReward', 'penalty']);
+  b.penalty!.fill(round + 1); // marks the round a model row came from
+  return b;
+}
+
+function fakeStats(rows: number): RolloutStats {
+  return { round: 0, step: 0, starts: rows, rows, rowsPerStep: [rows], penaltyPerStep: [0], terminated: 0, terminatedFraction: 0, nonFinite: 0, penalty: zero, rawReward: zero, reward: zero, seconds: { total: 0, policy: 0, predict: 0 } };
+}
+
+test('sacConsumer: 5 % real rows in every batch, round k enters at update k·E, and a slow producer makes the learner wait', async () => {
+  await initBackend({ log: () => {} });
+  const agent = SacAgent.create({ hidden: [16, 16], batchSize: 40 }, dims, new Rng(1, 'a'));
+  const real = new ArrowReplayBuffer({ ...dims, capacity: 500 });
+  const rb = TransitionBatch.allocate(dims, 500);
+  new Rng(2).fillNormal(rb.reward);
+  real.append(rb);
+  const model = new ArrowReplayBuffer({ ...dims, capacity: 3 * 100, optional: ['rawReward', 'penalty'] });
+  const E = 10;
+  const limiter = new RateLimiter({ samplesPerInsert: E, minInserts: 1, errorBuffer: E });
+  const out = new Subject<RolloutOutput>();
+  const requests: RolloutRequest[] = [];
+  const seen: { update: number; realRows: number; modelRounds: Set<number>; rawIsReward: boolean }[] = [];
+  const update = agent.update.bind(agent);
+  agent.update = ((b: TransitionBatch, o?: { metrics?: boolean }) => {
+    const realRows = b.penalty!.filter((p) => p === 0).length;
+    const rounds = new Set(Array.from(b.penalty!.subarray(realRows), (p) => p - 1));
+    let rawIsReward = true;
+    for (let i = 0; i < realRows; i++) if (b.rawReward![i] !== b.reward[i]) rawIsReward = false;
+    seen.push({ update: agent.updates, realRows, modelRounds: rounds, rawIsReward });
+    return update(b, o as { metrics: boolean });
+  }) as typeof agent.update;
+  const respond = (r: RolloutRequest, delayMs: number) =>
+    setTimeout(() => {
+      out.next({ type: 'batch', round: r.round, batch: roundBatch(r.round, 100) });
+      out.next({ type: 'round', round: r.round, stats: fakeStats(100), rng: { starts: [], model: [], policy: [] }, busySeconds: 0, waitSeconds: 0 });
+    }, delayMs);
+  const events = await lastValueFrom(
+    out.pipe(
+      sacConsumer({ epochs: 4, epochLength: E, rolloutEvery: E, realRatio: 0.05, metricsEvery: 5 }, {
+        agent,
+        real,
+        model,
+        limiter,
+        request: (r) => {
+          requests.push(r);
+          respond(r, r.round === 2 ? 1000 : 0); // round 2 is late
+        },
+      }),
+      toArray(),
+    ),
+  );
+  assert.equal(events.length, 4);
+  assert.equal(seen.length, 40);
+  for (const s of seen) {
+    assert.equal(s.realRows, 2, `update ${s.update}: floor(40 · 0.05) real rows`);
+    assert.ok(s.rawIsReward, 'real rows carry raw_reward = reward, penalty 0');
+    const k = Math.floor(s.update / E);
+    assert.ok(Math.max(...s.modelRounds) <= k, `update ${s.update} sees round ${Math.max(...s.modelRounds)} before its time`);
+  }
+  assert.ok(seen.filter((s) => s.update >= 10 && s.update < 20).some((s) => s.modelRounds.has(1)), 'round 1 is used from update 10');
+  assert.deepEqual(requests.map((r) => [r.round, r.step]), [[0, 0], [1, 0], [2, 10], [3, 20], [4, 30]], 'round k+1 is requested when round k enters');
+  assert.equal(events[3]!.modelBufferSize, 300, 'the model buffer keeps its last 3 rounds');
+  assert.ok(events[3]!.learnerWaitSeconds >= 0.3, `the learner waited for the late round: ${events[3]!.learnerWaitSeconds}`);
+  assert.ok(events[1]!.producerWaitSeconds > 0, 'the producer idles while no request is outstanding');
+  agent.dispose();
+});
