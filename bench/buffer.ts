@@ -2,7 +2,8 @@
 // to the SAC update that consumes it, measured in the same run.
 //
 //   benchBuffer({ backend?, rounds? }) -> { appendBatchesPerSecond, appendRowsPerSecond,
-//     sampledTransitionsPerSecond, sample256Ms, sacUpdateMs, sampleFractionOfUpdate, ... }
+//     sampledTransitionsPerSecond, sample256Ms, sacUpdateMs, sampleFractionOfUpdate,
+//     sampleBlockMsPerBatch, sampleBlockFractionOfUpdate, ... }
 //
 // data     halfcheetah dims (obs 17, act 6) with raw_reward and penalty, as rollouts carry them;
 //          25 distinct batches of 50,000 uniform random rows (1.25M rows, the capacity).
@@ -20,6 +21,14 @@
 //          inLoopFractionOfUpdate the same with sample256InLoopMs. Sampling is bound by memory
 //          latency (random rows of 225 MB: cache and TLB misses), which an update's working set
 //          makes worse, hence the two figures.
+// block    The MOPO mix, sampled a block at a time as the learner can between two rounds: K = 1000
+//          batches of 244 rows from the full model buffer and 12 rows from a 1M-row real-data
+//          buffer (20 batches of 50,000 rows, no optional columns) into one staging batch of
+//          K × 256 rows, by ArrowReplayBuffer.sampleBlockMixed. sampleBlockMsPerBatch = the block's
+//          time / K, median over two blocks per round; sampleBlockFractionOfUpdate =
+//          sampleBlockMsPerBatch / sacUpdateMs. sampleMixLoopMsPerBatch: the same mix drawn the
+//          per-update way (real.sample(12) then model.sample(244) into one 256-row batch, K times),
+//          for comparison (same draws, same rows).
 // Sample blocks and SAC updates run interleaved in `rounds` rounds, so a background load that
 // comes and goes hits both; on a shared machine compare the ratio, not absolute numbers.
 //
@@ -44,6 +53,14 @@ export interface BufferBenchResult {
   sample256InLoopMs: number;
   /** sample256InLoopMs / sacUpdateMs. */
   inLoopFractionOfUpdate: number;
+  /** The MOPO mix (12 real + 244 model rows) sampled in blocks of sampleBlockBatches: block time / batches, median. */
+  sampleBlockMsPerBatch: number;
+  /** sampleBlockMsPerBatch / sacUpdateMs. */
+  sampleBlockFractionOfUpdate: number;
+  /** The same mix sampled one batch at a time (two sample() calls per batch), median per batch. */
+  sampleMixLoopMsPerBatch: number;
+  sampleBlockBatches: number;
+  realRows: number;
   backend: string;
   capacity: number;
   batchRows: number;
@@ -54,18 +71,23 @@ const CAPACITY = 1_250_000;
 const BATCH_ROWS = 50_000;
 const OPTIONAL: readonly OptionalColumn[] = ['rawReward', 'penalty'];
 const DIMS = { ...SAC_BENCH_DIMS, env: 'halfcheetah' };
+/** The MOPO mix: realRatio 0.05 of a 256-batch, sampled for a block of rolloutEvery = 1000 updates. */
+const REAL_ROWS = 1_000_000;
+const BLOCK_BATCHES = 1000;
+const MIX_REAL = Math.floor(SAC_BENCH_BATCH * 0.05);
+const MIX_MODEL = SAC_BENCH_BATCH - MIX_REAL;
 
 /** Three significant digits: the fraction and per-sample times are far below round3's 0.001. */
 const sig3 = (x: number) => Number(x.toPrecision(3));
 
-function randomBatch(rng: Rng, n: number): TransitionBatch {
-  const b = TransitionBatch.allocate(DIMS, n, OPTIONAL);
+function randomBatch(rng: Rng, n: number, optional: readonly OptionalColumn[] = OPTIONAL): TransitionBatch {
+  const b = TransitionBatch.allocate(DIMS, n, optional);
   rng.fillUniform(b.observation, -1, 1);
   rng.fillUniform(b.nextObservation, -1, 1);
   rng.fillUniform(b.action, -1, 1);
   rng.fillUniform(b.reward, -1, 1);
-  rng.fillUniform(b.rawReward!, -1, 1);
-  rng.fillUniform(b.penalty!, 0, 1);
+  if (b.rawReward) rng.fillUniform(b.rawReward, -1, 1);
+  if (b.penalty) rng.fillUniform(b.penalty, 0, 1);
   for (let i = 0; i < n; i++) b.terminal[i] = rng.next() < 0.01 ? 1 : 0;
   return b;
 }
@@ -100,6 +122,23 @@ export async function benchBuffer(opts: { backend?: string; rounds?: number } = 
   const perRound = Math.ceil((1.2 * CAPACITY) / rounds);
   const rowMs = timeBlocks(rounds, perRound, () => rows.append(one));
 
+  // The real-data buffer of the MOPO mix (a dataset's rows, without the rollout columns).
+  const real = new ArrowReplayBuffer({ ...DIMS, capacity: REAL_ROWS });
+  for (let i = 0; i < REAL_ROWS / BATCH_ROWS; i++) real.append(randomBatch(rng, BATCH_ROWS, []));
+  const blockParts = [
+    { buffer: real, rows: MIX_REAL },
+    { buffer: full, rows: MIX_MODEL },
+  ];
+  const stage = TransitionBatch.allocate(DIMS, BLOCK_BATCHES * SAC_BENCH_BATCH, OPTIONAL);
+  const mixRng = new Rng(10, 'bench-buffer/mix');
+  const mixOut = full.allocateSample(SAC_BENCH_BATCH);
+  const mixLoop = () => {
+    for (let u = 0; u < BLOCK_BATCHES; u++) {
+      real.sample(MIX_REAL, mixRng, mixOut, 0);
+      full.sample(MIX_MODEL, mixRng, mixOut, MIX_REAL);
+    }
+  };
+
   // Sampling from the full buffer (25 segments) interleaved with SAC updates fed by it.
   const sampleRng = new Rng(8, 'bench-buffer/sample');
   const out = full.allocateSample(SAC_BENCH_BATCH);
@@ -108,13 +147,19 @@ export async function benchBuffer(opts: { backend?: string; rounds?: number } = 
   const updatesPerRound = 6;
   try {
     timeBlocks(1, 1000, () => full.sample(SAC_BENCH_BATCH, sampleRng, out)); // warm-up: JIT
+    ArrowReplayBuffer.sampleBlockMixed(blockParts, BLOCK_BATCHES, mixRng, stage); // warm-up
+    mixLoop();
     for (let i = 0; i < 5; i++) agent.update(full.sample(SAC_BENCH_BATCH, sampleRng, out), { metrics: false });
     sync();
     const sampleMs: number[] = [];
     const inLoopMs: number[] = [];
     const updateMs: number[] = [];
+    const blockMs: number[] = [];
+    const mixLoopMs: number[] = [];
     for (let r = 0; r < rounds; r++) {
       sampleMs.push(...timeBlocks(1, 500, () => full.sample(SAC_BENCH_BATCH, sampleRng, out)));
+      blockMs.push(...timeBlocks(2, 1, () => ArrowReplayBuffer.sampleBlockMixed(blockParts, BLOCK_BATCHES, mixRng, stage)).map((ms) => ms / BLOCK_BATCHES));
+      mixLoopMs.push(...timeBlocks(1, 1, mixLoop).map((ms) => ms / BLOCK_BATCHES));
       for (let u = 0; u < updatesPerRound; u++) {
         const t0 = performance.now();
         full.sample(SAC_BENCH_BATCH, sampleRng, out);
@@ -127,6 +172,7 @@ export async function benchBuffer(opts: { backend?: string; rounds?: number } = 
     }
     const sample256Ms = median(sampleMs);
     const sacUpdateMs = median(updateMs);
+    const sampleBlockMsPerBatch = median(blockMs);
     return {
       appendBatchesPerSecond: Math.round(1000 / median(batchMs)),
       appendRowsPerSecond: Math.round(1000 / median(rowMs)),
@@ -136,6 +182,11 @@ export async function benchBuffer(opts: { backend?: string; rounds?: number } = 
       sampleFractionOfUpdate: sig3(sample256Ms / sacUpdateMs),
       sample256InLoopMs: sig3(median(inLoopMs)),
       inLoopFractionOfUpdate: sig3(median(inLoopMs) / sacUpdateMs),
+      sampleBlockMsPerBatch: sig3(sampleBlockMsPerBatch),
+      sampleBlockFractionOfUpdate: sig3(sampleBlockMsPerBatch / sacUpdateMs),
+      sampleMixLoopMsPerBatch: sig3(median(mixLoopMs)),
+      sampleBlockBatches: BLOCK_BATCHES,
+      realRows: REAL_ROWS,
       backend,
       capacity: CAPACITY,
       batchRows: BATCH_ROWS,

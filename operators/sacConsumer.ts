@@ -14,7 +14,7 @@
 // before its next update, so an async sink (a checkpoint, a shard write) finishes first.
 import { Observable, type OperatorFunction, type Subscription } from 'rxjs';
 import { TransitionBatch } from '../schemas/transition.js';
-import type { ArrowReplayBuffer } from './replayBuffer.js';
+import { ArrowReplayBuffer } from './replayBuffer.js';
 import type { SacAgent, SacMetrics } from './sac.js';
 import type { RateLimiter } from './rateLimiter.js';
 import type { RolloutOutput, RolloutRequest, RolloutRngState } from './rolloutWorker.js';
@@ -186,7 +186,20 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
 
       // The mixed batch carries the model buffer's raw_reward and penalty columns; real rows get
       // raw_reward = reward and penalty 0 (SAC reads neither; they keep the batch one schema).
-      const out = TransitionBatch.allocate({ obsDim: agent.obsDim, actDim: agent.actDim }, B, model.optionalColumns);
+      // Batches are sampled a block at a time: at every multiple of blockLen updates, the next
+      // blockLen batches are drawn at once into `stage` (ArrowReplayBuffer.sampleBlockMixed: the
+      // same rng draws and rows as real.sample(nReal) then model.sample(nModel) per update, but
+      // gathered in memory order), and update u of the block trains on the view batches[u].
+      // blockLen divides rolloutEvery and epochLength (they divide one another), so a block never
+      // straddles a round insertion (the buffers are fixed while it is used) nor an epoch end
+      // (where the position, samplingRng included, is saved: always at a block boundary).
+      const blockLen = Math.min(cfg.epochLength, cfg.rolloutEvery);
+      const stage = TransitionBatch.allocate({ obsDim: agent.obsDim, actDim: agent.actDim }, blockLen * B, model.optionalColumns);
+      const batches = Array.from({ length: blockLen }, (_, u) => stage.slice(u * B, (u + 1) * B));
+      const parts = [
+        { buffer: real, rows: nReal },
+        { buffer: model, rows: nModel },
+      ];
       const run = async () => {
         // A resumed run re-asks for the round that was in flight, with the weights it was asked with.
         if (deps.resume) send(deps.resume.pending);
@@ -217,12 +230,18 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
             requestRound(rounds);
             if (model.size === 0) throw new UserError(`round ${k} produced no model transitions (every rollout ended at its first step or was non-finite)`);
           }
-          if (nReal > 0) {
-            real.sample(nReal, samplingRng, out, 0);
-            if (out.rawReward) out.rawReward.set(out.reward.subarray(0, nReal));
-            out.penalty?.fill(0, 0, nReal);
+          const u = updates % blockLen;
+          if (u === 0) {
+            if (!limiter.canSample(blockLen)) throw new Error(`sacConsumer: the block of updates ${updates}..${updates + blockLen - 1} would straddle a round insertion`);
+            ArrowReplayBuffer.sampleBlockMixed(parts, blockLen, samplingRng, stage);
+            if (nReal > 0) {
+              for (let v = 0; v < blockLen; v++) {
+                stage.rawReward?.set(stage.reward.subarray(v * B, v * B + nReal), v * B);
+                stage.penalty?.fill(0, v * B, v * B + nReal);
+              }
+            }
           }
-          model.sample(nModel, samplingRng, out, nReal);
+          const out = batches[u]!;
           const want = (updates + 1) % cfg.metricsEvery === 0;
           const m = agent.update(out, { metrics: want });
           limiter.sampled(1);
