@@ -1,8 +1,9 @@
 // Dynamics-ensemble throughput at the reference size (7 members, 23 → 4×200 swish → 2×18,
 // halfcheetah dims), beside the dense peak measured in the same run.
 //
-//   benchEnsemble({ seconds?, predictRows? }) ->
-//     { backend, peakGflops, train: { samplesPerSecond, gflops, ratio }, predict: { samplesPerSecond, gflops, ratio } }
+//   benchEnsemble({ seconds?, predictRows?, workers2? }) ->
+//     { backend, peakGflops, train: { samplesPerSecond, gflops, ratio }, predict: { samplesPerSecond, gflops, ratio },
+//       workers2: { samplesPerSecond, speedup, msPerStep } }
 //
 // train    full DynamicsEnsemble.trainStep (forward, NLL with learned log-variance bounds, hand-written
 //          backward, weight decay, Adam) on per-member batches of 256. samplesPerSecond counts
@@ -11,10 +12,21 @@
 //          batched forward of every member, and the conversion back to the original scale.
 //          samplesPerSecond counts rows (each predicted by all 7 members); flops = forward matmuls.
 // ratio    gflops / peakGflops (bench/dense.ts's measurePeakGflops, interleaved with the timings).
+// workers2 the same training step with the members split across 2 worker threads (4 + 3, config
+//          workers: 2; operators/ensembleWorkerPool.ts), as training runs it: blocks of 10 steps
+//          from a shared block of rows, including the hand-over, each worker's batch gathering, the
+//          per-step exchange of the bounds' gradient and the reply. Timed after the loop above, in
+//          rounds alternating 10 one-thread steps with one such block: 1-step blocks interleaved
+//          with the predict calls varied from 37 to 56 ms on a quiet machine (a block has a start-up
+//          cost, which training pays once per shuffle block of 256 steps). speedup = one-thread ms /
+//          split ms of those rounds. It needs a free second core: anything running there shows up
+//          here first.
+//          workers2: false skips it.
 //
 // From the CLI: mopo bench ensemble [--seconds 6] [--rows 50000]
 import { tf } from '../pipeline/backend.js';
 import { DynamicsEnsemble } from '../operators/ensemble.js';
+import { EnsembleWorkerPool } from '../operators/ensembleWorkerPool.js';
 import { Rng } from '../pipeline/random.js';
 import { measurePeakGflops } from './dense.js';
 import { median, round3 } from './stats.js';
@@ -24,10 +36,11 @@ export interface EnsembleBenchResult {
   peakGflops: number;
   train: { samplesPerSecond: number; gflops: number; ratio: number; msPerStep: number };
   predict: { samplesPerSecond: number; gflops: number; ratio: number; rows: number; msPerCall: number };
+  workers2?: { samplesPerSecond: number; speedup: number; msPerStep: number };
 }
 
 
-export async function benchEnsemble(opts: { seconds?: number; predictRows?: number } = {}): Promise<EnsembleBenchResult> {
+export async function benchEnsemble(opts: { seconds?: number; predictRows?: number; workers2?: boolean } = {}): Promise<EnsembleBenchResult> {
   const seconds = opts.seconds ?? 6;
   const rows = opts.predictRows ?? 50_000;
   const O = 17;
@@ -41,7 +54,18 @@ export async function benchEnsemble(opts: { seconds?: number; predictRows?: numb
   const obs = rng.fillNormal(new Float32Array(rows * O));
   const act = rng.fillUniform(new Float32Array(rows * A), -1, 1);
   const sync = () => ens.net.params()[0]!.dataSync();
+  // The split: a shared block of 10 steps' rows, each member in its own random order.
+  const splitSteps = 10;
+  const n = splitSteps * B;
+  const blockX = rng.fillNormal(new Float32Array(new SharedArrayBuffer(4 * n * ens.inDim)));
+  const blockY = rng.fillNormal(new Float32Array(new SharedArrayBuffer(4 * n * ens.outDim)));
+  const perms = Array.from({ length: E }, () => rng.permutation(n));
+  let pool: EnsembleWorkerPool | null = null;
   try {
+    if (opts.workers2 ?? true) {
+      pool = await EnsembleWorkerPool.start(ens, { workers: 2, blockX, blockY });
+      pool.trainBlock(perms, n);
+    }
     for (let i = 0; i < 3; i++) ens.trainStep(xs, ys);
     ens.predict(obs.subarray(0, 1000 * O), act.subarray(0, 1000 * A));
     sync();
@@ -61,18 +85,32 @@ export async function benchEnsemble(opts: { seconds?: number; predictRows?: numb
       ens.predict(obs, act, rows);
       predictMs.push(performance.now() - t0);
     } while (performance.now() < deadline || predictMs.length < 2);
+    const oneMs: number[] = [];
+    const splitMs: number[] = [];
+    for (let r = 0; pool && r < 4; r++) {
+      let t0 = performance.now();
+      for (let i = 0; i < splitSteps; i++) ens.trainStep(xs, ys);
+      sync();
+      oneMs.push((performance.now() - t0) / splitSteps);
+      t0 = performance.now();
+      pool.trainBlock(perms, n);
+      splitMs.push((performance.now() - t0) / splitSteps);
+    }
     const peak = median(peaks);
     const tMs = median(trainMs);
     const pMs = median(predictMs);
     const trainGf = (3 * ens.net.forwardFlops(B)) / (tMs * 1e6);
     const predGf = ens.net.forwardFlops(rows) / (pMs * 1e6);
+    const sMs = median(splitMs);
     return {
       backend: tf.getBackend(),
       peakGflops: round3(peak),
       train: { samplesPerSecond: Math.round((E * B * 1000) / tMs), gflops: round3(trainGf), ratio: round3(trainGf / peak), msPerStep: round3(tMs) },
       predict: { samplesPerSecond: Math.round((rows * 1000) / pMs), gflops: round3(predGf), ratio: round3(predGf / peak), rows, msPerCall: Math.round(pMs) },
+      ...(pool ? { workers2: { samplesPerSecond: Math.round((E * B * 1000) / sMs), speedup: round3(median(oneMs) / sMs), msPerStep: round3(sMs) } } : {}),
     };
   } finally {
+    await pool?.dispose();
     xs.dispose();
     ys.dispose();
     ens.dispose();

@@ -9,6 +9,7 @@
 //   ens.elites                            // indices of the best members by validation loss
 //   await ens.save(dir); await DynamicsEnsemble.load(dir)     // exact round trip
 //   source$.pipe(trainEnsemble(config))   // epochs over a cold source, early stopping, best weights
+//                                         // (config.workers: members split across threads)
 //
 // Model (defaults = ENSEMBLE_DEFAULTS = the reference settings):
 //   input   x = normalized (s, a) (operators/normalize.ts), in = obsDim + actDim
@@ -46,6 +47,7 @@ import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from
 import { UserError } from '../pipeline/errors.js';
 import type { TransitionBatch, TransitionDims } from '../schemas/transition.js';
 import { Normalizer, NormalizerAccumulator, type NormalizerJson } from './normalize.js';
+import { EnsembleWorkerPool } from './ensembleWorkerPool.js';
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -87,6 +89,16 @@ export interface EnsembleConfig {
   shuffleBuffer: number;
   /** Seed of the initialization, the holdout rule and the shuffles. */
   seed: number;
+  /**
+   * Threads the members are split across during training (trainEnsemble): 1 trains in the calling
+   * thread; k > 1 (capped at `members`) trains contiguous member ranges in k worker threads on the
+   * same shuffle blocks (operators/ensembleWorkerPool.ts): the same numbers up to float rounding,
+   * and deterministic for a given k. 2 pays at the reference size with a free second core (1.5–1.6×
+   * the steps per second); it is slower when that core is busy (0.75–0.95×), for small networks
+   * (steps too short for a per-step exchange) and short runs (starting the workers takes about a
+   * second), hence default 1. Ignored on the node backend (native TensorFlow is multi-threaded).
+   */
+  workers: number;
 }
 
 export const ENSEMBLE_DEFAULTS: Readonly<EnsembleConfig> = Object.freeze({
@@ -109,6 +121,7 @@ export const ENSEMBLE_DEFAULTS: Readonly<EnsembleConfig> = Object.freeze({
   maxEpochs: 1000,
   shuffleBuffer: 65536,
   seed: 0,
+  workers: 1,
 }) as Readonly<EnsembleConfig>;
 
 /** Defaults filled in and checked (UserError on a bad value). */
@@ -124,7 +137,7 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
     const v = c[k] as number;
     if (!Number.isInteger(v) || v < 1) throw new UserError(`ensemble config: ${k} must be a positive integer, got ${v}`);
   };
-  for (const k of ['members', 'elites', 'batchSize', 'patience', 'maxEpochs', 'shuffleBuffer'] as const) posInt(k);
+  for (const k of ['members', 'elites', 'batchSize', 'patience', 'maxEpochs', 'shuffleBuffer', 'workers'] as const) posInt(k);
   if (c.elites > c.members) throw new UserError(`ensemble config: elites (${c.elites}) exceeds members (${c.members})`);
   if (!Array.isArray(c.hidden) || c.hidden.length === 0 || c.hidden.some((h) => !Number.isInteger(h) || h < 1)) {
     throw new UserError(`ensemble config: hidden must be a non-empty list of positive integers, got ${JSON.stringify(c.hidden)}`);
@@ -177,6 +190,31 @@ export interface LossAndGrads {
   memberNll: tf.Tensor1D;
   /** Aligned with trainableParams(): [W1, b1, …, maxLV, minLV]. */
   grads: tf.Tensor[];
+}
+
+/**
+ * Sums the bound-gradient terms of one ensemble shard (maxLV, minLV: [D] each, penalty excluded)
+ * with the other shards' so every thread applies the same update to its copy of the shared bounds.
+ */
+export type BoundGradReducer = (maxLV: Float32Array, minLV: Float32Array) => void;
+
+/**
+ * Members [from, to) of an ensemble plus the shared bounds as plain arrays: how members travel to a
+ * worker thread and back (exportMembers / fromMembers / importMembers).
+ */
+export interface EnsembleMembersState {
+  from: number;
+  to: number;
+  /** The members' slices of the net parameters (params() order), then maxLV, minLV. */
+  params: Float32Array[];
+  /** Adam moments aligned with params. */
+  m: Float32Array[];
+  v: Float32Array[];
+  optimizerSteps: number;
+  steps: number;
+  /** Per-member training NLL summed since the last takeTrainLoss (null: none), over lossSteps steps. */
+  lossSum: Float32Array | null;
+  lossSteps: number;
 }
 
 const CHECKPOINT_FILE = 'ensemble.json';
@@ -289,9 +327,10 @@ export class DynamicsEnsemble {
    * Loss and gradients for one step at the current parameters (no update). xs [E, B, in] and
    * ys [E, B, out] (normalized). Call inside tf.tidy. Exposed for tests and custom loops.
    * withLoss false skips the total loss (its decay term costs a pass over all weights); loss is
-   * then NaN.
+   * then NaN. reduceBounds (members split across threads) turns this shard's sums of the bounds'
+   * gradient (without the penalty) into the sums over all members, in place.
    */
-  lossAndGrads(xs: tf.Tensor, ys: tf.Tensor, withLoss = true): LossAndGrads {
+  lossAndGrads(xs: tf.Tensor, ys: tf.Tensor, withLoss = true, reduceBounds?: BoundGradReducer): LossAndGrads {
     const E = this.members;
     const B = xs.shape[1]!;
     const D = this.outDim;
@@ -312,9 +351,18 @@ export class DynamicsEnsemble {
     const gsb = tf.mul(g, sb);
     const draw = tf.mul(gsb, sa);
     const flat = (t: tf.Tensor) => tf.sum(tf.reshape(t, [-1, D]), 0, true);
-    const dMax = tf.add(flat(tf.sub(gsb, draw)), cfg.boundPenalty); // g·σb·(1 − σa)
-    const dMin = tf.sub(flat(tf.sub(g, gsb)), cfg.boundPenalty); // g·(1 − σb)
+    let sMax = flat(tf.sub(gsb, draw)); // Σ g·σb·(1 − σa)
+    let sMin = flat(tf.sub(g, gsb)); // Σ g·(1 − σb)
     const { grads } = this.net.backward(cache, tf.concat([dmu, draw], 2));
+    if (reduceBounds) {
+      const mx = Float32Array.from(sMax.dataSync());
+      const mn = Float32Array.from(sMin.dataSync());
+      reduceBounds(mx, mn);
+      sMax = tf.tensor(mx, [1, D], 'float32');
+      sMin = tf.tensor(mn, [1, D], 'float32');
+    }
+    const dMax = tf.add(sMax, cfg.boundPenalty);
+    const dMin = tf.sub(sMin, cfg.boundPenalty);
     const ps = this.net.params();
     let decay: tf.Tensor = tf.scalar(0);
     for (let l = 0; l < this.net.numLayers; l++) {
@@ -333,9 +381,10 @@ export class DynamicsEnsemble {
   /**
    * One Adam step on per-member batches xs [E, B, in], ys [E, B, out] (normalized; tensors or
    * row-major Float32Arrays). Returns the per-member NLL when readLoss (forces a sync), else null.
-   * The per-member NLL is also accumulated on the device for takeTrainLoss().
+   * The per-member NLL is also accumulated on the device for takeTrainLoss(). reduceBounds: see
+   * lossAndGrads.
    */
-  trainStep(xs: tf.Tensor | Float32Array, ys: tf.Tensor | Float32Array, readLoss = false): number[] | null {
+  trainStep(xs: tf.Tensor | Float32Array, ys: tf.Tensor | Float32Array, readLoss = false, reduceBounds?: BoundGradReducer): number[] | null {
     const E = this.members;
     const own: tf.Tensor[] = [];
     const asT = (v: tf.Tensor | Float32Array, w: number) => {
@@ -349,7 +398,7 @@ export class DynamicsEnsemble {
       const y = asT(ys, this.outDim);
       let nll: tf.Tensor | null = null;
       const newParams = tf.tidy(() => {
-        const r = this.lossAndGrads(x, y, false);
+        const r = this.lossAndGrads(x, y, false, reduceBounds);
         nll = tf.keep(r.memberNll);
         return this.opt.step(this.trainableParams(), r.grads);
       });
@@ -520,6 +569,99 @@ export class DynamicsEnsemble {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Member ranges as plain arrays, for training split across worker threads
+  // (operators/ensembleWorkerPool.ts): the main thread hands each worker a range, the worker trains
+  // it as an ensemble of its own, and the ranges come back into the main ensemble at epoch end.
+
+  /** Members [from, to) with the shared bounds, their Adam state and counters (copies). takeLoss resets the loss accumulator. */
+  exportMembers(from: number, to: number, takeLoss = false): EnsembleMembersState {
+    const E = this.members;
+    if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 0 && from < to && to <= E)) throw new RangeError(`exportMembers: bad range [${from}, ${to}) of ${E} members`);
+    const L = 2 * this.net.numLayers;
+    // Net tensors are member-major ([E, …]); the bounds are shared and go whole.
+    const part = (ts: readonly tf.Tensor[]) =>
+      ts.map((t, i) => {
+        const d = t.dataSync() as Float32Array;
+        const per = t.size / E;
+        return i >= L ? d.slice() : d.slice(from * per, to * per);
+      });
+    const st = this.opt.getState();
+    const lossSum = this.lossAcc === null ? null : (this.lossAcc.dataSync() as Float32Array).slice(from, to);
+    const lossSteps = this.lossAccSteps;
+    if (takeLoss) {
+      this.lossAcc?.dispose();
+      this.lossAcc = null;
+      this.lossAccSteps = 0;
+    }
+    return { from, to, params: part(this.trainableParams()), m: part(st.m), v: part(st.v), optimizerSteps: st.t, steps: this.steps, lossSum, lossSteps };
+  }
+
+  /**
+   * An ensemble of exactly the exported members (config.members becomes to − from; identity
+   * normalizer: it trains on normalized rows only).
+   */
+  static fromMembers(config: EnsembleConfig, dims: TransitionDims, s: EnsembleMembersState): DynamicsEnsemble {
+    const n = s.to - s.from;
+    const c = resolveEnsembleConfig({ ...config, members: n, elites: Math.min(config.elites, n), workers: 1 });
+    const spec = DynamicsEnsemble.spec(c, dims);
+    const shapes: number[][] = [];
+    for (let l = 0; l + 1 < spec.sizes.length; l++) shapes.push([n, spec.sizes[l]!, spec.sizes[l + 1]!], [n, 1, spec.sizes[l + 1]!]);
+    shapes.push([1, dims.obsDim + 1], [1, dims.obsDim + 1]);
+    const make = (arrs: Float32Array[]) => {
+      if (arrs.length !== shapes.length) throw new RangeError(`fromMembers: ${arrs.length} arrays for ${shapes.length} parameters`);
+      return arrs.map((a, i) => upload(a, shapes[i]!));
+    };
+    const ps = make(s.params);
+    const L = shapes.length - 2;
+    const ens = new DynamicsEnsemble(c, dims, Normalizer.identity(dims), DenseStack.fromParams(spec, ps.slice(0, L)), ps[L]!, ps[L + 1]!);
+    ens.opt.setState({ t: s.optimizerSteps, m: make(s.m), v: make(s.v) });
+    ens.steps = s.steps;
+    if (s.lossSum !== null) {
+      ens.lossAcc = upload(s.lossSum, [n]);
+      ens.lossAccSteps = s.lossSteps;
+    }
+    return ens;
+  }
+
+  /**
+   * Replaces every member, the bounds, the Adam state, the step counters and the training-loss
+   * accumulator by the ranges in parts (which must cover all members once).
+   */
+  importMembers(parts: readonly EnsembleMembersState[]): void {
+    const E = this.members;
+    const sorted = [...parts].sort((a, b) => a.from - b.from);
+    sorted.forEach((p, i) => {
+      if (p.from !== (i === 0 ? 0 : sorted[i - 1]!.to)) throw new RangeError(`importMembers: ranges do not tile the ${E} members`);
+    });
+    if (sorted.length === 0 || sorted[sorted.length - 1]!.to !== E) throw new RangeError(`importMembers: ranges do not tile the ${E} members`);
+    const first = sorted[0]!;
+    const L = 2 * this.net.numLayers;
+    // Every shard applied the same summed gradient to the same shared bounds: a difference is a bug.
+    for (const p of sorted) {
+      const same = p.optimizerSteps === first.optimizerSteps && p.steps === first.steps && p.lossSteps === first.lossSteps &&
+        [L, L + 1].every((i) => sameF32(p.params[i]!, first.params[i]!) && sameF32(p.m[i]!, first.m[i]!) && sameF32(p.v[i]!, first.v[i]!));
+      if (!same) throw new Error(`importMembers: members ${p.from}..${p.to - 1} disagree with members 0..${first.to - 1} on the shared bounds or counters`);
+    }
+    const join = (pick: (p: EnsembleMembersState) => Float32Array[]) =>
+      this.trainableParams().map((t, i) => upload(i < L ? concatF32(sorted.map((p) => pick(p)[i]!)) : pick(first)[i]!.slice(), t.shape));
+    const ps = join((p) => p.params);
+    this.net.setParams(ps.slice(0, L));
+    this.maxLV.dispose();
+    this.minLV.dispose();
+    this.maxLV = ps[L]!;
+    this.minLV = ps[L + 1]!;
+    this.opt.setState({ t: first.optimizerSteps, m: join((p) => p.m), v: join((p) => p.v) });
+    this.steps = first.steps;
+    this.lossAcc?.dispose();
+    this.lossAcc = null;
+    this.lossAccSteps = 0;
+    if (sorted.every((p) => p.lossSum !== null)) {
+      this.lossAcc = upload(concatF32(sorted.map((p) => p.lossSum!)), [E]);
+      this.lossAccSteps = first.lossSteps;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Checkpoints: ensemble.json (config, dims, normalizer, elites, validation, counters, tensor
   // index) + one float32 data file with its sha256; each written atomically, the JSON last.
 
@@ -679,6 +821,9 @@ export interface TrainEnsembleOptions {
  *     weights copied to its best snapshot. Stops when no member improved for `patience` epochs or
  *     after maxEpochs; then every member gets its best weights back, the elites are chosen on the
  *     validation set, and the ensemble is emitted in a 'done' event before completing.
+ *   - workers k > 1: the same loop, but each block is trained by k worker threads, each on a
+ *     contiguous range of members with the permutations drawn here (ensembleWorkerPool.ts); their
+ *     state is gathered back before each validation, so everything after it is unchanged.
  * Training is synchronous inside the source's `next`, so a fast source waits for the model.
  */
 export function trainEnsemble(config: Partial<EnsembleConfig> = {}, opts: TrainEnsembleOptions = {}): OperatorFunction<TransitionBatch, EnsembleTrainingEvent> {
@@ -698,11 +843,18 @@ export function trainEnsembleFrom(
     let closed = false;
     let ens: DynamicsEnsemble | null = null;
     let best: tf.Tensor[] | null = null;
+    let pool: EnsembleWorkerPool | null = null;
+    const threads = tf.getBackend() === 'tensorflow' ? 1 : Math.min(cfg.workers, cfg.members);
+    const stopPool = () => {
+      pool?.dispose().catch(() => undefined); // terminating cannot fail in a way worth reporting over the run's own outcome
+      pool = null;
+    };
     const cleanup = () => {
       if (best) tf.dispose(best);
       best = null;
     };
     const fail = (e: unknown) => {
+      stopPool();
       cleanup();
       ens?.dispose();
       ens = null;
@@ -755,8 +907,10 @@ export function trainEnsembleFrom(
       best = ens.snapshot();
       const shuffleRng = new Rng(cfg.seed, 'ensemble-shuffle');
       const cap = cfg.shuffleBuffer;
-      const blockX = new Float32Array(cap * In);
-      const blockY = new Float32Array(cap * Out);
+      // Worker threads read the blocks in place.
+      const alloc = (n: number) => new Float32Array(threads > 1 ? new SharedArrayBuffer(4 * n) : new ArrayBuffer(4 * n));
+      const blockX = alloc(cap * In);
+      const blockY = alloc(cap * Out);
       let blockN = 0;
       let valX: Float32Array[] = [];
       let valY: Float32Array[] = [];
@@ -767,20 +921,15 @@ export function trainEnsembleFrom(
         const n = blockN;
         if (n === 0) return;
         const perms = Array.from({ length: E }, () => shuffleRng.permutation(n));
-        const B = cfg.batchSize;
-        for (let s = 0; s < n; s += B) {
-          const b = Math.min(B, n - s);
-          const xs = new Float32Array(E * b * In);
-          const ys = new Float32Array(E * b * Out);
-          for (let e = 0; e < E; e++) {
-            const perm = perms[e]!;
-            for (let i = 0; i < b; i++) {
-              const r = perm[s + i]!;
-              xs.set(blockX.subarray(r * In, (r + 1) * In), (e * b + i) * In);
-              ys.set(blockY.subarray(r * Out, (r + 1) * Out), (e * b + i) * Out);
-            }
+        if (pool) {
+          pool.trainBlock(perms, n);
+        } else {
+          const B = cfg.batchSize;
+          for (let s = 0; s < n; s += B) {
+            const b = Math.min(B, n - s);
+            const { xs, ys } = fillMemberBatch(blockX, blockY, perms, s, b, In, Out);
+            ens!.trainStep(xs, ys);
           }
-          ens!.trainStep(xs, ys);
         }
         blockN = 0;
       };
@@ -800,8 +949,8 @@ export function trainEnsembleFrom(
                 if (first) vIdx.push(i);
                 continue;
               }
-              blockX.set(mb.inputs.subarray(i * In, (i + 1) * In), blockN * In);
-              blockY.set(mb.targets.subarray(i * Out, (i + 1) * Out), blockN * Out);
+              copyRow(mb.inputs, i, blockX, blockN, In);
+              copyRow(mb.targets, i, blockY, blockN, Out);
               blockN++;
               trainRows++;
               if (blockN === cap) trainBlock();
@@ -827,6 +976,7 @@ export function trainEnsembleFrom(
               if (trainRows === 0) throw new UserError('trainEnsemble: no training rows left after the holdout');
             }
             const e = ens!;
+            pool?.gather(e);
             const ev = e.evaluate(val!.x, val!.y);
             const vl = e.validationLoss(ev);
             const improved = stopper.update(vl);
@@ -849,20 +999,57 @@ export function trainEnsembleFrom(
             epoch++;
             if (closed) return;
             if (stopper.shouldStop || epoch >= cfg.maxEpochs) {
-              e.restoreMembers(best!, new Array<boolean>(E).fill(true));
-              cleanup();
-              const final = e.evaluate(val!.x, val!.y);
-              e.setValidation(final);
-              ens = null; // handed over
-              subscriber.next({ type: 'done', ensemble: e, epochs: epoch, stoppedBy: stopper.shouldStop ? 'patience' : 'maxEpochs', validation: final });
-              subscriber.complete();
+              const finish = () => {
+                e.restoreMembers(best!, new Array<boolean>(E).fill(true));
+                cleanup();
+                const final = e.evaluate(val!.x, val!.y);
+                e.setValidation(final);
+                ens = null; // handed over
+                subscriber.next({ type: 'done', ensemble: e, epochs: epoch, stoppedBy: stopper.shouldStop ? 'patience' : 'maxEpochs', validation: final });
+                subscriber.complete();
+              };
+              if (!pool) return finish();
+              // Complete only once the worker threads have exited, so none outlives the run.
+              const p = pool;
+              pool = null;
+              p.dispose().then(() => {
+                if (closed) return;
+                try {
+                  finish();
+                } catch (err) {
+                  closed = true;
+                  fail(err);
+                }
+              }, (err: unknown) => {
+                if (closed) return;
+                closed = true;
+                fail(err);
+              });
               return;
             }
             runEpoch();
           },
         );
       };
-      runEpoch();
+      if (threads === 1) {
+        runEpoch();
+        return;
+      }
+      EnsembleWorkerPool.start(ens, { workers: threads, blockX, blockY }).then(
+        (p) => {
+          if (closed) {
+            p.dispose().catch(() => undefined);
+            return;
+          }
+          pool = p;
+          runEpoch();
+        },
+        (e: unknown) => {
+          if (closed) return;
+          closed = true;
+          fail(e);
+        },
+      );
     };
 
     if (opts.normalizer) {
@@ -891,6 +1078,7 @@ export function trainEnsembleFrom(
     return () => {
       closed = true;
       sub?.unsubscribe();
+      stopPool();
       cleanup();
       ens?.dispose();
       ens = null;
@@ -898,9 +1086,43 @@ export function trainEnsembleFrom(
   });
 }
 
+/**
+ * Per-member training batch: rows start … start + b − 1 of each member's permutation of a block
+ * (x [rows, inDim], y [rows, outDim]) → xs [members, b, inDim], ys [members, b, outDim].
+ */
+export function fillMemberBatch(
+  blockX: Float32Array, blockY: Float32Array, perms: readonly Uint32Array[], start: number, b: number, inDim: number, outDim: number,
+): { xs: Float32Array; ys: Float32Array } {
+  const E = perms.length;
+  const xs = new Float32Array(E * b * inDim);
+  const ys = new Float32Array(E * b * outDim);
+  for (let e = 0; e < E; e++) {
+    const perm = perms[e]!;
+    for (let i = 0; i < b; i++) {
+      const r = perm[start + i]!;
+      copyRow(blockX, r, xs, e * b + i, inDim);
+      copyRow(blockY, r, ys, e * b + i, outDim);
+    }
+  }
+  return { xs, ys };
+}
+
+/** Row `from` of src into row `to` of dst (rows of w values): a plain loop, as rows are short and a subarray per row costs more than the copy. */
+function copyRow(src: Float32Array, from: number, dst: Float32Array, to: number, w: number): void {
+  const s = from * w;
+  const d = to * w;
+  for (let j = 0; j < w; j++) dst[d + j] = src[s + j]!;
+}
+
 /** A [E] bool mask reshaped to [E, 1, …, 1] (rank r) so tf.where broadcasts it over a member's tensor. */
 function memberMask(cond: tf.Tensor, rank: number): tf.Tensor {
   return tf.reshape(cond, [cond.shape[0]!, ...new Array<number>(rank - 1).fill(1)]);
+}
+
+function sameF32(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
 }
 
 function concatF32(parts: Float32Array[]): Float32Array {

@@ -1,12 +1,13 @@
 // Dynamics ensemble: hand-written gradients (NLL, soft log-variance bounds, bound penalty, weight
 // decay) against tf.grads, predictions in the original scale, save/load round trip, the early
-// stopping rule, the holdout rule, and a tiny training run on a linear-Gaussian dataset.
+// stopping rule, the holdout rule, a tiny training run on a linear-Gaussian dataset, and the same
+// run with the members split across two worker threads.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defer, from, lastValueFrom, take, toArray } from 'rxjs';
+import { concatWith, defer, from, lastValueFrom, take, tap, throwError, toArray } from 'rxjs';
 import { initBackend, tf } from '../pipeline/backend.js';
 import { Rng } from '../pipeline/random.js';
 import { UserError } from '../pipeline/errors.js';
@@ -16,6 +17,7 @@ import {
   DynamicsEnsemble, EarlyStopping, ENSEMBLE_DEFAULTS, isHoldoutRow, resolveEnsembleConfig, trainEnsemble,
   type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleTrainingEvent,
 } from '../operators/ensemble.js';
+import { liveEnsembleWorkers } from '../operators/ensembleWorkerPool.js';
 
 before(async () => {
   await initBackend({ log: () => undefined });
@@ -381,4 +383,81 @@ test('predict in chunks gives the same numbers as row by row (a batch larger tha
     }
   }
   ens.dispose();
+});
+
+/** Every number of an ensemble's state (weights, bounds, Adam moments), flattened per tensor. */
+function stateArrays(ens: DynamicsEnsemble): Float32Array[] {
+  const s = ens.exportMembers(0, ens.members);
+  return [...s.params, ...s.m, ...s.v];
+}
+
+test('workers 2: the same epochs, weights, Adam state, elites and final ensemble as one thread (up to float rounding)', async () => {
+  const data = linearGaussian(3000, 45);
+  // 3 blocks an epoch (the last one partial), batches of 64 with a smaller last one; members split 2 + 1.
+  const cfg = { members: 3, elites: 2, hidden: [16, 16], batchSize: 64, maxEpochs: 4, patience: 10, shuffleBuffer: 1000, seed: 7 };
+  const before = tf.memory().numTensors;
+  const run = (workers: number) => lastValueFrom(from(data).pipe(trainEnsemble({ ...cfg, workers }), toArray()));
+  const one = await run(1);
+  const two = await run(2);
+  assert.equal(liveEnsembleWorkers(), 0, 'the workers are gone once the run completes');
+  assert.equal(two.length, one.length);
+  const close = (a: readonly number[], b: readonly number[], what: string) => {
+    assert.equal(a.length, b.length);
+    a.forEach((x, i) => assert.ok(Math.abs(x - b[i]!) <= 1e-5 * (1 + Math.abs(b[i]!)), `${what}[${i}]: ${x} vs ${b[i]}`));
+  };
+  for (let i = 0; i < one.length - 1; i++) {
+    const a = one[i] as EnsembleEpochEvent;
+    const b = two[i] as EnsembleEpochEvent;
+    assert.equal(b.type, 'epoch');
+    assert.deepEqual([b.steps, b.trainRows, b.valRows, b.elites, b.improved], [a.steps, a.trainRows, a.valRows, a.elites, a.improved]);
+    close(b.trainLoss, a.trainLoss, `epoch ${i} trainLoss`);
+    close(b.valLoss, a.valLoss, `epoch ${i} valLoss`);
+  }
+  const da = one[one.length - 1] as EnsembleDoneEvent;
+  const db = two[two.length - 1] as EnsembleDoneEvent;
+  try {
+    assert.deepEqual([db.epochs, db.stoppedBy, [...db.ensemble.elites], db.ensemble.steps], [da.epochs, da.stoppedBy, [...da.ensemble.elites], da.ensemble.steps]);
+    close(db.validation.mse, da.validation.mse, 'final validation');
+    const sa = stateArrays(da.ensemble);
+    const sb = stateArrays(db.ensemble);
+    // the returned members are their best snapshots; the Adam state is the last step's, gathered back
+    sa.forEach((a, i) => {
+      let scale = 0;
+      for (const v of a) scale = Math.max(scale, Math.abs(v));
+      for (let k = 0; k < a.length; k++) assert.ok(Math.abs(sb[i]![k]! - a[k]!) <= 1e-4 * scale + 1e-12, `state ${i}[${k}]: ${sb[i]![k]} vs ${a[k]}`);
+    });
+    assert.equal(db.ensemble.exportMembers(0, 3).optimizerSteps, da.ensemble.exportMembers(0, 3).optimizerSteps);
+  } finally {
+    da.ensemble.dispose();
+    db.ensemble.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before, 'no tensors leak');
+});
+
+test('workers 2: unsubscribing mid-run and a failing source terminate the workers and free everything', async () => {
+  const data = linearGaussian(1200, 46);
+  const cfg = { members: 2, elites: 1, hidden: [8], batchSize: 64, maxEpochs: 50, patience: 50, shuffleBuffer: 500, seed: 1, workers: 2 };
+  const before = tf.memory().numTensors;
+  const gone = async () => {
+    for (let t = 0; t < 200 && liveEnsembleWorkers() > 0; t++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(liveEnsembleWorkers(), 0, 'every worker thread exited');
+    assert.equal(tf.memory().numTensors, before, 'the abandoned ensemble was disposed');
+  };
+  let sawWorkers = 0;
+  const two = await lastValueFrom(from(data).pipe(trainEnsemble(cfg), tap(() => (sawWorkers = Math.max(sawWorkers, liveEnsembleWorkers()))), take(2), toArray()));
+  assert.deepEqual(two.map((e) => e.type), ['epoch', 'epoch']);
+  assert.equal(sawWorkers, 2, 'two workers trained');
+  await gone();
+  // the source fails in the third pass (second epoch), mid-training
+  let passes = 0;
+  const failing = defer(() => {
+    passes++;
+    return passes < 3 ? from(data) : from(data.slice(0, 1)).pipe(concatWith(throwError(() => new UserError('disk gone'))));
+  });
+  await assert.rejects(lastValueFrom(failing.pipe(trainEnsemble(cfg))), /disk gone/);
+  await gone();
+  // one member cannot be split: it trains in the calling thread
+  const single = await lastValueFrom(from(data).pipe(trainEnsemble({ ...cfg, members: 1, maxEpochs: 1 }), tap(() => assert.equal(liveEnsembleWorkers(), 0)), toArray()));
+  (single[single.length - 1] as EnsembleDoneEvent).ensemble.dispose();
+  assert.equal(tf.memory().numTensors, before);
 });
