@@ -39,6 +39,8 @@
 // the NLL (selectBy 'nll').
 //
 // Training loop (trainEnsemble): see the comment above trainEnsemble.
+import { existsSync, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, isObservable, type OperatorFunction, type Subscription } from 'rxjs';
 import { Adam, DenseStack, type Activation, type DenseStackSpec } from '../pipeline/mlp.js';
@@ -804,6 +806,60 @@ export type EnsembleTrainingEvent = EnsembleEpochEvent | EnsembleDoneEvent;
 export interface TrainEnsembleOptions {
   /** Normalizer to use; default: computed by a first pass over the source. */
   normalizer?: Normalizer;
+  /**
+   * Called after every epoch with the training state (before the next epoch starts; the loop
+   * waits for a returned promise), e.g. saveEnsembleTrainingState: a run of hours can resume.
+   */
+  onEpochState?: (state: EnsembleTrainingState) => Promise<void> | void;
+  /** Continue from a saved state (loadEnsembleTrainingState); its ensemble and best weights are taken over. */
+  resume?: EnsembleTrainingState;
+}
+
+/** Everything the training loop needs to continue exactly where an epoch ended. */
+export interface EnsembleTrainingState {
+  /** The current ensemble (weights, bounds, Adam state, normalizer, steps). */
+  ensemble: DynamicsEnsemble;
+  /** Each member's best weights so far (net parameters, as snapshot()). */
+  best: tf.Tensor[];
+  /** Epochs done. */
+  epoch: number;
+  stopping: { best: number[]; bestEpoch: number[]; epochsSinceImprovement: number; epochs: number };
+  shuffleRng: number[];
+}
+
+const TRAINING_STATE: CheckpointKind = { headerFile: 'training.json', format: 'mopo-ensemble-training', what: 'ensemble training checkpoint' };
+
+/**
+ * Saves a training state into `dir` as a complete new directory swapped in by renames (dir.new →
+ * dir), so a kill at any moment leaves the previous state or the new one.
+ */
+export async function saveEnsembleTrainingState(dir: string, s: EnsembleTrainingState): Promise<void> {
+  const next = `${dir}.new`;
+  const old = `${dir}.old`;
+  await fsp.rm(next, { recursive: true, force: true });
+  await s.ensemble.save(join(next, 'current'));
+  const meta = { epoch: s.epoch, stopping: { ...s.stopping, best: s.stopping.best.map((b) => (Number.isFinite(b) ? b : null)) }, shuffleRng: s.shuffleRng };
+  await writeTensorCheckpoint(join(next, 'best'), TRAINING_STATE, 'best', s.epoch, s.best.map((t, i) => [`best/${i}`, t] as const), meta);
+  await fsp.rm(old, { recursive: true, force: true });
+  if (existsSync(dir)) await fsp.rename(dir, old);
+  await fsp.rename(next, dir);
+  await fsp.rm(old, { recursive: true, force: true });
+}
+
+/** The state saveEnsembleTrainingState wrote (or null when `dir` holds none; `dir.old` counts after a kill mid-swap). */
+export async function loadEnsembleTrainingState(dir: string): Promise<EnsembleTrainingState | null> {
+  const where = existsSync(join(dir, 'best', TRAINING_STATE.headerFile)) ? dir : existsSync(join(`${dir}.old`, 'best', TRAINING_STATE.headerFile)) ? `${dir}.old` : null;
+  if (where === null) return null;
+  const ensemble = await DynamicsEnsemble.load(join(where, 'current'));
+  const { json, get } = await readTensorCheckpoint<{ epoch: number; stopping: { best: (number | null)[]; bestEpoch: number[]; epochsSinceImprovement: number; epochs: number }; shuffleRng: number[] }>(join(where, 'best'), TRAINING_STATE);
+  const best = json.tensors.map((t) => get(t.name));
+  return {
+    ensemble,
+    best,
+    epoch: json.epoch,
+    stopping: { ...json.stopping, best: json.stopping.best.map((b) => b ?? Infinity) },
+    shuffleRng: json.shuffleRng,
+  };
 }
 
 /**
@@ -899,13 +955,21 @@ export function trainEnsembleFrom(
       const p = Math.min(cfg.holdoutMax / N, cfg.holdoutFraction);
       const rng = new Rng(cfg.seed, 'ensemble');
       const dims = { obsDim: normalizer.obsDim, actDim: normalizer.actDim };
-      ens = DynamicsEnsemble.create(cfg, dims, rng, normalizer);
+      const resume = opts.resume;
+      ens = resume ? resume.ensemble : DynamicsEnsemble.create(cfg, dims, rng, normalizer);
       const E = cfg.members;
       const In = ens.inDim;
       const Out = ens.outDim;
       const stopper = new EarlyStopping(E, { threshold: cfg.improvementThreshold, patience: cfg.patience });
-      best = ens.snapshot();
+      best = resume ? resume.best : ens.snapshot();
       const shuffleRng = new Rng(cfg.seed, 'ensemble-shuffle');
+      if (resume) {
+        resume.stopping.best.forEach((b, i) => (stopper.best[i] = b));
+        resume.stopping.bestEpoch.forEach((b, i) => (stopper.bestEpoch[i] = b));
+        stopper.epochsSinceImprovement = resume.stopping.epochsSinceImprovement;
+        stopper.epochs = resume.stopping.epochs;
+        shuffleRng.setState(resume.shuffleRng);
+      }
       const cap = cfg.shuffleBuffer;
       // Worker threads read the blocks in place.
       const alloc = (n: number) => new Float32Array(threads > 1 ? new SharedArrayBuffer(4 * n) : new ArrayBuffer(4 * n));
@@ -914,8 +978,9 @@ export function trainEnsembleFrom(
       let blockN = 0;
       let valX: Float32Array[] = [];
       let valY: Float32Array[] = [];
+      // A resumed run collects the held-out rows again in its first epoch (the same rule, the same rows).
       let val: { x: Float32Array; y: Float32Array } | null = null;
-      let epoch = 0;
+      let epoch = resume ? resume.epoch : 0;
 
       const trainBlock = () => {
         const n = blockN;
@@ -1027,7 +1092,25 @@ export function trainEnsembleFrom(
               });
               return;
             }
-            runEpoch();
+            const saving = opts.onEpochState?.({
+              ensemble: e,
+              best: best!,
+              epoch,
+              stopping: { best: stopper.best.slice(), bestEpoch: stopper.bestEpoch.slice(), epochsSinceImprovement: stopper.epochsSinceImprovement, epochs: stopper.epochs },
+              shuffleRng: shuffleRng.getState(),
+            });
+            if (saving instanceof Promise) {
+              saving.then(
+                () => {
+                  if (!closed) runEpoch();
+                },
+                (err: unknown) => {
+                  if (closed) return;
+                  closed = true;
+                  fail(err);
+                },
+              );
+            } else runEpoch();
           },
         );
       };
@@ -1052,11 +1135,11 @@ export function trainEnsembleFrom(
       );
     };
 
-    if (opts.normalizer) {
+    if (opts.normalizer || opts.resume) {
       setImmediate(() => {
         if (closed) return;
         try {
-          start(opts.normalizer!);
+          start(opts.resume?.ensemble.normalizer ?? opts.normalizer!);
         } catch (e) {
           fail(e);
         }

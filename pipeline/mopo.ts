@@ -87,7 +87,8 @@ export function presetConfig(preset: Preset, env: EnvName, dataset: string, task
     read: {},
     seed: 0,
     dynamicsFrom: null,
-    ensemble: {},
+    // Both cores are free while the ensemble trains (the rollout worker starts after it).
+    ensemble: { workers: 2 },
     ensembleRows: null,
     rollout: { batch: 50_000, horizon: 5, lambda: 1, penalty: 'max-aleatoric', penaltyMembers: 'all', rolloutEvery: 1000 },
     sac: {},
@@ -104,7 +105,7 @@ export function presetConfig(preset: Preset, env: EnvName, dataset: string, task
   if (preset === 'quick') {
     // Minutes, not hours: the ensemble on 100k rows for 3 epochs, small rollout rounds, 5 epochs.
     base.ensembleRows = 100_000;
-    base.ensemble = { maxEpochs: 3 };
+    base.ensemble = { ...base.ensemble, maxEpochs: 3 };
     base.rollout = { ...base.rollout, batch: 10_000 };
     base.learner = { ...base.learner, epochs: 5 };
     base.evaluate = { every: 5, episodes: 5 };
@@ -236,7 +237,9 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
     if (!existsSync(join(ensembleDir, 'ensemble.json'))) {
       log(`training the dynamics ensemble on ${config.dataset}${config.ensembleRows ? ` (first ${config.ensembleRows} rows)` : ''}`);
       const read: ReadOptions = config.ensembleRows ? { ...config.read, rows: { start: 0, end: config.ensembleRows } } : config.read;
-      await trainDynamicsInto(join(runDir, 'dynamics'), { dataset: config.dataset, read, ensemble: ensembleCfg, backend: opts.backend, quiet: opts.quiet ?? false });
+      const dynDir = join(runDir, 'dynamics');
+      const unfinished = existsSync(join(dynDir, 'checkpoint')) || existsSync(join(dynDir, 'checkpoint.old'));
+      await trainDynamicsInto(dynDir, { dataset: config.dataset, read, ensemble: ensembleCfg, backend: opts.backend, quiet: opts.quiet ?? false, resume: unfinished });
     }
   }
   const dynamicsSeconds = (performance.now() - tDyn) / 1000;

@@ -461,3 +461,44 @@ test('workers 2: unsubscribing mid-run and a failing source terminate the worker
   (single[single.length - 1] as EnsembleDoneEvent).ensemble.dispose();
   assert.equal(tf.memory().numTensors, before);
 });
+
+test('training state saved after an epoch and resumed continues exactly as the uninterrupted run', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { saveEnsembleTrainingState, loadEnsembleTrainingState, trainEnsembleFrom } = await import('../operators/ensemble.js');
+  const data = linearGaussian(2000, 47);
+  const cfg = { members: 3, elites: 2, hidden: [16, 16], batchSize: 64, maxEpochs: 4, patience: 100, shuffleBuffer: 700, seed: 5 };
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-ens-resume-'));
+  try {
+    const straight = (await lastValueFrom(from(data).pipe(trainEnsemble(cfg), toArray()))) as EnsembleTrainingEvent[];
+    const a = straight[straight.length - 1] as EnsembleDoneEvent;
+    // Second run: save the state after every epoch and stop (as a kill would) once epoch 1 is saved.
+    let saved = 0;
+    const stop = new Error('stop here');
+    const partial = trainEnsembleFrom(from(data), cfg, {
+      onEpochState: async (s) => {
+        await saveEnsembleTrainingState(join(dir, 'ckpt'), s);
+        saved++;
+        if (s.epoch === 2) throw stop;
+      },
+    });
+    await assert.rejects(lastValueFrom(partial), (e) => e === stop);
+    assert.equal(saved, 2);
+    const state = await loadEnsembleTrainingState(join(dir, 'ckpt'));
+    assert.ok(state !== null);
+    const resumed = (await lastValueFrom(trainEnsembleFrom(from(data), cfg, { resume: state! }).pipe(toArray()))) as EnsembleTrainingEvent[];
+    const b = resumed[resumed.length - 1] as EnsembleDoneEvent;
+    const epochsB = resumed.filter((e): e is EnsembleEpochEvent => e.type === 'epoch');
+    assert.deepEqual(epochsB.map((e) => e.epoch), [2, 3], 'the resumed run starts after the saved epoch');
+    assert.equal(b.epochs, 4);
+    assert.deepEqual(b.validation.mse, a.validation.mse, 'identical validation');
+    const wa = a.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    const wb = b.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    assert.deepEqual(wb, wa, 'identical weights');
+    a.ensemble.dispose();
+    b.ensemble.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,12 +1,12 @@
 // `mopo train-dynamics`: trains the probabilistic dynamics ensemble on a dataset, streaming the file
 // once per epoch, with a progress line per epoch, JSONL metrics, an SVG of the validation losses,
 // and a final report (per-member validation MSE and NLL, elites, epochs, wall time).
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { lastValueFrom, tap, filter } from 'rxjs';
 import { initBackend } from '../backend.js';
 import { readTransitions, type ReadOptions } from '../../operators/readTransitions.js';
-import { trainEnsembleFrom, resolveEnsembleConfig, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent } from '../../operators/ensemble.js';
+import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent } from '../../operators/ensemble.js';
 import { writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
@@ -20,6 +20,8 @@ export interface TrainDynamicsArgs extends InputArgs {
   elites: number;
   maxEpochs: number;
   seed: number;
+  workers: number;
+  resume: boolean;
   backend?: string | undefined;
   quiet: boolean;
 }
@@ -34,9 +36,10 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
   const report = await trainDynamicsInto(out, {
     dataset: args.dataset,
     read: readOptionsFrom(args),
-    ensemble: { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed },
+    ensemble: { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers },
     backend,
     quiet: args.quiet,
+    resume: args.resume,
   });
   process.stdout.write(JSON.stringify(report) + '\n');
   log(`run directory ${out}: config.json, metrics.jsonl, validation.svg, ensemble/, report.json`);
@@ -58,25 +61,36 @@ export interface TrainDynamicsReport {
  */
 export async function trainDynamicsInto(
   out: string,
-  opts: { dataset: string; read: ReadOptions; ensemble: Partial<EnsembleConfig>; backend: string; quiet: boolean },
+  opts: { dataset: string; read: ReadOptions; ensemble: Partial<EnsembleConfig>; backend: string; quiet: boolean; resume?: boolean },
 ): Promise<TrainDynamicsReport> {
   mkdirSync(out, { recursive: true });
   const log = opts.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
-  const config = resolveEnsembleConfig(opts.ensemble);
+  // The training state is saved after every epoch (checkpoint/), so a run of hours survives a kill.
+  const checkpointDir = join(out, 'checkpoint');
+  const resume = opts.resume ? await loadEnsembleTrainingState(checkpointDir) : null;
+  if (!opts.resume && (existsSync(join(checkpointDir, 'best')) || existsSync(join(`${checkpointDir}.old`, 'best')))) {
+    throw new UserError(`${out} holds an unfinished ensemble training (checkpoint/); continue it with --resume, or choose another --out`);
+  }
+  const config = resume ? resume.ensemble.config : resolveEnsembleConfig(opts.ensemble);
+  if (resume) log(`resuming the ensemble training in ${out} after epoch ${resume.epoch - 1} (its own config)`);
+  else if (opts.resume) log(`${out}: no checkpoint to resume; starting from the beginning`);
   await writeFileAtomic(join(out, 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: resolve(opts.dataset), read: opts.read, ensemble: config, backend: opts.backend }, null, 2) + '\n');
   const metricsPath = join(out, 'metrics.jsonl');
-  await writeFileAtomic(metricsPath, '');
+  const epochs: EnsembleEpochEvent[] = resume && existsSync(metricsPath) ? readJsonLines<EnsembleEpochEvent>(metricsPath).filter((e) => e.epoch < resume.epoch) : [];
+  await writeFileAtomic(metricsPath, epochs.map((e) => JSON.stringify(e) + '\n').join(''));
   const bar = new ProgressBar({ label: 'train-dynamics', total: config.maxEpochs, unit: 'epochs', quiet: opts.quiet });
-  const epochs: EnsembleEpochEvent[] = [];
   const t0 = performance.now();
   const done = (await lastValueFrom(
-    trainEnsembleFrom(() => readTransitions(opts.dataset, opts.read), config).pipe(
+    trainEnsembleFrom(() => readTransitions(opts.dataset, opts.read), config, {
+      ...(resume ? { resume } : {}),
+      onEpochState: (state) => saveEnsembleTrainingState(checkpointDir, state),
+    }).pipe(
       tap((e) => {
         if (e.type !== 'epoch') return;
         epochs.push(e);
         appendFileSync(metricsPath, JSON.stringify(e) + '\n');
         const best = Math.min(...e.valMse);
-        bar.update(e.epoch, `best val MSE ${best.toFixed(4)}, ${e.epochsSinceImprovement} epochs without improvement`);
+        bar.update(e.epoch + 1, `best val MSE ${best.toFixed(4)}, ${e.epochsSinceImprovement} epochs without improvement`);
         if (!opts.quiet && !process.stderr.isTTY) log(`epoch ${e.epoch}: val MSE ${e.valMse.map((x) => x.toFixed(4)).join(' ')}; elites ${e.elites.join(',')}`);
       }),
       filter((e): e is EnsembleDoneEvent => e.type === 'done'),
@@ -84,6 +98,7 @@ export async function trainDynamicsInto(
   )) as EnsembleDoneEvent;
   bar.finish(`stopped by ${done.stoppedBy} after ${done.epochs} epochs`);
   await done.ensemble.save(join(out, 'ensemble'));
+  rmSync(checkpointDir, { recursive: true, force: true });
   const svg = lineChartSvg({
     title: `Dynamics ensemble on ${basename(opts.dataset)}`,
     xLabel: 'epoch',
@@ -102,4 +117,11 @@ export async function trainDynamicsInto(
   await writeFileAtomic(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   done.ensemble.dispose();
   return report;
+}
+
+function readJsonLines<T>(path: string): T[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as T);
 }
