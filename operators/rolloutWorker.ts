@@ -10,12 +10,13 @@
 // Rounds run in request order. Everything random in the worker comes from three Rng streams
 // (start states, model sampling, policy noise); their states after each round come back with its
 // statistics, so a checkpoint can restart the worker exactly where it was.
+import { openTransitions } from './source.js';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Observable, lastValueFrom, tap, type OperatorFunction } from 'rxjs';
 import * as tf from '@tensorflow/tfjs';
 import { TransitionBatch, type TransitionColumns, type TransitionDims } from '../schemas/transition.js';
 import { rolloutPenalized, resolveRolloutConfig, type RolloutConfig, type RolloutStats } from './rollout.js';
-import { readTransitions, type ReadOptions } from './readTransitions.js';
+import type { ReadOptions } from './readTransitions.js';
 import { DynamicsEnsemble } from './ensemble.js';
 import { SacAgent, SacPolicy, type SacConfig } from './sac.js';
 import { DenseStack } from '../pipeline/mlp.js';
@@ -229,7 +230,7 @@ async function workerMain(init: WorkerInit): Promise<void> {
     await initBackend({ ...(deps.backend ? { backend: deps.backend } : {}), log: () => {} });
     const ensemble = await DynamicsEnsemble.load(deps.ensembleDir);
     const pool = new StartStatePool(ensemble.obsDim, deps.startPoolRows ?? DEFAULT_START_POOL_ROWS, cfg.seed);
-    await lastValueFrom(readTransitions(deps.dataset, deps.read ?? {}).pipe(tap((b) => pool.add(b.observation, b.length))), { defaultValue: undefined });
+    await lastValueFrom(openTransitions(deps.dataset, deps.read ?? {}).pipe(tap((b) => pool.add(b.observation, b.length))), { defaultValue: undefined });
     post({ type: 'ready', startStates: pool.rows, datasetRows: pool.datasetRows, reservoir: pool.datasetRows > pool.rows });
 
     const dims = { obsDim: ensemble.obsDim, actDim: ensemble.actDim };

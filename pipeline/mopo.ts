@@ -16,11 +16,12 @@
 //   summary.json           the final evaluation and timings
 // A checkpoint directory is complete before latest.json points at it (atomic rename), so a killed
 // run resumes from the last complete one.
+import { openTransitions } from '../operators/source.js';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Subject, lastValueFrom, tap } from 'rxjs';
 import * as tf from '@tensorflow/tfjs';
-import { readTransitions, type ReadOptions } from '../operators/readTransitions.js';
+import type { ReadOptions } from '../operators/readTransitions.js';
 import { resolveEnsembleConfig, type EnsembleConfig } from '../operators/ensemble.js';
 import { ArrowReplayBuffer } from '../operators/replayBuffer.js';
 import { SacAgent, resolveSacConfig, type SacConfig } from '../operators/sac.js';
@@ -246,7 +247,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
 
   // 2. The real data, held by reference in the replay buffer's ring.
   const batches: TransitionBatch[] = [];
-  await lastValueFrom(readTransitions(config.dataset, config.read).pipe(tap((b) => batches.push(b))), { defaultValue: undefined });
+  await lastValueFrom(openTransitions(config.dataset, config.read).pipe(tap((b) => batches.push(b))), { defaultValue: undefined });
   const realRows = batches.reduce((s, b) => s + b.length, 0);
   if (realRows === 0) throw new UserError(`${config.dataset}: no transitions`);
   const dims = { obsDim: batches[0]!.obsDim, actDim: batches[0]!.actDim, env: config.env };

@@ -1,11 +1,11 @@
 // `mopo train`: MOPO end to end (pipeline/mopo.ts) from a preset plus flags, or `--resume <run>`.
 // Ctrl-C stops at the next epoch boundary with a checkpoint and says how to resume; a second
 // Ctrl-C exits at once (the last complete checkpoint stays valid).
+import { openTransitions } from '../../operators/source.js';
 import { existsSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { firstValueFrom, take } from 'rxjs';
 import { initBackend } from '../backend.js';
-import { readTransitions } from '../../operators/readTransitions.js';
 import { isEnvName, type EnvName } from '../envs/env.js';
 import { presetConfig, runMopo, taskOfDataset, TASKS, type MopoConfig, type Preset, type Task } from '../mopo.js';
 import { PENALTY_KINDS, type PenaltyKind } from '../../operators/rollout.js';
@@ -49,7 +49,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     if (!args.dataset) throw new UserError('--dataset is required (a Parquet file of transitions), or --resume <run-dir>');
     if (!existsSync(args.dataset)) throw new UserError(`--dataset ${args.dataset}: no such file`);
     const read = readOptionsFrom(args);
-    const first = await firstValueFrom(readTransitions(args.dataset, read).pipe(take(1)), { defaultValue: null });
+    const first = await firstValueFrom(openTransitions(args.dataset, read).pipe(take(1)), { defaultValue: null });
     if (first === null) throw new UserError(`${args.dataset}: no transitions`);
     const envName = args.env ?? first.env;
     if (!envName) throw new UserError(`${args.dataset} does not record its environment; name it with --env`);

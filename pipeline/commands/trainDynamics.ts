@@ -1,11 +1,12 @@
 // `mopo train-dynamics`: trains the probabilistic dynamics ensemble on a dataset, streaming the file
 // once per epoch, with a progress line per epoch, JSONL metrics, an SVG of the validation losses,
 // and a final report (per-member validation MSE and NLL, elites, epochs, wall time).
+import { openTransitions } from '../../operators/source.js';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { lastValueFrom, tap, filter } from 'rxjs';
 import { initBackend } from '../backend.js';
-import { readTransitions, type ReadOptions } from '../../operators/readTransitions.js';
+import type { ReadOptions } from '../../operators/readTransitions.js';
 import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent } from '../../operators/ensemble.js';
 import { writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
@@ -81,7 +82,7 @@ export async function trainDynamicsInto(
   const bar = new ProgressBar({ label: 'train-dynamics', total: config.maxEpochs, unit: 'epochs', quiet: opts.quiet });
   const t0 = performance.now();
   const done = (await lastValueFrom(
-    trainEnsembleFrom(() => readTransitions(opts.dataset, opts.read), config, {
+    trainEnsembleFrom(() => openTransitions(opts.dataset, opts.read), config, {
       ...(resume ? { resume } : {}),
       onEpochState: (state) => saveEnsembleTrainingState(checkpointDir, state),
     }).pipe(

@@ -11,10 +11,11 @@
 //      the model (elite mean, and MOPO-style random elite + sample) and in the simulator: error
 //      growth per step.
 // One streaming pass over the dataset; memory holds the normal equations and the held-out rows.
+import { openTransitions } from '../../operators/source.js';
 import { lastValueFrom, tap } from 'rxjs';
 import type { DynamicsEnsemble, EnsemblePrediction } from '../../operators/ensemble.js';
 import { isHoldoutRow } from '../../operators/ensemble.js';
-import { readTransitions, type ReadOptions } from '../../operators/readTransitions.js';
+import type { ReadOptions } from '../../operators/readTransitions.js';
 import type { TransitionBatch } from '../../schemas/transition.js';
 import { makeEnv, stateFromObservation, type Env } from '../envs/env.js';
 import { Rng } from '../random.js';
@@ -135,7 +136,7 @@ export async function diagnoseDynamics(ensemble: DynamicsEnsemble, opts: Diagnos
   let trainRows = 0;
 
   await lastValueFrom(
-    readTransitions(opts.dataset, opts.read ?? {}).pipe(
+    openTransitions(opts.dataset, opts.read ?? {}).pipe(
       tap((b: TransitionBatch) => {
         if (b.obsDim !== O || b.actDim !== A) {
           throw new UserError(`${opts.dataset}: observations have ${b.obsDim} and actions ${b.actDim} dimensions, the ensemble was trained on ${O} and ${A}`);
