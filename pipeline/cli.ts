@@ -16,6 +16,7 @@ import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
 import { runTrain } from './commands/train.js';
+import { runRun } from './commands/run.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -177,6 +178,21 @@ function buildCli(argv: string[]): Argv {
           .example('$0 train --resume runs/mopo-halfcheetah-random-paper-seed0', 'continue from the last checkpoint'),
       async (args) => {
         await runTrain({ ...args, preset: args.preset, seed: args.seed, quiet: args.quiet, backend: args.backend });
+      },
+    )
+    .command(
+      'run [pipeline]',
+      'run a pipeline file: a source, preprocessing stages and the MOPO stages (data/pipelines/ holds the presets)',
+      (y) =>
+        y
+          .positional('pipeline', { type: 'string', describe: 'pipeline JSON file' })
+          .option('set', { type: 'string', array: true, describe: 'override a value: path=value, e.g. stages.rollout.horizon=1 or seed=3' })
+          .option('out', { type: 'string', describe: 'run directory (default runs/<name>-seed<seed>)' })
+          .option('resume', { type: 'string', describe: 'continue the run in this directory from its last checkpoint' })
+          .example('$0 run data/pipelines/halfcheetah-random-paper.json', "MOPO with the paper's settings for halfcheetah-random")
+          .example('$0 run data/pipelines/halfcheetah-random-quick.json --set stages.rollout.lambda=0 --out runs/mbpo-quick', 'a quick run of MBPO (λ = 0)'),
+      async (args) => {
+        await runRun({ pipeline: args.pipeline, set: args.set, out: args.out, resume: args.resume, backend: args.backend, quiet: args.quiet });
       },
     )
     .command('diagnose', 'measure a trained model against baselines and the real simulator', (y) =>

@@ -7,7 +7,9 @@ import { join, resolve, basename } from 'node:path';
 import { firstValueFrom, take } from 'rxjs';
 import { initBackend } from '../backend.js';
 import { isEnvName, type EnvName } from '../envs/env.js';
-import { presetConfig, runMopo, taskOfDataset, TASKS, type MopoConfig, type Preset, type Task } from '../mopo.js';
+import { presetConfig, taskOfDataset, TASKS, type MopoConfig, type Preset, type Task } from '../mopo.js';
+import { parsePipeline, mopoConfigToPipeline, type ParsedPipeline } from '../pipelineFile.js';
+import { runPipeline } from '../runPipeline.js';
 import { PENALTY_KINDS, type PenaltyKind } from '../../operators/rollout.js';
 import { UserError } from '../errors.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
@@ -87,6 +89,16 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     runDir = resolve(args.out ?? join('runs', `mopo-${basename(args.dataset).replace(/\.parquet$/i, '')}-${preset}-seed${args.seed}`));
   }
 
+  const parsed = args.resume ? null : parsePipeline(mopoConfigToPipeline(config), 'mopo train (preset and flags)');
+  await runPipelineCommand(runDir, parsed, { resume: Boolean(args.resume), quiet: args.quiet, backend, log });
+}
+
+/**
+ * Runs a pipeline (mopo train builds one from a preset, mopo run reads one) with Ctrl-C handling:
+ * the first stops at the end of the epoch with a checkpoint, a second exits at once. The last
+ * stdout line is the score of the last evaluation.
+ */
+export async function runPipelineCommand(runDir: string, parsed: ParsedPipeline | null, o: { resume: boolean; quiet: boolean; backend: string; log: (m: string) => void }): Promise<void> {
   let stop = false;
   const onSigint = () => {
     if (stop) {
@@ -98,11 +110,14 @@ export async function runTrain(args: TrainArgs): Promise<void> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const summary = await runMopo(runDir, config, { resume: Boolean(args.resume), quiet: args.quiet, backend, stopRequested: () => stop, log });
-    if (summary.stoppedEarly) {
-      log(`stopped after epoch ${summary.epochs - 1}; continue with: mopo train --resume ${runDir}`);
+    const result = await runPipeline(runDir, parsed, { resume: o.resume, quiet: o.quiet, backend: o.backend, stopRequested: () => stop, log: o.log });
+    const summary = result.mopo;
+    if (summary === null) {
+      o.log(`run directory ${runDir}: pipeline.json, stages/ (no MOPO stages in this pipeline)`);
+      return;
     }
-    log(`run directory ${runDir}: config.json, dynamics/, metrics.jsonl, learning-curve.svg, penalty.svg, checkpoints/, summary.json`);
+    if (summary.stoppedEarly) o.log(`stopped after epoch ${summary.epochs - 1}; continue with: mopo train --resume ${runDir}`);
+    o.log(`run directory ${runDir}: pipeline.json, config.json, dynamics/, metrics.jsonl, learning-curve.svg, penalty.svg, checkpoints/, summary.json`);
     const ev = summary.evaluation;
     if (ev) {
       const score = ev.score !== null ? ev.score.toFixed(1) : 'n/a';

@@ -1,0 +1,296 @@
+// Pipeline files: a JSON document listing a source, preprocessing stages and the MOPO stages with
+// their configs, validated with zod so an error points at its place in the file
+// (`stages[2].lambda: expected a number ≥ 0`). `mopo run pipeline.json [--set path=value]` runs one;
+// `mopo train` builds the same document from a preset and its flags. Presets live in data/pipelines/.
+//
+//   {
+//     "env": "halfcheetah", "seed": 0,
+//     "source": { "dataset": "data/datasets/halfcheetah-random.parquet" },
+//     "stages": [
+//       { "stage": "dropNonFinite" },                       preprocessing: any number, in order
+//       { "stage": "dynamics", "maxEpochs": 1000 },          then the MOPO stages, in this order
+//       { "stage": "rollout", "horizon": 5, "lambda": 0.5 },
+//       { "stage": "sac", "epochs": 1000 },
+//       { "stage": "evaluate", "every": 10, "episodes": 10 }
+//     ]
+//   }
+import { readFileSync } from 'node:fs';
+import { resolve, dirname, isAbsolute } from 'node:path';
+import { z } from 'zod';
+import { ENV_NAMES, type EnvName } from './envs/env.js';
+import { PENALTY_KINDS } from '../operators/rollout.js';
+import { UserError } from './errors.js';
+import { PREPROCESS_STAGES, type PreprocessStageSpec } from './stages.js';
+import type { MopoConfig } from './mopo.js';
+
+// ---------------------------------------------------------------------------------------------
+// Schema pieces with messages a user reads
+
+export const num = (o: { min?: number; max?: number; int?: boolean; exclusiveMin?: boolean } = {}) => {
+  const what = o.int ? 'an integer' : 'a number';
+  const range =
+    o.min !== undefined && o.max !== undefined ? ` in [${o.min}, ${o.max}]` : o.min !== undefined ? ` ${o.exclusiveMin ? '>' : '≥'} ${o.min}` : o.max !== undefined ? ` ≤ ${o.max}` : '';
+  const msg = `expected ${what}${range}`;
+  let s = z.number({ error: msg });
+  if (o.int) s = s.int({ error: msg });
+  if (o.min !== undefined) s = o.exclusiveMin ? s.gt(o.min, { error: msg }) : s.gte(o.min, { error: msg });
+  if (o.max !== undefined) s = s.lte(o.max, { error: msg });
+  return s;
+};
+export const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
+
+const dynamicsStage = z.strictObject({
+  stage: z.literal('dynamics'),
+  /** A trained ensemble to use instead of training one (a train-dynamics run or ensemble directory). */
+  from: z.string().optional(),
+  members: num({ int: true, min: 1 }).optional(),
+  elites: num({ int: true, min: 1 }).optional(),
+  hidden: z.array(num({ int: true, min: 1 }), { error: 'expected a list of layer widths' }).optional(),
+  maxEpochs: num({ int: true, min: 1 }).optional(),
+  patience: num({ int: true, min: 1 }).optional(),
+  workers: num({ int: true, min: 1 }).optional(),
+  /** Train on the first this many rows only. */
+  rows: num({ int: true, min: 2 }).optional(),
+});
+
+const rolloutStage = z.strictObject({
+  stage: z.literal('rollout'),
+  batch: num({ int: true, min: 1 }).optional(),
+  horizon: num({ int: true, min: 1 }).optional(),
+  lambda: num({ min: 0 }).optional(),
+  penalty: oneOf(PENALTY_KINDS as unknown as readonly [string, ...string[]]).optional(),
+  penaltyMembers: oneOf(['all', 'elites'] as const).optional(),
+  /** SAC updates between rounds (and per epoch). */
+  every: num({ int: true, min: 1 }).optional(),
+  retainEpochs: num({ int: true, min: 1 }).optional(),
+});
+
+const sacStage = z.strictObject({
+  stage: z.literal('sac'),
+  epochs: num({ int: true, min: 1 }).optional(),
+  realRatio: num({ min: 0, max: 1 }).optional(),
+  batchSize: num({ int: true, min: 1 }).optional(),
+  hidden: z.array(num({ int: true, min: 1 }), { error: 'expected a list of layer widths' }).optional(),
+  gamma: num({ min: 0, max: 1 }).optional(),
+  tau: num({ min: 0, max: 1 }).optional(),
+  actorLr: num({ min: 0, exclusiveMin: true }).optional(),
+  criticLr: num({ min: 0, exclusiveMin: true }).optional(),
+});
+
+const evaluateStage = z.strictObject({
+  stage: z.literal('evaluate'),
+  every: num({ int: true, min: 1 }).optional(),
+  episodes: num({ int: true, min: 1 }).optional(),
+});
+
+const MOPO_STAGES = ['dynamics', 'rollout', 'sac', 'evaluate'] as const;
+
+export const pipelineSchema = z.strictObject({
+  name: z.string().optional(),
+  env: oneOf(ENV_NAMES as unknown as readonly [string, ...string[]]),
+  seed: num({ int: true }).optional(),
+  source: z.strictObject({
+    dataset: z.string({ error: 'expected the path of a Parquet file or shard directory' }),
+    columns: z.record(z.string(), z.union([z.string(), z.array(z.string())]), { error: 'expected {role: column name(s)}' }).optional(),
+    layout: oneOf(['auto', 'transitions', 'trajectories'] as const).optional(),
+    obsDim: num({ int: true, min: 1 }).optional(),
+    actDim: num({ int: true, min: 1 }).optional(),
+    allowNonFinite: z.boolean({ error: 'expected true or false' }).optional(),
+  }),
+  stages: z.array(z.unknown(), { error: 'expected a list of stages' }),
+  checkpointEvery: num({ int: true, min: 1 }).optional(),
+});
+
+export type PipelineFile = z.infer<typeof pipelineSchema>;
+type DynamicsStage = z.infer<typeof dynamicsStage>;
+type RolloutStage = z.infer<typeof rolloutStage>;
+type SacStage = z.infer<typeof sacStage>;
+type EvaluateStage = z.infer<typeof evaluateStage>;
+
+/** `stages[2].lambda` from a zod path. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out || '(top level)';
+}
+
+function issuesError(where: string, issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): UserError {
+  const lines = issues.slice(0, 8).map((i) => {
+    const path = formatPath([...prefix, ...i.path]);
+    if (i.code === 'unrecognized_keys') return `${path}: unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `'${k}'`).join(', ')}`;
+    return `${path}: ${i.message}`;
+  });
+  return new UserError(`${where}: ${lines.join('; ')}${issues.length > 8 ? ` (and ${issues.length - 8} more)` : ''}`);
+}
+
+export interface ParsedPipeline {
+  file: PipelineFile;
+  preprocess: PreprocessStageSpec[];
+  dynamics: DynamicsStage | null;
+  rollout: RolloutStage | null;
+  sac: SacStage | null;
+  evaluate: EvaluateStage | null;
+}
+
+/** Validates a pipeline document (already JSON-parsed); `where` names it in errors. */
+export function parsePipeline(doc: unknown, where: string): ParsedPipeline {
+  const top = pipelineSchema.safeParse(doc);
+  if (!top.success) throw issuesError(where, top.error.issues);
+  const file = top.data;
+  const out: ParsedPipeline = { file, preprocess: [], dynamics: null, rollout: null, sac: null, evaluate: null };
+  let mopoSeen = -1;
+  file.stages.forEach((raw, i) => {
+    const name = (raw as { stage?: unknown } | null)?.stage;
+    const known = [...PREPROCESS_STAGES.map((s) => s.name), ...MOPO_STAGES];
+    if (typeof name !== 'string' || !known.includes(name)) {
+      throw new UserError(`${where}: stages[${i}].stage: expected one of ${known.join(', ')}${typeof name === 'string' ? `, got '${name}'` : ''}`);
+    }
+    const pre = PREPROCESS_STAGES.find((s) => s.name === name);
+    const schema = pre ? pre.schema : { dynamics: dynamicsStage, rollout: rolloutStage, sac: sacStage, evaluate: evaluateStage }[name as (typeof MOPO_STAGES)[number]];
+    const r = schema.safeParse(raw);
+    if (!r.success) throw issuesError(where, r.error.issues, ['stages', i]);
+    if (pre) {
+      if (mopoSeen >= 0) throw new UserError(`${where}: stages[${i}]: preprocessing stage '${name}' after the MOPO stage at stages[${mopoSeen}]; preprocessing comes first`);
+      out.preprocess.push(r.data as PreprocessStageSpec);
+      return;
+    }
+    const k = MOPO_STAGES.indexOf(name as (typeof MOPO_STAGES)[number]);
+    const prev = mopoSeen >= 0 ? MOPO_STAGES.indexOf((file.stages[mopoSeen] as { stage: (typeof MOPO_STAGES)[number] }).stage) : -1;
+    if (k <= prev) throw new UserError(`${where}: stages[${i}]: '${name}' must come ${k === prev ? 'once' : `before '${MOPO_STAGES[prev]}'`}; the MOPO stages run in the order ${MOPO_STAGES.join(' → ')}`);
+    mopoSeen = i;
+    (out as unknown as Record<string, unknown>)[name] = r.data;
+  });
+  const present = MOPO_STAGES.filter((s) => out[s] !== null);
+  if (present.length > 0 && present.length < 3 && !(present.length === 1 && present[0] === 'dynamics')) {
+    throw new UserError(`${where}: a MOPO pipeline needs the stages dynamics, rollout and sac (evaluate is optional); this one has ${present.join(', ')}`);
+  }
+  return out;
+}
+
+/** Reads, applies `--set` overrides, validates. Relative dataset paths are relative to the file. */
+export function loadPipelineFile(path: string, sets: readonly string[] = []): ParsedPipeline {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UserError(`${path}: cannot read the pipeline file (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+  for (const s of sets) applySet(doc, s);
+  const parsed = parsePipeline(doc, path);
+  const ds = parsed.file.source.dataset;
+  if (!isAbsolute(ds)) parsed.file.source.dataset = resolve(dirname(path), ds);
+  return parsed;
+}
+
+/**
+ * `--set a.b[2].c=value`: the value is JSON when it parses (numbers, booleans, lists), else a
+ * string. `stages.<name>.<field>` addresses the stage with that name (e.g. stages.rollout.horizon=1).
+ */
+export function applySet(doc: unknown, assignment: string): void {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw new UserError(`--set ${assignment}: expected path=value, e.g. --set stages.rollout.horizon=1`);
+  const path = assignment.slice(0, eq).trim();
+  const raw = assignment.slice(eq + 1);
+  let value: unknown = raw;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    // a plain string
+  }
+  const keys: (string | number)[] = [];
+  for (const part of path.split('.')) {
+    const m = /^([^[\]]*)((?:\[\d+\])*)$/.exec(part);
+    if (!m) throw new UserError(`--set ${assignment}: cannot read the path '${path}'`);
+    if (m[1]) keys.push(m[1]);
+    for (const idx of m[2]!.matchAll(/\[(\d+)\]/g)) keys.push(Number(idx[1]));
+  }
+  let node = doc as Record<string | number, unknown>;
+  for (let i = 0; i < keys.length - 1; i++) {
+    let k = keys[i]!;
+    // stages.<name>: the stage with that name
+    if (keys[i - 1] === 'stages' && typeof k === 'string' && Array.isArray(node)) {
+      const at = (node as { stage?: string }[]).findIndex((s) => s?.stage === k);
+      if (at < 0) throw new UserError(`--set ${assignment}: the pipeline has no stage '${k}'`);
+      k = at;
+    }
+    const next = node[k];
+    if (next === undefined || next === null || typeof next !== 'object') {
+      if (typeof keys[i + 1] === 'number') throw new UserError(`--set ${assignment}: ${formatPath(keys.slice(0, i + 1))} is not a list`);
+      node[k] = {};
+    }
+    node = node[k] as Record<string | number, unknown>;
+  }
+  node[keys[keys.length - 1]!] = value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipeline ⇄ MopoConfig: `mopo train` and `mopo run` end in the same runMopo.
+
+export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string): MopoConfig {
+  const f = p.file;
+  const { dataset, allowNonFinite, ...read } = f.source;
+  const d = p.dynamics ?? { stage: 'dynamics' as const };
+  const r = p.rollout ?? { stage: 'rollout' as const };
+  const s = p.sac ?? { stage: 'sac' as const };
+  const e = p.evaluate ?? { stage: 'evaluate' as const };
+  const every = r.every ?? 1000;
+  const defined = <T extends object>(o: T) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+  return {
+    env: f.env as EnvName,
+    dataset: datasetOverride ?? dataset,
+    read: { ...defined(read), ...(allowNonFinite ? { allowNonFinite } : {}) },
+    seed: f.seed ?? 0,
+    dynamicsFrom: d.from ?? null,
+    ensemble: defined({ members: d.members, elites: d.elites, hidden: d.hidden, maxEpochs: d.maxEpochs, patience: d.patience, workers: d.workers }),
+    ensembleRows: d.rows ?? null,
+    rollout: {
+      batch: r.batch ?? 50_000,
+      horizon: r.horizon ?? 5,
+      lambda: r.lambda ?? 1,
+      penalty: (r.penalty ?? 'max-aleatoric') as MopoConfig['rollout']['penalty'],
+      penaltyMembers: r.penaltyMembers ?? 'all',
+      rolloutEvery: every,
+    },
+    sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr }),
+    learner: { realRatio: s.realRatio ?? 0.05, epochLength: every, epochs: s.epochs ?? 1000, metricsEvery: 50 },
+    retainEpochs: r.retainEpochs ?? 5,
+    evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10 },
+    checkpointEvery: f.checkpointEvery ?? 10,
+  };
+}
+
+/** The pipeline document of a MopoConfig (what `mopo train` runs, and the presets in data/pipelines/). */
+export function mopoConfigToPipeline(c: MopoConfig, preprocess: PreprocessStageSpec[] = [], name?: string): PipelineFile {
+  const { allowNonFinite, rows: _rows, batchSize: _bs, onWarning: _w, ...read } = c.read;
+  return {
+    ...(name ? { name } : {}),
+    env: c.env,
+    seed: c.seed,
+    source: { dataset: c.dataset, ...(read as Record<string, never>), ...(allowNonFinite ? { allowNonFinite } : {}) },
+    stages: [
+      ...preprocess,
+      { stage: 'dynamics', ...(c.dynamicsFrom ? { from: c.dynamicsFrom } : {}), ...c.ensemble, ...(c.ensembleRows ? { rows: c.ensembleRows } : {}) },
+      {
+        stage: 'rollout',
+        batch: c.rollout.batch,
+        horizon: c.rollout.horizon,
+        lambda: c.rollout.lambda,
+        penalty: c.rollout.penalty,
+        penaltyMembers: c.rollout.penaltyMembers,
+        every: c.rollout.rolloutEvery,
+        retainEpochs: c.retainEpochs,
+      },
+      { stage: 'sac', epochs: c.learner.epochs, realRatio: c.learner.realRatio, ...c.sac },
+      { stage: 'evaluate', every: c.evaluate.every, episodes: c.evaluate.episodes },
+    ],
+    checkpointEvery: c.checkpointEvery,
+  };
+}
+
+export { MOPO_STAGES };

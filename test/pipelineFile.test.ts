@@ -1,0 +1,82 @@
+// Pipeline files: validation errors point at their place in the file, --set overrides, and the
+// presets in data/pipelines/ are exactly what `mopo train --preset` runs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parsePipeline, applySet, loadPipelineFile, pipelineToMopoConfig, mopoConfigToPipeline } from '../pipeline/pipelineFile.js';
+import { presetConfig, type Task } from '../pipeline/mopo.js';
+import { UserError } from '../pipeline/errors.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const base = () => ({
+  env: 'halfcheetah',
+  source: { dataset: 'x.parquet' },
+  stages: [{ stage: 'dynamics' }, { stage: 'rollout', horizon: 5, lambda: 0.5 }, { stage: 'sac', epochs: 3 }, { stage: 'evaluate', every: 1 }],
+});
+
+function errorOf(doc: unknown): string {
+  try {
+    parsePipeline(doc, 'p.json');
+  } catch (e) {
+    assert.ok(e instanceof UserError, String(e));
+    return e.message;
+  }
+  assert.fail('expected a UserError');
+}
+
+test('pipeline validation: each error names its path in the file', () => {
+  const d1 = base();
+  (d1.stages[1] as Record<string, unknown>).lambda = -1;
+  assert.equal(errorOf(d1), 'p.json: stages[1].lambda: expected a number ≥ 0');
+  const d2 = base();
+  (d2.stages[1] as Record<string, unknown>).lamda = 1;
+  assert.match(errorOf(d2), /stages\[1\]: unknown field 'lamda'/);
+  const d3 = base();
+  (d3.stages[2] as Record<string, unknown>).epochs = 2.5;
+  assert.match(errorOf(d3), /stages\[2\]\.epochs: expected an integer ≥ 1/);
+  assert.match(errorOf({ ...base(), env: 'ant' }), /env: expected one of halfcheetah, hopper, walker2d, pendulum/);
+  assert.match(errorOf({ ...base(), stages: [{ stage: 'nope' }] }), /stages\[0\]\.stage: expected one of .*got 'nope'/);
+  assert.match(errorOf({ ...base(), stages: [{ stage: 'sac' }, { stage: 'rollout' }, { stage: 'dynamics' }] }), /stages\[1\]: 'rollout' must come before 'sac'/);
+  assert.match(errorOf({ ...base(), stages: [{ stage: 'dynamics' }, { stage: 'sac' }] }), /needs the stages dynamics, rollout and sac/);
+  const { source: _s, ...noSource } = base();
+  assert.match(errorOf(noSource), /source: /);
+  assert.match(errorOf({ ...base(), source: { dataset: 3 } }), /source\.dataset: expected the path of a Parquet file or shard directory/);
+});
+
+test('--set overrides by path, by stage name and by index; values are JSON when they parse', () => {
+  const d = base();
+  applySet(d, 'stages.rollout.horizon=1');
+  applySet(d, 'stages[2].epochs=7');
+  applySet(d, 'seed=3');
+  applySet(d, 'source.dataset=other.parquet');
+  applySet(d, 'stages.dynamics.hidden=[64,64]');
+  const p = parsePipeline(d, 'p.json');
+  assert.equal(p.rollout?.horizon, 1);
+  assert.equal(p.sac?.epochs, 7);
+  assert.equal(p.file.seed, 3);
+  assert.equal(p.file.source.dataset, 'other.parquet');
+  assert.deepEqual(p.dynamics?.hidden, [64, 64]);
+  assert.throws(() => applySet(base(), 'stages.nope.x=1'), /no stage 'nope'/);
+  assert.throws(() => applySet(base(), 'horizon'), /expected path=value/);
+  const bad = base();
+  applySet(bad, 'stages.rollout.lambda="high"');
+  assert.match(errorOf(bad), /stages\[1\]\.lambda: expected a number ≥ 0/);
+});
+
+test('the presets in data/pipelines/ are what mopo train --preset runs, and round-trip', () => {
+  const dir = join(ROOT, 'data', 'pipelines');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+  assert.ok(files.length >= 4, files.join(', '));
+  for (const f of files) {
+    const m = /^halfcheetah-(random|medium|medium-replay)-(paper|quick)\.json$/.exec(f);
+    assert.ok(m, `unexpected preset ${f}`);
+    const parsed = loadPipelineFile(join(dir, f));
+    const dataset = resolve(dir, `../datasets/halfcheetah-${m[1]}.parquet`);
+    const want = presetConfig(m[2] as 'paper' | 'quick', 'halfcheetah', dataset, m[1] as Task);
+    assert.deepEqual(pipelineToMopoConfig(parsed), want, f);
+    assert.deepEqual(pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(want), 'x')), want, `${f}: config → pipeline → config`);
+  }
+});
