@@ -69,8 +69,8 @@ export interface SacConsumerPosition {
   limiter: ReturnType<RateLimiter['getState']>;
   /** The producer's cumulative busy seconds (from its round statistics) and wait seconds (idle, no request outstanding). */
   producer: { busySeconds: number; waitSeconds: number };
-  /** The round in flight (requested, not yet inserted) and the actor weights it was asked with. */
-  pending: RolloutRequest;
+  /** The round in flight (requested, not yet inserted) and the actor weights it was asked with; null when none is (the last round is in). */
+  pending: RolloutRequest | null;
 }
 
 export interface SacConsumerDeps {
@@ -84,6 +84,8 @@ export interface SacConsumerDeps {
   resume?: SacConsumerPosition;
   /** Stop at the next epoch boundary (e.g. SIGINT): the loop emits the epoch and completes. */
   stopRequested?: () => boolean;
+  /** Called as round k enters the model buffer (e.g. to tee it to shards); the loop awaits it. */
+  onRoundInserted?: (round: Extract<RolloutOutput, { type: 'round' }>, batches: readonly TransitionBatch[]) => Promise<void> | void;
 }
 
 export interface SacEpochEvent {
@@ -202,8 +204,10 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
       ];
       const run = async () => {
         // A resumed run re-asks for the round that was in flight, with the weights it was asked with.
-        if (deps.resume) send(deps.resume.pending);
-        else requestRound(rounds);
+        if (deps.resume) {
+          if (deps.resume.pending) send(deps.resume.pending);
+        } else requestRound(rounds);
+
         const metricSums = { criticLoss: 0, actorLoss: 0, alpha: 0, entropy: 0, qMean: 0 };
         let metricCount = 0;
         let epochStart = performance.now();
@@ -227,7 +231,10 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
             rolloutRng = r.done!.rng;
             producer = { busySeconds: r.done!.busySeconds, waitSeconds: 0 };
             lastStats = r.done!.stats;
-            requestRound(rounds);
+            // The next round, unless the run ends before it would be used.
+            if (rounds * cfg.rolloutEvery < totalUpdates) requestRound(rounds);
+            else pending = null;
+            await deps.onRoundInserted?.(r.done!, r.batches);
             if (model.size === 0) throw new UserError(`round ${k} produced no model transitions (every rollout ended at its first step or was non-finite)`);
           }
           const u = updates % blockLen;
@@ -272,7 +279,7 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
               learnerWaitSeconds: ls.sampleWaitSeconds,
               producerWaitSeconds: producerWaitNow(),
               producerBusySeconds: producer.busySeconds,
-              position: { updates, rounds, samplingRng: samplingRng.getState(), rolloutRng, limiter: limiter.getState(), producer: { busySeconds: producer.busySeconds, waitSeconds: producerWaitNow() }, pending: pending! },
+              position: { updates, rounds, samplingRng: samplingRng.getState(), rolloutRng, limiter: limiter.getState(), producer: { busySeconds: producer.busySeconds, waitSeconds: producerWaitNow() }, pending },
               agent,
               hold: (p) => void held.push(p),
             });

@@ -17,6 +17,8 @@ import { runTrainDynamics } from './commands/trainDynamics.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
 import { runTrain } from './commands/train.js';
 import { runRun } from './commands/run.js';
+import { runReplay } from './commands/replay.js';
+import { runRunsLs, runRunsShow } from './commands/runs.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -194,6 +196,41 @@ function buildCli(argv: string[]): Argv {
       async (args) => {
         await runRun({ pipeline: args.pipeline, set: args.set, out: args.out, resume: args.resume, backend: args.backend, quiet: args.quiet });
       },
+    )
+    .command(
+      'replay <run>',
+      'rerun a run downstream of a stage from what it saved (preprocessed data, ensemble, rollouts), without recomputing upstream',
+      (y) =>
+        y
+          .positional('run', { type: 'string', demandOption: true, describe: 'run directory (made by mopo run or mopo train)' })
+          .option('from', { type: 'string', choices: ['preprocess', 'dynamics', 'rollout', 'sac'] as const, describe: 'first stage to rerun (default: the first whose config --set changes)' })
+          .option('set', { type: 'string', array: true, describe: 'change a value of the run\'s pipeline: path=value' })
+          .option('out', { type: 'string', describe: 'run directory of the replay (default <run>-from-<stage>)' })
+          .example('$0 replay runs/x --from sac', 'a new SAC on the synthetic rollouts x saved (its rollout stage had "tee": true)')
+          .example('$0 replay runs/x --set stages.rollout.lambda=0', 'same ensemble, rollouts and SAC redone with λ = 0'),
+      async (args) => {
+        await runReplay({ run: args.run, from: args.from, set: args.set, out: args.out, backend: args.backend, quiet: args.quiet });
+      },
+    )
+    .command('runs', 'list runs and what they saved', (y) =>
+      y
+        .command(
+          'ls [dir]',
+          'the runs in a directory (default runs/): env, epochs, last score, status',
+          (c) => c.positional('dir', { type: 'string', default: 'runs' }).option('json', { type: 'boolean', default: false }),
+          async (args) => {
+            await runRunsLs({ dir: args.dir, json: args.json });
+          },
+        )
+        .command(
+          'show <run>',
+          "a run's stages: preprocessed rows and hashes, the ensemble, saved rollout rounds, SAC progress and checkpoint",
+          (c) => c.positional('run', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+          async (args) => {
+            await runRunsShow({ run: args.run, json: args.json });
+          },
+        )
+        .demandCommand(1, 'Name a runs command; `mopo runs --help` lists them.'),
     )
     .command('diagnose', 'measure a trained model against baselines and the real simulator', (y) =>
       y

@@ -28,6 +28,7 @@ import { SacAgent, resolveSacConfig, type SacConfig } from '../operators/sac.js'
 import { RateLimiter } from '../operators/rateLimiter.js';
 import { resolveRolloutConfig, type RolloutConfig } from '../operators/rollout.js';
 import { rolloutInWorker, type RolloutRequest } from '../operators/rolloutWorker.js';
+import { replayRollouts, saveRound } from '../operators/rolloutShards.js';
 import { sacConsumer, resolveSacConsumerConfig, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
 import { evaluatePolicyEvery, makeEvaluationEnvs, type Evaluation } from '../operators/evaluate.js';
 import { envSpec, isEnvName, type EnvName } from './envs/env.js';
@@ -65,6 +66,10 @@ export interface MopoConfig {
   evaluate: { every: number; episodes: number };
   /** Checkpoint every this many epochs (and at the end or on a stop). */
   checkpointEvery: number;
+  /** Tee every inserted rollout round to <run>/stages/rollout (operators/rolloutShards.ts). */
+  teeRollouts?: boolean;
+  /** Train from the rounds saved by an earlier run (its stages/rollout) instead of computing rollouts. */
+  rolloutsFrom?: string | null;
 }
 
 /** MOPO.md's per-task (h, λ) from the official configs. */
@@ -137,7 +142,7 @@ const STATE_KIND: CheckpointKind = { headerFile: 'state.json', format: 'mopo-run
 
 interface StateJson {
   epoch: number;
-  position: Omit<SacConsumerPosition, 'pending'> & { pending: { round: number; step: number } };
+  position: Omit<SacConsumerPosition, 'pending'> & { pending: { round: number; step: number } | null };
 }
 
 async function writeCheckpoint(runDir: string, e: SacEpochEvent, model: ArrowReplayBuffer): Promise<string> {
@@ -149,9 +154,9 @@ async function writeCheckpoint(runDir: string, e: SacEpochEvent, model: ArrowRep
   await e.agent.saveCheckpoint(join(dir, 'agent'));
   await model.writeShards({ dir: join(dir, 'model-buffer'), stage: 'model-buffer' });
   const { pending, ...pos } = e.position;
-  const tensors = pending.actorWeights.map((w, i) => [`pending/${i}`, tf.tensor1d(w)] as const);
+  const tensors = (pending?.actorWeights ?? []).map((w, i) => [`pending/${i}`, tf.tensor1d(w)] as const);
   try {
-    await writeTensorCheckpoint<StateJson>(dir, STATE_KIND, 'state', e.epoch, tensors, { epoch: e.epoch, position: { ...pos, pending: { round: pending.round, step: pending.step } } });
+    await writeTensorCheckpoint<StateJson>(dir, STATE_KIND, 'state', e.epoch, tensors, { epoch: e.epoch, position: { ...pos, pending: pending && { round: pending.round, step: pending.step } } });
   } finally {
     tensors.forEach(([, t]) => t.dispose());
   }
@@ -178,7 +183,7 @@ async function readLatestCheckpoint(runDir: string): Promise<LoadedCheckpoint | 
     actorWeights.push((t.dataSync() as Float32Array).slice());
     t.dispose();
   }
-  const position: SacConsumerPosition = { ...json.position, pending: { ...json.position.pending, actorWeights } };
+  const position: SacConsumerPosition = { ...json.position, pending: json.position.pending && { ...json.position.pending, actorWeights } };
   return { dir, epoch: json.epoch, position };
 }
 
@@ -227,10 +232,12 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   mkdirSync(runDir, { recursive: true });
   if (!opts.resume) await writeFileAtomic(join(runDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
 
-  // 1. The ensemble: given, already trained in this run, or trained now.
+  // 1. The ensemble: given, already trained in this run, or trained now (not needed when the rollouts are replayed).
   const tDyn = performance.now();
-  let ensembleDir: string;
-  if (config.dynamicsFrom) {
+  let ensembleDir = '';
+  if (config.rolloutsFrom) {
+    if (!existsSync(config.rolloutsFrom)) throw new UserError(`${config.rolloutsFrom}: no saved rollouts there (a run with the rollout stage's "tee": true saves them)`);
+  } else if (config.dynamicsFrom) {
     const d = resolve(config.dynamicsFrom);
     ensembleDir = existsSync(join(d, 'ensemble', 'ensemble.json')) ? join(d, 'ensemble') : d;
     if (!existsSync(join(ensembleDir, 'ensemble.json'))) throw new UserError(`--dynamics ${config.dynamicsFrom}: no ensemble there (expected ensemble/ensemble.json from mopo train-dynamics)`);
@@ -279,7 +286,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   try {
     await lastValueFrom(
       requests.pipe(
-        rolloutInWorker(rollout, {
+        config.rolloutsFrom ? replayRollouts(config.rolloutsFrom) : rolloutInWorker(rollout, {
           ensembleDir,
           dataset: config.dataset,
           read: config.read,
@@ -296,6 +303,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
           request: (r) => requests.next(r),
           ...(checkpoint ? { resume: checkpoint.position } : {}),
           ...(opts.stopRequested ? { stopRequested: opts.stopRequested } : {}),
+          ...(config.teeRollouts ? { onRoundInserted: (done, batches) => saveRound(join(runDir, 'stages', 'rollout'), done, batches) } : {}),
         }),
         evaluatePolicyEvery({ env: config.env, every: config.evaluate.every, episodes: config.evaluate.episodes, seed: config.seed + 1_000_000 }, evalEnvs, { lastEpoch: learner.epochs - 1 }),
         tap((e) => {

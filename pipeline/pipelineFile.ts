@@ -63,6 +63,10 @@ const rolloutStage = z.strictObject({
   /** SAC updates between rounds (and per epoch). */
   every: num({ int: true, min: 1 }).optional(),
   retainEpochs: num({ int: true, min: 1 }).optional(),
+  /** Save every round to <run>/stages/rollout (for replay: a new SAC from the same synthetic data). */
+  tee: z.boolean({ error: 'expected true or false' }).optional(),
+  /** Use the rounds an earlier run saved (its stages/rollout directory) instead of computing them. */
+  from: z.string().optional(),
 });
 
 const sacStage = z.strictObject({
@@ -262,6 +266,8 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
     retainEpochs: r.retainEpochs ?? 5,
     evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10 },
     checkpointEvery: f.checkpointEvery ?? 10,
+    ...(r.tee ? { teeRollouts: true } : {}),
+    ...(r.from ? { rolloutsFrom: r.from } : {}),
   };
 }
 
@@ -285,6 +291,8 @@ export function mopoConfigToPipeline(c: MopoConfig, preprocess: PreprocessStageS
         penaltyMembers: c.rollout.penaltyMembers,
         every: c.rollout.rolloutEvery,
         retainEpochs: c.retainEpochs,
+        ...(c.teeRollouts ? { tee: true } : {}),
+        ...(c.rolloutsFrom ? { from: c.rolloutsFrom } : {}),
       },
       { stage: 'sac', epochs: c.learner.epochs, realRatio: c.learner.realRatio, ...c.sac },
       { stage: 'evaluate', every: c.evaluate.every, episodes: c.evaluate.episodes },

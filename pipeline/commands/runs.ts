@@ -1,0 +1,105 @@
+// `mopo runs ls [dir]` and `mopo runs show <run-dir>`: what runs there are, and for one run, its
+// stages and what each saved (rows, config hash, manifest hash, checkpoints, scores).
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readManifest, manifestHash } from '../../operators/shards.js';
+import { UserError } from '../errors.js';
+import { PIPELINE_FILE } from '../runPipeline.js';
+
+interface RunInfo {
+  run: string;
+  env: string | null;
+  epochs: number | null;
+  updates: number | null;
+  lastScore: number | null;
+  lastReturn: number | null;
+  status: 'done' | 'stopped' | 'in progress or killed' | 'not started';
+  checkpoint: string | null;
+}
+
+const readJson = <T>(path: string): T | null => (existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : null);
+
+function lastMetrics(run: string): { epoch: number; updates: number; evaluation: { mean: number; score: number | null } | null }[] {
+  const p = join(run, 'metrics.jsonl');
+  if (!existsSync(p)) return [];
+  return readFileSync(p, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l));
+}
+
+export function runInfo(run: string): RunInfo {
+  const cfg = readJson<{ env?: string; learner?: { epochs?: number } }>(join(run, 'config.json'));
+  const summary = readJson<{ stoppedEarly: boolean }>(join(run, 'summary.json'));
+  const latest = readJson<{ checkpoint: string }>(join(run, 'checkpoints', 'latest.json'));
+  const m = lastMetrics(run);
+  const lastEval = [...m].reverse().find((x) => x.evaluation)?.evaluation ?? null;
+  const last = m[m.length - 1];
+  let status: RunInfo['status'] = 'not started';
+  if (summary) status = summary.stoppedEarly ? 'stopped' : 'done';
+  else if (m.length > 0 || existsSync(join(run, 'dynamics'))) status = 'in progress or killed';
+  return {
+    run,
+    env: cfg?.env ?? null,
+    epochs: last ? last.epoch + 1 : null,
+    updates: last ? last.updates : null,
+    lastScore: lastEval?.score ?? null,
+    lastReturn: lastEval?.mean ?? null,
+    status,
+    checkpoint: latest?.checkpoint ?? null,
+  };
+}
+
+function isRunDir(dir: string): boolean {
+  return existsSync(join(dir, PIPELINE_FILE)) || existsSync(join(dir, 'config.json'));
+}
+
+export async function runRunsLs(args: { dir: string; json: boolean }): Promise<void> {
+  const dir = resolve(args.dir);
+  if (!existsSync(dir)) throw new UserError(`${dir}: no such directory`);
+  const runs = readdirSync(dir)
+    .map((n) => join(dir, n))
+    .filter((p) => statSync(p).isDirectory() && isRunDir(p) && existsSync(join(p, PIPELINE_FILE)))
+    .map(runInfo);
+  if (args.json) {
+    process.stdout.write(JSON.stringify(runs) + '\n');
+    return;
+  }
+  if (runs.length === 0) {
+    process.stdout.write(`no runs in ${dir}\n`);
+    return;
+  }
+  for (const r of runs) {
+    const score = r.lastScore !== null ? `score ${r.lastScore.toFixed(1)}` : r.lastReturn !== null ? `return ${r.lastReturn.toFixed(1)}` : 'no evaluation yet';
+    process.stdout.write(`${r.run}  ${r.env ?? '?'}  ${r.epochs ?? 0} epochs  ${score}  ${r.status}${r.checkpoint ? `  (checkpoint ${r.checkpoint})` : ''}\n`);
+  }
+}
+
+export async function runRunsShow(args: { run: string; json: boolean }): Promise<void> {
+  const run = resolve(args.run);
+  if (!isRunDir(run)) throw new UserError(`${run}: not a run directory (no ${PIPELINE_FILE} or config.json)`);
+  const info = runInfo(run);
+  const stages: Record<string, unknown> = {};
+  const pre = join(run, 'stages', 'preprocess');
+  if (existsSync(join(pre, 'manifest.json'))) {
+    const m = await readManifest(pre);
+    stages['preprocess'] = { dir: pre, rows: m.rows, shards: m.shards.length, complete: m.complete, configHash: m.configHash, manifestHash: manifestHash(m) };
+  }
+  const dyn = readJson<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'dynamics', 'report.json'));
+  if (dyn) stages['dynamics'] = { dir: join(run, 'dynamics'), epochs: dyn.epochs, stoppedBy: dyn.stoppedBy, seconds: dyn.seconds, bestValidationMse: Math.min(...dyn.validation.mse) };
+  else if (existsSync(join(run, 'dynamics', 'checkpoint'))) stages['dynamics'] = { dir: join(run, 'dynamics'), status: 'training unfinished (resumable)' };
+  const ro = join(run, 'stages', 'rollout');
+  if (existsSync(ro)) {
+    const rounds = readdirSync(ro).filter((n) => /^round-\d+$/.test(n)).sort();
+    stages['rollout'] = { dir: ro, roundsSaved: rounds.length, first: rounds[0] ?? null, last: rounds[rounds.length - 1] ?? null };
+  }
+  stages['sac'] = { epochs: info.epochs, updates: info.updates, lastScore: info.lastScore, lastReturn: info.lastReturn, checkpoint: info.checkpoint, status: info.status };
+  const replay = readJson<unknown>(join(run, 'replay.json'));
+  const out = { ...info, ...(replay ? { replayOf: replay } : {}), stages };
+  if (args.json) {
+    process.stdout.write(JSON.stringify(out) + '\n');
+    return;
+  }
+  process.stdout.write(`${run} (${info.env ?? '?'}): ${info.status}${replay ? `, a replay of ${JSON.stringify(replay)}` : ''}\n`);
+  for (const [name, s] of Object.entries(stages)) process.stdout.write(`  ${name.padEnd(10)} ${JSON.stringify(s)}\n`);
+}
