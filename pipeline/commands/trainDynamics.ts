@@ -72,7 +72,8 @@ export async function trainDynamicsInto(
   if (!opts.resume && (existsSync(join(checkpointDir, 'best')) || existsSync(join(`${checkpointDir}.old`, 'best')))) {
     throw new UserError(`${out} holds an unfinished ensemble training (checkpoint/); continue it with --resume, or choose another --out`);
   }
-  const config = resume ? resume.ensemble.config : resolveEnsembleConfig(opts.ensemble);
+  // A resumed run keeps its own config, except the thread count (speed only, not results).
+  const config = resume ? resolveEnsembleConfig({ ...resume.ensemble.config, ...(opts.ensemble.workers !== undefined ? { workers: opts.ensemble.workers } : {}) }) : resolveEnsembleConfig(opts.ensemble);
   if (resume) log(`resuming the ensemble training in ${out} after epoch ${resume.epoch - 1} (its own config)`);
   else if (opts.resume) log(`${out}: no checkpoint to resume; starting from the beginning`);
   await writeFileAtomic(join(out, 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: resolve(opts.dataset), read: opts.read, ensemble: config, backend: opts.backend }, null, 2) + '\n');
