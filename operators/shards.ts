@@ -140,17 +140,19 @@ export function writeShards(config: WriteShardsConfig): OperatorFunction<Transit
         complete: () => {
           if (failed) return;
           flush();
-          chain
-            .then(async () => {
-              manifest.complete = true;
-              await writeManifest(dir, manifest);
-              completed = true;
-              if (!failed) {
-                subscriber.next(manifest);
-                subscriber.complete();
-              }
-            })
-            .catch(fail);
+          // Assigned to `chain` so an unsubscribe now waits for this write before it cleans up, and
+          // skipped when that already happened (no complete manifest over removed shards).
+          chain = chain.then(async () => {
+            if (failed) return;
+            manifest.complete = true;
+            await writeManifest(dir, manifest);
+            completed = true;
+            if (!failed) {
+              subscriber.next(manifest);
+              subscriber.complete();
+            }
+          });
+          chain.catch(fail);
         },
       });
       return () => {

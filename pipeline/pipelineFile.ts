@@ -20,24 +20,8 @@ import { z } from 'zod';
 import { ENV_NAMES, type EnvName } from './envs/env.js';
 import { PENALTY_KINDS } from '../operators/rollout.js';
 import { UserError } from './errors.js';
-import { PREPROCESS_STAGES, type PreprocessStageSpec } from './stages.js';
+import { PREPROCESS_STAGES, num, oneOf, type PreprocessStageSpec } from './stages.js';
 import type { MopoConfig } from './mopo.js';
-
-// ---------------------------------------------------------------------------------------------
-// Schema pieces with messages a user reads
-
-export const num = (o: { min?: number; max?: number; int?: boolean; exclusiveMin?: boolean } = {}) => {
-  const what = o.int ? 'an integer' : 'a number';
-  const range =
-    o.min !== undefined && o.max !== undefined ? ` in [${o.min}, ${o.max}]` : o.min !== undefined ? ` ${o.exclusiveMin ? '>' : '≥'} ${o.min}` : o.max !== undefined ? ` ≤ ${o.max}` : '';
-  const msg = `expected ${what}${range}`;
-  let s = z.number({ error: msg });
-  if (o.int) s = s.int({ error: msg });
-  if (o.min !== undefined) s = o.exclusiveMin ? s.gt(o.min, { error: msg }) : s.gte(o.min, { error: msg });
-  if (o.max !== undefined) s = s.lte(o.max, { error: msg });
-  return s;
-};
-export const oneOf = <T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `expected one of ${values.join(', ')}` });
 
 const dynamicsStage = z.strictObject({
   stage: z.literal('dynamics'),

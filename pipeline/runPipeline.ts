@@ -61,11 +61,13 @@ export async function runPipeline(runDirIn: string, parsedIn: ParsedPipeline | n
       const { dataset: path, allowNonFinite, ...read } = f.source;
       const ops: OperatorFunction<TransitionBatch, TransitionBatch>[] = parsed.preprocess.map((spec, index) => {
         const stage = PREPROCESS_STAGES.find((s) => s.name === spec.stage)!;
-        return stage.build(spec, { runDir, index, seed: f.seed ?? 0, env: f.env, onSummary: (summary) => summaries.push({ stage: spec.stage, summary }) });
+        return stage.build(spec, { runDir, index, seed: f.seed ?? 0, env: f.env, upstream: parsed.preprocess.slice(0, index), onSummary: (summary) => summaries.push({ stage: spec.stage, summary }) });
       });
       const bar = new ProgressBar({ label: 'preprocess', unit: 'rows', quiet: opts.quiet ?? false });
       let rows = 0;
-      const source = openTransitions(path, { ...read, ...(allowNonFinite ? { allowNonFinite } : {}) });
+      // A pipeline that drops non-finite rows must let them reach that stage.
+      const letNonFinite = allowNonFinite || parsed.preprocess.some((s) => s.stage === 'dropNonFinite');
+      const source = openTransitions(path, { ...read, ...(letNonFinite ? { allowNonFinite: true } : {}) });
       const staged = ops.reduce((s, op) => s.pipe(op), source).pipe(tap((b) => bar.update((rows += b.length))));
       await lastValueFrom(staged.pipe(writeShards({ dir, stage: 'preprocess', config, seed: f.seed ?? 0 })));
       bar.finish();

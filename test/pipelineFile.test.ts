@@ -80,3 +80,46 @@ test('the presets in data/pipelines/ are what mopo train --preset runs, and roun
     assert.deepEqual(pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(want), 'x')), want, `${f}: config → pipeline → config`);
   }
 });
+
+test('a preprocessing pipeline: dropNonFinite sees the non-finite rows, tee writes its stage, an unchanged rerun reuses the shards', async () => {
+  const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { from } = await import('rxjs');
+  const { TransitionBatch } = await import('../schemas/transition.js');
+  const { writeTransitionsFile } = await import('../operators/writeTransitions.js');
+  const { runPipeline } = await import('../pipeline/runPipeline.js');
+  const { readManifest } = await import('../operators/shards.js');
+  const { initBackend } = await import('../pipeline/backend.js');
+  const backend = await initBackend({ log: () => {} });
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-pre-'));
+  try {
+    const b = TransitionBatch.allocate({ obsDim: 3, actDim: 1, env: 'pendulum' }, 100);
+    for (let i = 0; i < 100; i++) b.reward[i] = -i;
+    b.observation[3 * 10] = Number.NaN;
+    b.reward[20] = Number.POSITIVE_INFINITY;
+    for (let i = 9; i < 100; i += 10) b.timeout[i] = 1;
+    const dataset = join(dir, 'd.parquet');
+    await writeTransitionsFile(dataset, from([b])); // the writer keeps what it is given; readers refuse non-finite rows unless told
+    const doc = {
+      env: 'pendulum',
+      source: { dataset },
+      stages: [{ stage: 'dropNonFinite' }, { stage: 'tee', name: 'clean' }, { stage: 'scaleReward', scale: 0.5 }],
+    };
+    const r1 = await runPipeline(join(dir, 'run'), parsePipeline(doc, 'p'), { backend, quiet: true });
+    assert.equal(r1.mopo, null);
+    assert.equal(r1.preprocess?.reused, false);
+    assert.equal(r1.preprocess?.manifest.rows, 98, 'two non-finite rows dropped');
+    const clean = await readManifest(join(dir, 'run', 'stages', 'clean'));
+    assert.equal(clean.rows, 98);
+    assert.ok(clean.complete);
+    const summary = JSON.parse(readFileSync(join(dir, 'run', 'stages', 'preprocess-summary.json'), 'utf8')) as { stage: string; summary: { rowsDropped?: number } }[];
+    assert.equal(summary.find((s) => s.stage === 'dropNonFinite')?.summary.rowsDropped, 2);
+    const r2 = await runPipeline(join(dir, 'run2'), parsePipeline(doc, 'p'), { backend, quiet: true });
+    assert.equal(r2.preprocess?.reused, false, 'another run directory computes its own');
+    assert.ok(existsSync(join(dir, 'run2', 'stages', 'preprocess', 'manifest.json')));
+    const r3 = await runPipeline(join(dir, 'run'), parsePipeline(doc, 'p'), { backend, quiet: true });
+    assert.equal(r3.preprocess?.reused, true, 'the same run directory and config: reused');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

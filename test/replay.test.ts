@@ -32,6 +32,8 @@ test('replay from dynamics, rollout and sac reproduces the run; a changed λ rer
       seed: 2,
       source: { dataset },
       stages: [
+        // A preprocessing stage that changes nothing, so the replay from dynamics reads stages/preprocess.
+        { stage: 'scaleReward', scale: 1, shift: 0 },
         { stage: 'dynamics', members: 3, elites: 2, hidden: [32, 32], maxEpochs: 2, workers: 1 },
         { stage: 'rollout', batch: 200, horizon: 3, lambda: 1, every: 40, retainEpochs: 2, tee: true },
         { stage: 'sac', epochs: 3, hidden: [32, 32], batchSize: 64 },
@@ -43,6 +45,10 @@ test('replay from dynamics, rollout and sac reproduces the run; a changed λ rer
     const a = await runPipeline(run, original, { backend, quiet: true });
     assert.equal(a.mopo?.epochs, 3);
     assert.equal(readdirSync(join(run, 'stages', 'rollout')).length, 3, 'three rounds saved');
+    assert.equal(a.preprocess?.manifest.rows, 2000);
+    const again = await runPipeline(join(dir, 'pre-only'), parsePipeline({ ...doc, stages: doc.stages.slice(0, 1) }, 'x'), { backend, quiet: true });
+    assert.equal(again.mopo, null, 'a preprocessing-only pipeline stops after its shards');
+    assert.equal(again.preprocess?.manifest.configHash, a.preprocess?.manifest.configHash, 'the same source and stages: the same config hash');
     const ma = metrics(run);
 
     for (const from of ['dynamics', 'rollout', 'sac'] as ReplayStage[]) {
