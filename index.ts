@@ -28,3 +28,14 @@ export { evaluatePolicyEvery, evaluateEpisodes, makeEvaluationEnvs, type Evaluat
 export { runMopo, presetConfig, resolveMopoConfig, type MopoConfig, type MopoSummary, type Preset, type Task } from './pipeline/mopo.js';
 export { diagnoseDynamics, type DynamicsDiagnostics } from './pipeline/diagnose/dynamics.js';
 export { trainDynamicsInto } from './pipeline/commands/trainDynamics.js';
+export { openTransitions, datasetKind, rowRange } from './operators/source.js';
+export { dropNonFinite, type DropNonFiniteConfig } from './operators/dropNonFinite.js';
+export { clipActions, type ClipActionsConfig } from './operators/clipActions.js';
+export { filterEpisodes, type FilterEpisodesConfig } from './operators/filterEpisodes.js';
+export { scaleReward, type ScaleRewardConfig } from './operators/scaleReward.js';
+export { selectColumns, renameColumns, type SelectColumnsConfig, type RenameColumnsConfig } from './operators/selectColumns.js';
+export { tee, type TeeConfig } from './operators/tee.js';
+export { replayRollouts, saveRound } from './operators/rolloutShards.js';
+export { parsePipeline, loadPipelineFile, applySet, pipelineToMopoConfig, mopoConfigToPipeline, type ParsedPipeline, type PipelineFile } from './pipeline/pipelineFile.js';
+export { runPipeline } from './pipeline/runPipeline.js';
+export { PREPROCESS_STAGES, type PreprocessStage, type PreprocessStageSpec } from './pipeline/stages.js';
