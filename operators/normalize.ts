@@ -23,7 +23,7 @@
 // and the first row: a model trained on them would be NaN. Clean the data first.
 import { Observable, type OperatorFunction } from 'rxjs';
 import { RunningMoments } from './datasetStats.js';
-import type { TransitionBatch, TransitionDims } from '../schemas/transition.js';
+import { TransitionBatch, type TransitionDims } from '../schemas/transition.js';
 import { UserError } from '../pipeline/errors.js';
 
 /** Below this a standard deviation is replaced by 1 (see the header). */
@@ -342,4 +342,77 @@ export function normalize(normalizer: Normalizer): OperatorFunction<TransitionBa
         complete: () => subscriber.complete(),
       }),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `normalize` pipeline stage: the same statistics, applied to the transitions themselves.
+
+export interface NormalizeTransitionsConfig {
+  /** Standardize observation and next_observation with the observation statistics. */
+  observations: boolean;
+  /** Standardize actions with the action statistics (off by default: actions keep their box). */
+  actions: boolean;
+  /** Standardize the reward with the reward statistics. */
+  reward: boolean;
+}
+
+export const NORMALIZE_TRANSITIONS_DEFAULTS: Readonly<NormalizeTransitionsConfig> = Object.freeze({ observations: true, actions: false, reward: false });
+
+export function resolveNormalizeTransitionsConfig(partial: Partial<NormalizeTransitionsConfig> = {}): NormalizeTransitionsConfig {
+  const c = { ...NORMALIZE_TRANSITIONS_DEFAULTS };
+  for (const [k, v] of Object.entries(partial)) {
+    if (!(k in NORMALIZE_TRANSITIONS_DEFAULTS)) throw new UserError(`normalize config: unknown field '${k}' (known: observations, actions, reward)`);
+    if (v === undefined) continue;
+    if (typeof v !== 'boolean') throw new UserError(`normalize config: ${k}: expected true or false, got ${JSON.stringify(v)}`);
+    (c as Record<string, boolean>)[k] = v;
+  }
+  return c;
+}
+
+/**
+ * Operator: standardizes the chosen columns of every transition with statistics of the whole
+ * stream, so it subscribes twice to its (cold) source: a first pass computes the Normalizer, the
+ * second emits new batches (the inputs are not modified). onSummary gets the Normalizer's JSON, to
+ * invert or reuse the transform. Memory: one batch at a time on both passes.
+ */
+export function normalizeTransitions(config: Partial<NormalizeTransitionsConfig> = {}, hooks: { onSummary?: (s: { config: NormalizeTransitionsConfig; normalizer: NormalizerJson; rows: number }) => void } = {}): OperatorFunction<TransitionBatch, TransitionBatch> {
+  const cfg = resolveNormalizeTransitionsConfig(config);
+  return (source) =>
+    new Observable<TransitionBatch>((subscriber) => {
+      let inner: { unsubscribe(): void } | null = null;
+      let rows = 0;
+      const first = source.pipe(computeNormalizer()).subscribe({
+        next: (n) => {
+          const std = (x: Float32Array, n0: number, w: number, mean: Float32Array, sd: Float32Array) => {
+            const out = new Float32Array(x.length);
+            for (let i = 0; i < n0; i++) for (let j = 0; j < w; j++) out[i * w + j] = (x[i * w + j]! - mean[j]!) / sd[j]!;
+            return out;
+          };
+          inner = source.subscribe({
+            next: (b) => {
+              const O = b.obsDim;
+              const cols = { ...b.columns };
+              if (cfg.observations) {
+                cols.observation = std(b.observation, b.length, O, n.mean.observation, n.std.observation);
+                cols.nextObservation = std(b.nextObservation, b.length, O, n.mean.observation, n.std.observation);
+              }
+              if (cfg.actions) cols.action = std(b.action, b.length, b.actDim, n.mean.action, n.std.action);
+              if (cfg.reward) cols.reward = std(b.reward, b.length, 1, n.mean.reward, n.std.reward);
+              rows += b.length;
+              subscriber.next(new TransitionBatch(b.dims, cols));
+            },
+            error: (e) => subscriber.error(e),
+            complete: () => {
+              hooks.onSummary?.({ config: cfg, normalizer: n.toJSON(), rows });
+              subscriber.complete();
+            },
+          });
+        },
+        error: (e) => subscriber.error(e),
+      });
+      return () => {
+        first.unsubscribe();
+        inner?.unsubscribe();
+      };
+    });
 }

@@ -149,6 +149,11 @@ export function parsePipeline(doc: unknown, where: string): ParsedPipeline {
     (out as unknown as Record<string, unknown>)[name] = r.data;
   });
   const present = MOPO_STAGES.filter((s) => out[s] !== null);
+  const norm = out.preprocess.findIndex((s) => s.stage === 'normalize');
+  if (norm >= 0 && present.length > 0) {
+    // The policy would learn on standardized observations but be evaluated on the simulator's raw ones.
+    throw new UserError(`${where}: stages[${norm}]: 'normalize' rewrites the observations, which the MOPO stages cannot use (the simulator gives raw ones; the ensemble normalizes its own inputs); use it in preprocessing-only pipelines, e.g. to prepare shards`);
+  }
   if (present.length > 0 && present.length < 3 && !(present.length === 1 && present[0] === 'dynamics')) {
     throw new UserError(`${where}: a MOPO pipeline needs the stages dynamics, rollout and sac (evaluate is optional); this one has ${present.join(', ')}`);
   }

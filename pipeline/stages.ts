@@ -13,6 +13,7 @@ import { filterEpisodes } from '../operators/filterEpisodes.js';
 import { scaleReward } from '../operators/scaleReward.js';
 import { selectColumns } from '../operators/selectColumns.js';
 import { tee, type JsonValue } from '../operators/tee.js';
+import { normalizeTransitions } from '../operators/normalize.js';
 
 // ---------------------------------------------------------------------------------------------
 // Schema pieces with messages a user reads (also used by pipelineFile.ts)
@@ -98,6 +99,16 @@ export const PREPROCESS_STAGES: readonly PreprocessStage[] = [
       keepOptional: z.array(oneOf(['rawReward', 'penalty', 'episode', 'step'] as const)).optional(),
     }),
     build: (spec, ctx) => selectColumns(configOf(spec), { onSummary: ctx.onSummary }),
+  },
+  {
+    name: 'normalize',
+    schema: z.strictObject({
+      stage: z.literal('normalize'),
+      observations: z.boolean({ error: 'expected true or false' }).optional(),
+      actions: z.boolean({ error: 'expected true or false' }).optional(),
+      reward: z.boolean({ error: 'expected true or false' }).optional(),
+    }),
+    build: (spec, ctx) => normalizeTransitions(configOf(spec), { onSummary: ctx.onSummary }),
   },
   {
     name: 'tee',

@@ -128,3 +128,40 @@ test('non-finite values and empty streams are user errors; dims must match', asy
   const n = Normalizer.identity({ obsDim: 2, actDim: 2 });
   await assert.rejects(lastValueFrom(from([makeBatch(new Rng(9), 3)]).pipe(normalize(n))), UserError);
 });
+
+test('normalizeTransitions (the normalize stage): two passes, observations standardized, actions kept, the normalizer reported', async () => {
+  const { normalizeTransitions } = await import('../operators/normalize.js');
+  const { Observable, lastValueFrom, toArray } = await import('rxjs');
+  const rng = new (await import('../pipeline/random.js')).Rng(9, 'nt');
+  const batches = [0, 1, 2].map(() => {
+    const b = TransitionBatch.allocate({ obsDim: 2, actDim: 1 }, 500);
+    for (let i = 0; i < 500; i++) {
+      b.observation[2 * i] = 3 + 2 * rng.normal();
+      b.observation[2 * i + 1] = -1 + 0.5 * rng.normal();
+      b.nextObservation[2 * i] = b.observation[2 * i]! + 1;
+      b.nextObservation[2 * i + 1] = b.observation[2 * i + 1]!;
+      b.action[i] = rng.uniform(-1, 1);
+    }
+    return b;
+  });
+  let subscriptions = 0;
+  const source = new Observable<TransitionBatch>((s) => {
+    subscriptions++;
+    batches.forEach((b) => s.next(b));
+    s.complete();
+  });
+  let summary: { rows: number; normalizer: { obsDim: number } } | null = null;
+  const out = await lastValueFrom(source.pipe(normalizeTransitions({}, { onSummary: (x) => (summary = x) }), toArray()));
+  assert.equal(subscriptions, 2);
+  const obs = out.flatMap((b) => Array.from(b.observation));
+  for (const j of [0, 1]) {
+    const col = obs.filter((_, i) => i % 2 === j);
+    const mean = col.reduce((a, b) => a + b, 0) / col.length;
+    const sd = Math.sqrt(col.reduce((a, b) => a + (b - mean) ** 2, 0) / col.length);
+    assert.ok(Math.abs(mean) < 1e-4 && Math.abs(sd - 1) < 1e-3, `dim ${j}: mean ${mean}, std ${sd}`);
+  }
+  assert.deepEqual(out[1]!.action, batches[1]!.action, 'actions untouched by default');
+  assert.notEqual(out[0]!.observation, batches[0]!.observation, 'new arrays; the input is not modified');
+  assert.equal(summary!.rows, 1500);
+  assert.equal(summary!.normalizer.obsDim, 2);
+});

@@ -44,6 +44,8 @@ test('pipeline validation: each error names its path in the file', () => {
   const { source: _s, ...noSource } = base();
   assert.match(errorOf(noSource), /source: /);
   assert.match(errorOf({ ...base(), source: { dataset: 3 } }), /source\.dataset: expected the path of a Parquet file or shard directory/);
+  assert.match(errorOf({ ...base(), stages: [{ stage: 'normalize' }, ...base().stages] }), /stages\[0\]: 'normalize' rewrites the observations/);
+  assert.match(errorOf({ ...base(), stages: [{ stage: 'filterEpisodes', minReturnQuantile: 2 }] }), /stages\[0\]\.minReturnQuantile: expected a number in \[0, 1\]/);
 });
 
 test('--set overrides by path, by stage name and by index; values are JSON when they parse', () => {
