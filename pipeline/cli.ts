@@ -171,6 +171,7 @@ function buildCli(argv: string[]): Argv {
           .option('epoch-length', { type: 'number', describe: 'SAC updates per epoch, and between rollout rounds (default 1000)' })
           .option('rollout-batch', { type: 'number', describe: 'start states per rollout round' })
           .option('real-ratio', { type: 'number', describe: 'share of real data in each SAC batch' })
+          .option('real-buffer', { type: 'number', describe: 'most real transitions held for that share (default: all); a larger dataset is sampled through a uniform reservoir of this size, refreshed as the stream passes' })
           .option('eval-every', { type: 'number', describe: 'evaluate every this many epochs' })
           .option('eval-episodes', { type: 'number', describe: 'episodes per evaluation' })
           .option('checkpoint-every', { type: 'number', describe: 'checkpoint every this many epochs' })

@@ -29,6 +29,7 @@ import { RateLimiter } from '../operators/rateLimiter.js';
 import { resolveRolloutConfig, type RolloutConfig } from '../operators/rollout.js';
 import { rolloutInWorker, type RolloutRequest } from '../operators/rolloutWorker.js';
 import { replayRollouts, saveRound } from '../operators/rolloutShards.js';
+import { RealDataReservoir } from '../operators/reservoir.js';
 import { sacConsumer, resolveSacConsumerConfig, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
 import { evaluatePolicyEvery, makeEvaluationEnvs, type Evaluation } from '../operators/evaluate.js';
 import { envSpec, isEnvName, type EnvName } from './envs/env.js';
@@ -70,6 +71,8 @@ export interface MopoConfig {
   teeRollouts?: boolean;
   /** Train from the rounds saved by an earlier run (its stages/rollout) instead of computing rollouts. */
   rolloutsFrom?: string | null;
+  /** Most real transitions held for SAC's real share (null: all); beyond it, a refreshed reservoir. */
+  realBufferRows?: number | null;
 }
 
 /** MOPO.md's per-task (h, λ) from the official configs. */
@@ -253,18 +256,26 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   }
   const dynamicsSeconds = (performance.now() - tDyn) / 1000;
 
-  // 2. The real data, held by reference in the replay buffer's ring.
-  const batches: TransitionBatch[] = [];
-  await lastValueFrom(openTransitions(config.dataset, config.read).pipe(tap((b) => batches.push(b))), { defaultValue: undefined });
-  const realRows = batches.reduce((s, b) => s + b.length, 0);
+  // 2. The real data: held by reference in the replay buffer's ring, or, beyond the budget, a
+  //    uniform reservoir refreshed from the stream at every round (operators/reservoir.ts).
+  const budget = config.realBufferRows ?? Number.POSITIVE_INFINITY;
+  const filled = await RealDataReservoir.fill(config.dataset, config.read, budget, config.seed);
+  const realRows = filled.reservoir ? filled.reservoir.info.datasetRows : filled.batches.reduce((s, b) => s + b.length, 0);
   if (realRows === 0) throw new UserError(`${config.dataset}: no transitions`);
-  const dims = { obsDim: batches[0]!.obsDim, actDim: batches[0]!.actDim, env: config.env };
+  const dims = { obsDim: filled.dims.obsDim, actDim: filled.dims.actDim, env: config.env };
   if (dims.obsDim !== spec.obsDim || dims.actDim !== spec.actDim) {
     throw new UserError(`${config.dataset}: ${dims.obsDim}-dim observations and ${dims.actDim}-dim actions, but ${config.env} has ${spec.obsDim} and ${spec.actDim}; pass the matching --env`);
   }
-  const real = new ArrowReplayBuffer({ ...dims, capacity: realRows });
-  for (const b of batches) real.append(b);
-  batches.length = 0;
+  const reservoir = filled.reservoir;
+  // The reservoir's store is refreshed in place, so the buffer must hold it by reference (chunkRows 1).
+  const real = new ArrowReplayBuffer({ ...dims, capacity: reservoir ? reservoir.info.budget : realRows, ...(reservoir ? { chunkRows: 1 } : {}) });
+  if (reservoir) {
+    real.append(reservoir.store);
+    const i = reservoir.info;
+    log(`real data: ${i.datasetRows} rows exceed --real-buffer ${i.budget}: SAC samples the real share from a uniform reservoir of ${i.budget} rows, refreshed with ${i.chunk} rows of the stream at every round (a full cycle every ${i.refreshesPerCycle} rounds)`);
+    if (checkpoint) await reservoir.catchUp(checkpoint.position.rounds - 1);
+  } else for (const b of filled.batches) real.append(b);
+  filled.batches.length = 0;
 
   // 3. Learner state: fresh or from the checkpoint.
   const agent = checkpoint ? await SacAgent.loadCheckpoint(join(checkpoint.dir, 'agent')) : SacAgent.create(sac, dims, new Rng(config.seed, 'mopo/sac'));
@@ -303,7 +314,14 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
           request: (r) => requests.next(r),
           ...(checkpoint ? { resume: checkpoint.position } : {}),
           ...(opts.stopRequested ? { stopRequested: opts.stopRequested } : {}),
-          ...(config.teeRollouts ? { onRoundInserted: (done, batches) => saveRound(join(runDir, 'stages', 'rollout'), done, batches) } : {}),
+          ...(config.teeRollouts || reservoir
+            ? {
+                onRoundInserted: async (done, batches) => {
+                  if (reservoir && done.round >= 1) await reservoir.refresh(done.round);
+                  if (config.teeRollouts) await saveRound(join(runDir, 'stages', 'rollout'), done, batches);
+                },
+              }
+            : {}),
         }),
         evaluatePolicyEvery({ env: config.env, every: config.evaluate.every, episodes: config.evaluate.episodes, seed: config.seed + 1_000_000 }, evalEnvs, { lastEpoch: learner.epochs - 1 }),
         tap((e) => {

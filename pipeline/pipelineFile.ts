@@ -57,6 +57,8 @@ const sacStage = z.strictObject({
   stage: z.literal('sac'),
   epochs: num({ int: true, min: 1 }).optional(),
   realRatio: num({ min: 0, max: 1 }).optional(),
+  /** Most real transitions held for the real share of each batch; beyond it, a refreshed uniform reservoir. */
+  realBuffer: num({ int: true, min: 1 }).optional(),
   batchSize: num({ int: true, min: 1 }).optional(),
   hidden: z.array(num({ int: true, min: 1 }), { error: 'expected a list of layer widths' }).optional(),
   gamma: num({ min: 0, max: 1 }).optional(),
@@ -257,6 +259,7 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
     checkpointEvery: f.checkpointEvery ?? 10,
     ...(r.tee ? { teeRollouts: true } : {}),
     ...(r.from ? { rolloutsFrom: r.from } : {}),
+    ...(s.realBuffer ? { realBufferRows: s.realBuffer } : {}),
   };
 }
 
@@ -283,7 +286,7 @@ export function mopoConfigToPipeline(c: MopoConfig, preprocess: PreprocessStageS
         ...(c.teeRollouts ? { tee: true } : {}),
         ...(c.rolloutsFrom ? { from: c.rolloutsFrom } : {}),
       },
-      { stage: 'sac', epochs: c.learner.epochs, realRatio: c.learner.realRatio, ...c.sac },
+      { stage: 'sac', epochs: c.learner.epochs, realRatio: c.learner.realRatio, ...(c.realBufferRows ? { realBuffer: c.realBufferRows } : {}), ...c.sac },
       { stage: 'evaluate', every: c.evaluate.every, episodes: c.evaluate.episodes },
     ],
     checkpointEvery: c.checkpointEvery,

@@ -72,3 +72,24 @@ test('mopo: a run, and a run stopped at epoch 1 then resumed, agree exactly on t
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('mopo: a real-data budget below the dataset samples a refreshed reservoir, and a resumed run rebuilds it exactly', { timeout: 240_000 }, async () => {
+  const backend = await initBackend({ log: () => {} });
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-reservoir-'));
+  try {
+    const dataset = join(dir, 'pendulum.parquet');
+    await writeTransitionsFile(dataset, pendulumRandomDataset({ steps: 3000, seed: 4 }));
+    await trainDynamicsInto(join(dir, 'dyn'), { dataset, read: {}, ensemble: { members: 3, elites: 2, hidden: [32, 32], maxEpochs: 1, workers: 1 }, backend, quiet: true });
+    const cfg = () => ({ ...tinyConfig(dataset, join(dir, 'dyn')), realBufferRows: 500 });
+    const logs: string[] = [];
+    await runMopo(join(dir, 'a'), cfg(), { backend, quiet: true, log: (m) => logs.push(m) });
+    assert.ok(logs.some((l) => /3000 rows exceed --real-buffer 500: .*uniform reservoir of 500 rows, refreshed with 30 rows/.test(l)), logs.join('\n'));
+    await runMopo(join(dir, 'b'), cfg(), { backend, quiet: true, stopRequested: () => existsSync(join(dir, 'b', 'checkpoints', 'latest.json')) });
+    await runMopo(join(dir, 'b'), {} as MopoConfig, { backend, quiet: true, resume: true });
+    const ma = metrics(join(dir, 'a'));
+    const mb = metrics(join(dir, 'b'));
+    for (const k of [0, 1, 2, 3]) assert.deepEqual(mb[k]!.sac, ma[k]!.sac, `epoch ${k}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -28,6 +28,7 @@ export interface TrainArgs extends InputArgs {
   epochLength?: number | undefined;
   rolloutBatch?: number | undefined;
   realRatio?: number | undefined;
+  realBuffer?: number | undefined;
   evalEvery?: number | undefined;
   evalEpisodes?: number | undefined;
   checkpointEvery?: number | undefined;
@@ -43,7 +44,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
   let config: MopoConfig;
   if (args.resume) {
     runDir = resolve(args.resume);
-    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio'] as const) {
+    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer'] as const) {
       if (args[flag] !== undefined) throw new UserError(`--resume continues a run with its own config.json; drop --${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
     }
     config = {} as MopoConfig; // read from the run directory by runMopo
@@ -83,6 +84,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
       config.rollout.rolloutEvery = args.epochLength;
     }
     if (args.realRatio !== undefined) config.learner.realRatio = args.realRatio;
+    if (args.realBuffer !== undefined) config.realBufferRows = args.realBuffer;
     if (args.evalEvery !== undefined) config.evaluate.every = args.evalEvery;
     if (args.evalEpisodes !== undefined) config.evaluate.episodes = args.evalEpisodes;
     if (args.checkpointEvery !== undefined) config.checkpointEvery = args.checkpointEvery;
