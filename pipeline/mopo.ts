@@ -33,7 +33,6 @@ import { RealDataReservoir } from '../operators/reservoir.js';
 import { sacConsumer, resolveSacConsumerConfig, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
 import { evaluatePolicyEvery, makeEvaluationEnvs, type Evaluation } from '../operators/evaluate.js';
 import { envSpec, isEnvName, type EnvName } from './envs/env.js';
-import { TransitionBatch } from '../schemas/transition.js';
 import { Rng } from './random.js';
 import { UserError } from './errors.js';
 import { writeFileAtomic } from './atomic.js';
