@@ -1208,7 +1208,8 @@ function sameF32(a: Float32Array, b: Float32Array): boolean {
   return true;
 }
 
-function concatF32(parts: Float32Array[]): Float32Array {
+/** The parts one after another in one new array. */
+export function concatF32(parts: readonly Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
   let o = 0;
   for (const p of parts) {

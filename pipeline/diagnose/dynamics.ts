@@ -14,7 +14,7 @@
 import { openTransitions } from '../../operators/source.js';
 import { lastValueFrom, tap } from 'rxjs';
 import type { DynamicsEnsemble, EnsemblePrediction } from '../../operators/ensemble.js';
-import { isHoldoutRow } from '../../operators/ensemble.js';
+import { isHoldoutRow, concatF32 } from '../../operators/ensemble.js';
 import type { ReadOptions } from '../../operators/readTransitions.js';
 import type { TransitionBatch } from '../../schemas/transition.js';
 import { makeEnv, stateFromObservation, type Env } from '../envs/env.js';
@@ -196,8 +196,8 @@ export async function diagnoseDynamics(ensemble: DynamicsEnsemble, opts: Diagnos
   for (let r = 0; r < K; r++) for (let c = 0; c < r; c++) xtx[r * K + c] = xtx[c * K + r]!;
 
   // 1. Validation MSE: members as trained, elite mean, linear baseline.
-  const vx = concat(valX);
-  const vy = concat(valY);
+  const vx = concatF32(valX);
+  const vy = concatF32(valY);
   const V = valX.length;
   const ev = ensemble.evaluate(vx, vy);
   const W = solveLeastSquares(xtx, xty, K, Out, trainRows);
@@ -241,15 +241,6 @@ function appendRow(w: HeldOut, b: TransitionBatch, i: number, O: number, A: numb
   if (b.terminal[i] || b.timeout[i]) w.open = false;
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /**
  * Solves (XᵀX + εI) W = XᵀY by Cholesky (ε: a relative 1e-9 ridge so a constant input column, e.g.
