@@ -16,6 +16,7 @@ import { UserError } from './errors.js';
 import { PREPROCESS_STAGES } from './stages.js';
 import { parsePipeline, pipelineToMopoConfig, type ParsedPipeline } from './pipelineFile.js';
 import { runMopo, type MopoRunOptions, type MopoSummary } from './mopo.js';
+import { acquireRunLock, sweepKilledRun } from './runLock.js';
 
 export const PIPELINE_FILE = 'pipeline.json';
 
@@ -38,6 +39,18 @@ export async function runPipeline(runDirIn: string, parsedIn: ParsedPipeline | n
   const parsed = opts.resume ? readRunPipeline(runDir) : parsedIn;
   if (parsed === null) throw new Error('runPipeline: no pipeline given');
   mkdirSync(runDir, { recursive: true });
+  const lock = acquireRunLock(runDir, log);
+  try {
+    // What a killed run left half-written goes first (temporary files, an unfinished checkpoint).
+    const swept = sweepKilledRun(runDir);
+    if (swept.length > 0) log(`removed what a killed run left unfinished: ${swept.map((p) => p.slice(runDir.length + 1)).join(', ')}`);
+    return await runLocked(runDir, parsed, opts, log);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(runDir: string, parsed: ParsedPipeline, opts: MopoRunOptions, log: (m: string) => void): Promise<PipelineRunResult> {
   if (!opts.resume) {
     if (existsSync(join(runDir, 'checkpoints', 'latest.json'))) {
       throw new UserError(`${runDir} already holds a run with checkpoints; continue it with --resume, or choose another --out`);

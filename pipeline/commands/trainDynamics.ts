@@ -12,6 +12,7 @@ import { writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
 import { UserError } from '../errors.js';
+import { acquireRunLock, sweepKilledRun } from '../runLock.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
 
 export interface TrainDynamicsArgs extends InputArgs {
@@ -66,6 +67,20 @@ export async function trainDynamicsInto(
 ): Promise<TrainDynamicsReport> {
   mkdirSync(out, { recursive: true });
   const log = opts.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
+  const lock = acquireRunLock(out, log);
+  try {
+    sweepKilledRun(out);
+    return await trainDynamicsLocked(out, opts, log);
+  } finally {
+    lock.release();
+  }
+}
+
+async function trainDynamicsLocked(
+  out: string,
+  opts: { dataset: string; read: ReadOptions; ensemble: Partial<EnsembleConfig>; backend: string; quiet: boolean; resume?: boolean },
+  log: (m: string) => void,
+): Promise<TrainDynamicsReport> {
   // The training state is saved after every epoch (checkpoint/), so a run of hours survives a kill.
   const checkpointDir = join(out, 'checkpoint');
   const resume = opts.resume ? await loadEnsembleTrainingState(checkpointDir) : null;

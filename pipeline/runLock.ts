@@ -1,0 +1,141 @@
+// One writer per run directory: a LOCK file holding the writer's pid, host and start time, created
+// exclusively. A second run into the same directory is refused with the holder's pid; a lock whose
+// holder is no longer running (a killed run) is stale and is taken over, and what the killed run
+// left half-written is swept: temporary files of dead processes, checkpoint directories that
+// latest.json does not point at, an unfinished swap of the ensemble's training state, and shard sets
+// that never completed.
+import { existsSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { UserError } from './errors.js';
+
+export const LOCK_FILE = 'LOCK';
+
+interface LockInfo {
+  pid: number;
+  host: string;
+  started: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface RunLock {
+  /** What the lock replaced, if it was stale. */
+  stale: LockInfo | null;
+  release(): void;
+}
+
+/** Takes the run directory's lock (the directory must exist). */
+export function acquireRunLock(dir: string, log: (m: string) => void = () => {}): RunLock {
+  const path = join(dir, LOCK_FILE);
+  const me: LockInfo = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
+  let stale: LockInfo | null = null;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      writeSync(fd, JSON.stringify(me) + '\n');
+      closeSync(fd);
+      const release = () => {
+        try {
+          const cur = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+          if (cur.pid === me.pid && cur.host === me.host) rmSync(path, { force: true });
+        } catch {
+          /* already gone */
+        }
+        process.removeListener('exit', release);
+      };
+      process.once('exit', release);
+      return { stale, release };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let holder: LockInfo | null = null;
+    try {
+      holder = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+    } catch {
+      holder = null; // unreadable: written by a process killed mid-write
+    }
+    if (holder && holder.host !== me.host) {
+      throw new UserError(`${dir} is locked by pid ${holder.pid} on ${holder.host} (since ${holder.started}); if that run is gone, delete ${path}`);
+    }
+    if (holder && alive(holder.pid) && holder.pid !== process.pid) {
+      throw new UserError(`${dir} is in use by another mopo process (pid ${holder.pid}, since ${holder.started}); wait for it to finish or stop it, or choose another --out`);
+    }
+    stale = holder;
+    log(`${dir}: taking over a stale lock${holder ? ` of pid ${holder.pid} (started ${holder.started}, no longer running)` : ' (unreadable)'}`);
+    rmSync(path, { force: true });
+  }
+  throw new UserError(`${dir}: could not take the lock (${path}); another process keeps creating it`);
+}
+
+const TEMP = /^\..+\.tmp-(\d+)-[a-z0-9]+$/;
+
+/**
+ * Removes what a killed writer left half-done under `dir` (see the header). Returns the paths
+ * removed. Only call it while holding the directory's lock.
+ */
+export function sweepKilledRun(dir: string): string[] {
+  const removed: string[] = [];
+  const rm = (p: string) => {
+    rmSync(p, { recursive: true, force: true });
+    removed.push(p);
+  };
+  const walk = (d: string) => {
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = join(d, n);
+      const m = TEMP.exec(n);
+      if (m) {
+        if (Number(m[1]) !== process.pid && !alive(Number(m[1]))) rm(p);
+        continue;
+      }
+      let isDir = false;
+      try {
+        isDir = statSync(p).isDirectory();
+      } catch {
+        continue;
+      }
+      if (!isDir) continue;
+      if (n === 'checkpoint.new') {
+        rm(p);
+        continue;
+      }
+      if (existsSync(join(p, 'manifest.json'))) {
+        try {
+          const m = JSON.parse(readFileSync(join(p, 'manifest.json'), 'utf8')) as { complete?: boolean };
+          if (m.complete === false && /^round-\d+$/.test(n)) {
+            rm(p); // a rollout round cut off mid-write: rewritten when the round is inserted again
+            continue;
+          }
+        } catch {
+          /* a damaged manifest is reported by its reader */
+        }
+      }
+      walk(p);
+    }
+  };
+  walk(dir);
+  const cps = join(dir, 'checkpoints');
+  if (existsSync(cps)) {
+    let latest: string | null = null;
+    try {
+      latest = (JSON.parse(readFileSync(join(cps, 'latest.json'), 'utf8')) as { checkpoint: string }).checkpoint;
+    } catch {
+      latest = null;
+    }
+    for (const n of readdirSync(cps)) if (n.startsWith('epoch-') && n !== latest) rm(join(cps, n));
+  }
+  return removed;
+}
