@@ -415,12 +415,19 @@ function metricsLine(e: SacEpochEvent & { evaluation: Evaluation | null }): Metr
   };
 }
 
+/** The complete lines of metrics.jsonl (a run killed mid-append leaves a partial last line; it is dropped). */
 function readMetrics(path: string): MetricsLine[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as MetricsLine);
+  const out: MetricsLine[] = [];
+  for (const l of readFileSync(path, 'utf8').split('\n')) {
+    if (l.trim() === '') continue;
+    try {
+      out.push(JSON.parse(l) as MetricsLine);
+    } catch {
+      break;
+    }
+  }
+  return out;
 }
 
 /** A resumed run rewrites the epochs after its checkpoint: drop their lines first. */

@@ -136,9 +136,16 @@ async function trainDynamicsLocked(
   return report;
 }
 
+/** The complete lines of a JSONL file (a kill mid-append leaves a partial last line; it is dropped). */
 function readJsonLines<T>(path: string): T[] {
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as T);
+  const out: T[] = [];
+  for (const l of readFileSync(path, 'utf8').split('\n')) {
+    if (l.trim() === '') continue;
+    try {
+      out.push(JSON.parse(l) as T);
+    } catch {
+      break;
+    }
+  }
+  return out;
 }
