@@ -47,6 +47,7 @@ import { Adam, DenseStack, type Activation, type DenseStackSpec } from '../pipel
 import { Rng, hashString } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError } from '../pipeline/errors.js';
+import { DivergenceError } from '../pipeline/divergence.js';
 import type { TransitionBatch, TransitionDims } from '../schemas/transition.js';
 import { Normalizer, NormalizerAccumulator, type NormalizerJson } from './normalize.js';
 import { EnsembleWorkerPool } from './ensembleWorkerPool.js';
@@ -399,11 +400,21 @@ export class DynamicsEnsemble {
       const x = asT(xs, this.inDim);
       const y = asT(ys, this.outDim);
       let nll: tf.Tensor | null = null;
-      const newParams = tf.tidy(() => {
+      const grads = tf.tidy(() => {
         const r = this.lossAndGrads(x, y, false, reduceBounds);
         nll = tf.keep(r.memberNll);
-        return this.opt.step(this.trainableParams(), r.grads);
+        return r.grads;
       });
+      // Divergence guard, before the step is applied (7 floats read back: cheap on wasm, which
+      // computes synchronously anyway): a non-finite loss stops training with the weights intact.
+      const nllNow = (nll as unknown as tf.Tensor).dataSync();
+      const bad = Array.from(nllNow.keys()).filter((e) => !Number.isFinite(nllNow[e]!));
+      if (bad.length > 0) {
+        tf.dispose([...grads, nll as unknown as tf.Tensor]);
+        throw new DivergenceError('dynamics', `member${bad.length > 1 ? 's' : ''} ${bad.join(', ')} had a non-finite training loss (${bad.map((e) => nllNow[e]).join(', ')}) at step ${this.steps + 1}; check the dataset for extreme values (mopo inspect) or lower the learning rate`);
+      }
+      const newParams = tf.tidy(() => this.opt.step(this.trainableParams(), grads));
+      tf.dispose(grads);
       const L = 2 * this.net.numLayers;
       this.net.setParams(newParams.slice(0, L));
       this.maxLV.dispose();

@@ -55,6 +55,7 @@ import { Adam, DenseStack, activationGrad, type DenseStackSpec, type LayerCache 
 import { Rng } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError } from '../pipeline/errors.js';
+import { DivergenceError } from '../pipeline/divergence.js';
 import { TransitionBatch, type TransitionDims } from '../schemas/transition.js';
 import { ArrowReplayBuffer } from './replayBuffer.js';
 
@@ -84,6 +85,12 @@ export interface SacConfig {
   /** Environment action bounds (per dimension); null means [-1, 1]. */
   actionLow: number[] | null;
   actionHigh: number[] | null;
+  /**
+   * An update whose Q values or TD targets exceed this in magnitude (or whose losses are not
+   * finite) stops training: a DivergenceError. Returns here are bounded by max|r| / (1 − γ), about 10³ for the
+   * locomotion tasks, so 10⁶ only catches a learner that has blown up.
+   */
+  divergenceQLimit: number;
 }
 
 export const SAC_DEFAULTS: Readonly<SacConfig> = Object.freeze({
@@ -101,6 +108,7 @@ export const SAC_DEFAULTS: Readonly<SacConfig> = Object.freeze({
   logStdMax: 2,
   actionLow: null,
   actionHigh: null,
+  divergenceQLimit: 1e6,
 });
 
 /** Fills defaults and validates (UserError on a bad value). Bounds become explicit arrays. */
@@ -431,8 +439,9 @@ export class SacAgent {
     let newCritic: tf.Tensor[] = [];
     let newActor: tf.Tensor[] = [];
     let newLogAlpha: tf.Tensor | null = null;
+    let g!: { critic: tf.Tensor[]; actor: tf.Tensor[]; logAlpha: tf.Tensor; metrics: tf.Tensor | null; health: tf.Tensor };
     tf.tidy(() => {
-      const g = this.gradients({
+      const r = this.gradients({
         s: upload(batch.observation, [B, this.obsDim]),
         a: upload(action, [B, A]),
         r: upload(batch.reward, [B, 1]),
@@ -443,11 +452,24 @@ export class SacAgent {
         base: upload(s.base, [B, 1]),
         base2: upload(s.baseNext, [B, 1]),
       }, wantMetrics);
-      if (g.metrics !== null) metricsT = tf.keep(g.metrics);
+      g = { critic: r.critic.map((t) => tf.keep(t)), actor: r.actor.map((t) => tf.keep(t)), logAlpha: tf.keep(r.logAlpha), metrics: r.metrics && tf.keep(r.metrics), health: tf.keep(r.health) };
+    });
+    // Divergence guard, before anything is applied: 3 floats read back per update (wasm computes
+    // synchronously, so this costs no pipeline stall). See SacConfig.divergenceQLimit.
+    const h = g.health.dataSync();
+    const qLimit = this.config.divergenceQLimit;
+    if (!Number.isFinite(h[0]!) || !Number.isFinite(h[1]!) || !(h[2]! <= qLimit)) {
+      tf.dispose([...g.critic, ...g.actor, g.logAlpha, g.health, ...(g.metrics ? [g.metrics] : [])]);
+      const what = !Number.isFinite(h[0]!) ? `the critic loss is ${h[0]}` : !Number.isFinite(h[1]!) ? `the actor loss is ${h[1]}` : `|Q| or its TD target reached ${h[2]!.toExponential(2)} (limit ${qLimit.toExponential(0)})`;
+      throw new DivergenceError('sac', `${what} at update ${this.updateCount + 1}; the update was not applied. Check the rewards (mopo inspect; a large λ·penalty or reward scale) or lower the learning rates`);
+    }
+    metricsT = g.metrics;
+    tf.tidy(() => {
       newCritic = this.criticOpt.step(this.critic.params(), g.critic);
       newActor = this.actorOpt.step(this.policy.actor.params(), g.actor);
       if (this.config.autoEntropy) newLogAlpha = this.alphaOpt.step([this.logAlpha], [g.logAlpha])[0]!;
     });
+    tf.dispose([...g.critic, ...g.actor, g.logAlpha, g.health]);
     this.critic.setParams(newCritic);
     this.policy.actor.setParams(newActor);
     if (newLogAlpha !== null) {
@@ -480,7 +502,7 @@ export class SacAgent {
   private gradients(
     x: { s: tf.Tensor; a: tf.Tensor; r: tf.Tensor; s2: tf.Tensor; notDone: tf.Tensor; eps: tf.Tensor; eps2: tf.Tensor; base: tf.Tensor; base2: tf.Tensor },
     wantMetrics: boolean,
-  ): { critic: tf.Tensor[]; actor: tf.Tensor[]; logAlpha: tf.Tensor; metrics: tf.Tensor | null } {
+  ): { critic: tf.Tensor[]; actor: tf.Tensor[]; logAlpha: tf.Tensor; metrics: tf.Tensor | null; health: tf.Tensor } {
     const { gamma, logStdMin, logStdMax } = this.config;
     const A = this.actDim;
     const O = this.obsDim;
@@ -543,7 +565,14 @@ export class SacAgent {
         tf.mean(fq.out),
       ]);
     }
-    return { critic: criticGrads, actor: actorGrads, logAlpha: gLogAlpha, metrics };
+    // [critic loss, actor loss, max(|Q|, |TD target|)]: what the divergence guard reads every
+    // update. The target counts too: a reward far out of range makes Q follow it only slowly.
+    const health = tf.stack([
+      tf.sum(tf.square(diff)),
+      tf.sum(tf.sub(tf.mul(alpha, cur.logp), tf.min(fpi.out, 0))),
+      tf.maximum(tf.max(tf.abs(fq.out)), tf.max(tf.abs(y))),
+    ]);
+    return { critic: criticGrads, actor: actorGrads, logAlpha: gLogAlpha, metrics, health };
   }
 
   /**

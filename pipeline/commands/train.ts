@@ -2,7 +2,7 @@
 // Ctrl-C stops at the next epoch boundary with a checkpoint and says how to resume; a second
 // Ctrl-C exits at once (the last complete checkpoint stays valid).
 import { openTransitions } from '../../operators/source.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { firstValueFrom, take } from 'rxjs';
 import { initBackend } from '../backend.js';
@@ -12,6 +12,7 @@ import { parsePipeline, mopoConfigToPipeline, type ParsedPipeline } from '../pip
 import { runPipeline } from '../runPipeline.js';
 import { PENALTY_KINDS, type PenaltyKind } from '../../operators/rollout.js';
 import { UserError } from '../errors.js';
+import { isDivergenceError } from '../divergence.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
 
 export interface TrainArgs extends InputArgs {
@@ -112,7 +113,21 @@ export async function runPipelineCommand(runDir: string, parsed: ParsedPipeline 
   };
   process.on('SIGINT', onSigint);
   try {
-    const result = await runPipeline(runDir, parsed, { resume: o.resume, quiet: o.quiet, backend: o.backend, stopRequested: () => stop, log: o.log });
+    let result: Awaited<ReturnType<typeof runPipeline>>;
+    try {
+      result = await runPipeline(runDir, parsed, { resume: o.resume, quiet: o.quiet, backend: o.backend, stopRequested: () => stop, log: o.log });
+    } catch (e) {
+      if (!isDivergenceError(e)) throw e;
+      // Name the last good checkpoint: the bad update was never applied, so it is intact.
+      const latest = join(runDir, 'checkpoints', 'latest.json');
+      const where = existsSync(latest) ? (JSON.parse(readFileSync(latest, 'utf8')) as { checkpoint: string; epoch: number }) : null;
+      const dynState = join(runDir, 'dynamics', 'checkpoint');
+      let next: string;
+      if (e.stage === 'dynamics' && existsSync(dynState)) next = `the ensemble's last good epoch is saved in ${dynState}: fix the cause and continue with mopo train --resume ${runDir}`;
+      else if (where) next = `the last good checkpoint is ${join(runDir, 'checkpoints', where.checkpoint)} (after epoch ${where.epoch}): fix the cause and continue with mopo train --resume ${runDir}`;
+      else next = 'there is no checkpoint yet: fix the cause and start again';
+      throw new UserError(`${e.message}. The run stopped; ${next}`);
+    }
     const summary = result.mopo;
     if (summary === null) {
       o.log(`run directory ${runDir}: pipeline.json, stages/ (no MOPO stages in this pipeline)`);
