@@ -4,7 +4,7 @@
 // (UserError) print one paragraph and exit 2; anything else is a bug and keeps its stack trace.
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { isUserError } from './errors.js';
+import { isUserError, diskErrorMessage } from './errors.js';
 import { runInspect } from './commands/inspect.js';
 import { runBench } from './commands/bench.js';
 import { runStart } from './commands/start.js';
@@ -258,22 +258,25 @@ function buildCli(argv: string[]): Argv {
       'measure a speed target and print JSON',
       (y) =>
         y
-          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble', 'buffer', 'train'] as const, demandOption: true })
+          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble', 'buffer', 'train', 'memory'] as const, demandOption: true })
           .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
-          .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000); env: steps; ensemble: prediction batch (default 50,000); train: rollout start states per round (default 12,500)' })
+          .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000); env: steps; ensemble: prediction batch (default 50,000); train: rollout start states per round (default 12,500); memory: the big dataset (default 10,000,000)' })
           .option('seconds', { type: 'number', describe: 'dense, sac: time budget per measurement' })
           .option('variants', { type: 'boolean', default: false, describe: 'dense: also print per-variant timings (stock vs patched kernels) on stderr' })
           .option('vector-layout', { type: 'string', choices: ['columns', 'fixed-size-list'] as const, describe: 'ingest: how the generated file stores vectors (default columns)' })
           .option('compression', { type: 'string', choices: ['snappy', 'zstd', 'gzip', 'lz4', 'none'] as const, describe: 'ingest: page compression of the generated file (default snappy)' })
+          .option('full-ensemble', { type: 'boolean', default: false, describe: 'memory: train the reference 7 × 4×200 ensemble instead of 7 × [32, 32] (~45 min an epoch on 10M rows)' })
+          .option('cache-dir', { type: 'string', describe: 'memory: where the generated datasets are kept between runs (default data/bench)' })
           .example('$0 bench dense --json', 'matMul peak vs SAC-critic and 7-member ensemble training steps (GFLOP/s)')
           .example('$0 bench ingest --json', 'Parquet → Arrow transition batches, transitions/s')
           .example('$0 bench env --json', 'HalfCheetah env steps/s beside the raw mj_step rate')
           .example('$0 bench train --json', 'SAC updates/s with the rollouts running on the second core vs SAC alone; wait fractions of both sides')
           .example('$0 bench sac --json', 'SAC updates/s (halfcheetah sizes) and GFLOP/s against the dense peak')
           .example('$0 bench ensemble --json', 'ensemble training samples/s and predictions/s at batch 50,000 against the dense peak')
-          .example('$0 bench buffer --json', 'replay buffer appends/s and sampled transitions/s (1.25M rows), a 256-sample against one SAC update'),
+          .example('$0 bench buffer --json', 'replay buffer appends/s and sampled transitions/s (1.25M rows), a 256-sample against one SAC update')
+          .example('$0 bench memory --json', 'peak RSS of ingest → clean → stats → normalize → tee and an ensemble epoch, 1M vs 10M transitions, heap capped at 512 MB'),
       async (args) => {
-        await runBench({ what: args.what as 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer' | 'train', json: args.json, rows: args.rows, seconds: args.seconds, variants: args.variants, vectorLayout: args.vectorLayout, compression: args.compression, backend: args.backend, quiet: args.quiet });
+        await runBench({ what: args.what as 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer' | 'train' | 'memory', json: args.json, rows: args.rows, seconds: args.seconds, variants: args.variants, vectorLayout: args.vectorLayout, compression: args.compression, fullEnsemble: args.fullEnsemble, cacheDir: args.cacheDir, backend: args.backend, quiet: args.quiet });
       },
     )
     .demandCommand(1, 'Name a command; `mopo --help` lists them.')
@@ -297,6 +300,12 @@ async function main(argv: string[]): Promise<void> {
     if (isUserError(e)) {
       process.stderr.write(`mopo: ${e.message}\n`);
       process.exitCode = e.exitCode;
+      return;
+    }
+    const disk = diskErrorMessage(e);
+    if (disk) {
+      process.stderr.write(`mopo: ${disk}\n`);
+      process.exitCode = 2;
       return;
     }
     throw e;

@@ -13,3 +13,25 @@ export class UserError extends Error {
 export function isUserError(e: unknown): e is UserError {
   return e instanceof UserError;
 }
+
+const DISK_ERRORS: Record<string, string> = {
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is exceeded',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'the operation is not permitted',
+  EIO: 'an input/output error on the device',
+  EMFILE: 'too many open files',
+};
+
+/**
+ * A failed write or read of the file system is the user's to fix (space, permissions), not a bug:
+ * one line naming the file and the cause. Writers remove their temporary files before the error
+ * gets here, so nothing partial is left. Null for any other error.
+ */
+export function diskErrorMessage(e: unknown): string | null {
+  const err = e as NodeJS.ErrnoException | null;
+  if (!err || typeof err !== 'object' || typeof err.code !== 'string' || !(err.code in DISK_ERRORS)) return null;
+  const where = err.path ? ` ${err.path}` : '';
+  return `cannot write or read${where}: ${DISK_ERRORS[err.code]} (${err.code}). Nothing partial was kept; free space or fix the permissions and run again (a run directory continues with --resume).`;
+}

@@ -286,3 +286,26 @@ test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume comm
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a full disk mid-write: one clear line, exit 2, no output and no temporary file left', async () => {
+  const { mkdtempSync, rmSync, readdirSync, existsSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-enospc-'));
+  const preload = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'enospc.mjs');
+  try {
+    const data = join(dir, 'p.parquet');
+    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '20000', '--out', data, '--quiet']).code, 0);
+    for (const out of [join(dir, 'out.parquet'), join(dir, 'shards')]) {
+      const r = spawnSync(process.execPath, ['--import', preload, CLI, 'convert', data, out, '--quiet'], { encoding: 'utf8', env: { ...process.env, MOPO_DISK_BUDGET: '100000' } });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /^mopo: .*the disk is full.*(nothing was written|Nothing partial was kept)/);
+      assert.doesNotMatch(r.stderr, STACK);
+      if (out.endsWith('.parquet')) assert.ok(!existsSync(out), 'no output file');
+      const left = readdirSync(dir).filter((f) => f.includes('.tmp'));
+      assert.deepEqual(left, [], 'no temporary file');
+      if (existsSync(join(dir, 'shards'))) assert.deepEqual(readdirSync(join(dir, 'shards')), [], 'no partial shard set');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
