@@ -15,6 +15,7 @@ import { runSac } from './commands/sac.js';
 import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
+import { runDiagnosePenalty } from './commands/diagnosePenalty.js';
 import { runTrain } from './commands/train.js';
 import { runRun } from './commands/run.js';
 import { runReplay } from './commands/replay.js';
@@ -249,6 +250,24 @@ function buildCli(argv: string[]): Argv {
               .example('$0 diagnose dynamics --run runs/dyn-hc-random --json', 'writes runs/dyn-hc-random/diagnose-dynamics.{json,svg}'),
           async (args) => {
             await runDiagnoseDynamics({ ...args, run: args.run, dataset: args.dataset, states: args.states, horizon: args.horizon, seed: args.seed, json: args.json, backend: args.backend, quiet: args.quiet });
+          },
+        )
+        .command(
+          'penalty',
+          "every penalty estimator against the model's true one-step error in MuJoCo at dataset and model-rollout states: correlations, how often λ·u bounds the error, along the horizon and with distance from the data",
+          (c) =>
+            c
+              .option('run', { type: 'string', demandOption: true, describe: 'a MOPO run directory (mopo train, run or start)' })
+              .option('states', { type: 'number', default: 1000, describe: 'dataset states (with policy actions); also the rollout starts unless --starts' })
+              .option('starts', { type: 'number', describe: "rollout start states, each rolled for the run's horizon (default: --states)" })
+              .option('reference-rows', { type: 'number', default: 20_000, describe: 'dataset rows the distance from the data is measured to' })
+              .option('bins', { type: 'number', default: 5, describe: 'quantile bins of the distance from the data' })
+              .option('w1-samples', { type: 'number', default: 100, describe: 'Monte Carlo samples a pair for the W1 of (s′, r)' })
+              .option('seed', { type: 'number', default: 0 })
+              .option('json', { type: 'boolean', default: false, describe: 'print the summary (without the per-pair rows) as one JSON object on stdout' })
+              .example('$0 diagnose penalty --run runs/start', 'writes runs/start/diagnose-penalty.{json,html}'),
+          async (args) => {
+            await runDiagnosePenalty({ run: args.run, states: args.states, starts: args.starts, referenceRows: args.referenceRows, bins: args.bins, w1Samples: args.w1Samples, seed: args.seed, json: args.json, backend: args.backend, quiet: args.quiet });
           },
         )
         .demandCommand(1, 'Name what to diagnose; `mopo diagnose --help` lists it.'),
