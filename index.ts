@@ -39,3 +39,5 @@ export { replayRollouts, saveRound } from './operators/rolloutShards.js';
 export { parsePipeline, loadPipelineFile, applySet, pipelineToMopoConfig, mopoConfigToPipeline, type ParsedPipeline, type PipelineFile } from './pipeline/pipelineFile.js';
 export { runPipeline } from './pipeline/runPipeline.js';
 export { PREPROCESS_STAGES, type PreprocessStage, type PreprocessStageSpec } from './pipeline/stages.js';
+export { diagnosePenalty } from './pipeline/diagnose/penalty.js';
+export { scatterSvg } from './pipeline/plot.js';
