@@ -17,7 +17,7 @@
 // A checkpoint directory is complete before latest.json points at it (atomic rename), so a killed
 // run resumes from the last complete one.
 import { openTransitions } from '../operators/source.js';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Subject, lastValueFrom, tap } from 'rxjs';
 import * as tf from '@tensorflow/tfjs';
@@ -40,6 +40,7 @@ import { writeTensorCheckpoint, readTensorCheckpoint, type CheckpointKind } from
 import { lineChartSvg } from './plot.js';
 import { ProgressBar } from './progress.js';
 import { trainDynamicsInto } from './commands/trainDynamics.js';
+import { tracePhase } from './runLock.js';
 
 // ---------------------------------------------------------------------------------------------
 // Config and presets
@@ -151,6 +152,7 @@ async function writeCheckpoint(runDir: string, e: SacEpochEvent, model: ArrowRep
   const root = join(runDir, 'checkpoints');
   const name = `epoch-${String(e.epoch).padStart(6, '0')}`;
   const dir = join(root, name);
+  tracePhase(`checkpoint ${e.epoch}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   await e.agent.saveCheckpoint(join(dir, 'agent'));
@@ -220,10 +222,11 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   const t0 = performance.now();
   let config = configIn;
   let checkpoint: LoadedCheckpoint | null = null;
+  const cfgPath = join(runDir, 'config.json');
   if (opts.resume) {
-    const cfgPath = join(runDir, 'config.json');
-    if (!existsSync(cfgPath)) throw new UserError(`${runDir}: no config.json here; --resume needs a run directory made by mopo train`);
-    config = JSON.parse(readFileSync(cfgPath, 'utf8')) as MopoConfig;
+    if (existsSync(cfgPath)) config = JSON.parse(readFileSync(cfgPath, 'utf8')) as MopoConfig;
+    // A run stopped before it got here (during its preprocessing): the config its pipeline gives.
+    else if (configIn?.env === undefined) throw new UserError(`${runDir}: no config.json here; --resume needs a run directory made by mopo train`);
     checkpoint = await readLatestCheckpoint(runDir);
     if (checkpoint === null) log(`${runDir}: no checkpoint yet; starting the learner from the beginning`);
     else log(`resuming ${runDir} from ${checkpoint.dir} (epoch ${checkpoint.epoch}, ${checkpoint.position.updates} updates)`);
@@ -232,7 +235,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   }
   const { rollout, learner, sac, ensemble: ensembleCfg, spec } = resolveMopoConfig(config);
   mkdirSync(runDir, { recursive: true });
-  if (!opts.resume) await writeFileAtomic(join(runDir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  if (!opts.resume || !existsSync(cfgPath)) await writeFileAtomic(cfgPath, JSON.stringify(config, null, 2) + '\n');
 
   // 1. The ensemble: given, already trained in this run, or trained now (not needed when the rollouts are replayed).
   const tDyn = performance.now();
@@ -245,11 +248,15 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
     if (!existsSync(join(ensembleDir, 'ensemble.json'))) throw new UserError(`--dynamics ${config.dynamicsFrom}: no ensemble there (expected ensemble/ensemble.json from mopo train-dynamics)`);
   } else {
     ensembleDir = join(runDir, 'dynamics', 'ensemble');
-    if (!existsSync(join(ensembleDir, 'ensemble.json'))) {
-      log(`training the dynamics ensemble on ${config.dataset}${config.ensembleRows ? ` (first ${config.ensembleRows} rows)` : ''}`);
+    const dynDir = join(runDir, 'dynamics');
+    // Trained when its report is there (trainDynamicsInto writes it last; ensemble/ comes before it).
+    const trained = existsSync(join(dynDir, 'report.json')) && existsSync(join(ensembleDir, 'ensemble.json'));
+    const unfinished = existsSync(join(dynDir, 'checkpoint')) || existsSync(join(dynDir, 'checkpoint.old'));
+    if (!trained || unfinished) {
+      if (!trained) log(`training the dynamics ensemble on ${config.dataset}${config.ensembleRows ? ` (first ${config.ensembleRows} rows)` : ''}`);
       const read: ReadOptions = config.ensembleRows ? { ...config.read, rows: { start: 0, end: config.ensembleRows } } : config.read;
-      const dynDir = join(runDir, 'dynamics');
-      const unfinished = existsSync(join(dynDir, 'checkpoint')) || existsSync(join(dynDir, 'checkpoint.old'));
+      tracePhase('dynamics');
+      // A finished training whose state was not yet removed (a kill): this only removes it.
       await trainDynamicsInto(dynDir, { dataset: config.dataset, read, ensemble: ensembleCfg, backend: opts.backend, quiet: opts.quiet ?? false, resume: unfinished });
     }
   }
@@ -257,6 +264,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
 
   // 2. The real data: held by reference in the replay buffer's ring, or, beyond the budget, a
   //    uniform reservoir refreshed from the stream at every round (operators/reservoir.ts).
+  tracePhase('first-round');
   const budget = config.realBufferRows ?? Number.POSITIVE_INFINITY;
   const filled = await RealDataReservoir.fill(config.dataset, config.read, budget, config.seed);
   const realRows = filled.reservoir ? filled.reservoir.info.datasetRows : filled.batches.reduce((s, b) => s + b.length, 0);
@@ -284,7 +292,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
 
   const metricsPath = join(runDir, 'metrics.jsonl');
   const startEpoch = checkpoint ? checkpoint.epoch + 1 : 0;
-  keepMetricsBefore(metricsPath, startEpoch);
+  await keepMetricsBefore(metricsPath, startEpoch);
   const history = readMetrics(metricsPath);
 
   const evalEnvs = await makeEvaluationEnvs({ env: config.env, episodes: config.evaluate.episodes });
@@ -292,6 +300,10 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   const requests = new Subject<RolloutRequest>();
   let last: (SacEpochEvent & { evaluation: Evaluation | null }) | null = null;
   let lastEvaluation: Evaluation | null = null;
+  // A stop (Ctrl-C) is decided once per epoch, in the sink below where that epoch's checkpoint is
+  // written, and the learner is told only that decision: a request arriving after it stops the run
+  // at the end of the next epoch, with its checkpoint, never after an epoch without one.
+  let stopAfterThisEpoch = false;
   const tLearn = performance.now();
   try {
     await lastValueFrom(
@@ -312,27 +324,40 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
           limiter,
           request: (r) => requests.next(r),
           ...(checkpoint ? { resume: checkpoint.position } : {}),
-          ...(opts.stopRequested ? { stopRequested: opts.stopRequested } : {}),
+          ...(opts.stopRequested ? { stopRequested: () => stopAfterThisEpoch } : {}),
           ...(config.teeRollouts || reservoir
             ? {
                 onRoundInserted: async (done, batches) => {
                   if (reservoir && done.round >= 1) await reservoir.refresh(done.round);
-                  if (config.teeRollouts) await saveRound(join(runDir, 'stages', 'rollout'), done, batches);
+                  if (config.teeRollouts) {
+                    tracePhase(`round-write ${done.round}`);
+                    await saveRound(join(runDir, 'stages', 'rollout'), done, batches);
+                  }
+                  tracePhase('learning');
                 },
               }
             : {}),
         }),
+        tap((e) => {
+          if ((e.epoch + 1) % config.evaluate.every === 0 || e.epoch === learner.epochs - 1) tracePhase(`evaluate ${e.epoch}`);
+        }),
         evaluatePolicyEvery({ env: config.env, every: config.evaluate.every, episodes: config.evaluate.episodes, seed: config.seed + 1_000_000 }, evalEnvs, { lastEpoch: learner.epochs - 1 }),
         tap((e) => {
           last = e;
+          tracePhase(`epoch-end ${e.epoch}`);
           if (e.evaluation) lastEvaluation = e.evaluation;
           const line = metricsLine(e);
           appendFileSync(metricsPath, JSON.stringify(line) + '\n');
           history.push(line);
           if (e.evaluation) e.hold(writePlots(runDir, history, config.env));
           const stopping = opts.stopRequested?.() ?? false;
+          stopAfterThisEpoch = stopping;
           if ((e.epoch + 1) % config.checkpointEvery === 0 || e.epoch === learner.epochs - 1 || stopping) {
-            e.hold(writeCheckpoint(runDir, e, model));
+            e.hold(
+              writeCheckpoint(runDir, e, model).then((dir) => {
+                if (stopping && e.epoch < learner.epochs - 1) log(`stopped at the end of epoch ${e.epoch}; its checkpoint is ${dir}`);
+              }),
+            );
           }
           const score = lastEvaluation ? (lastEvaluation.score !== null ? `score ${lastEvaluation.score.toFixed(1)}` : `return ${lastEvaluation.mean.toFixed(0)}`) : 'score –';
           bar.update(e.epoch + 1, `${score}, ${e.updatesPerSecond.toFixed(1)} upd/s, penalty ${e.rollout ? e.rollout.penalty.mean.toFixed(3) : '–'}`);
@@ -350,12 +375,18 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   }
   const end = last as (SacEpochEvent & { evaluation: Evaluation | null }) | null;
   const learnerSeconds = (performance.now() - tLearn) / 1000;
-  const stoppedEarly = end === null || end.epoch < learner.epochs - 1;
+  // Epochs done over all invocations: a run killed after its last checkpoint but before its summary
+  // resumes at the end and runs no epoch; its evaluation and plots are those of the epochs before.
+  const epochsDone = end ? end.epoch + 1 : startEpoch;
+  const stoppedEarly = epochsDone < learner.epochs;
+  lastEvaluation ??= [...history].reverse().find((m) => m.evaluation !== null)?.evaluation ?? null;
   bar.finish(stoppedEarly ? 'stopped' : 'done');
+  tracePhase('finish');
+  if (end === null && history.length > 0) await writePlots(runDir, history, config.env);
   const summary: MopoSummary = {
     env: config.env,
     dataset: config.dataset,
-    epochs: end ? end.epoch + 1 : startEpoch,
+    epochs: epochsDone,
     updates: end ? end.updates : checkpoint?.position.updates ?? 0,
     stoppedEarly,
     evaluation: lastEvaluation,
@@ -430,11 +461,11 @@ function readMetrics(path: string): MetricsLine[] {
   return out;
 }
 
-/** A resumed run rewrites the epochs after its checkpoint: drop their lines first. */
-function keepMetricsBefore(path: string, epoch: number): void {
+/** A resumed run rewrites the epochs after its checkpoint: drop their lines first (atomically: a kill keeps the old file). */
+async function keepMetricsBefore(path: string, epoch: number): Promise<void> {
   if (!existsSync(path)) return;
   const kept = readMetrics(path).filter((m) => m.epoch < epoch);
-  writeFileSync(path, kept.map((m) => JSON.stringify(m) + '\n').join(''));
+  await writeFileAtomic(path, kept.map((m) => JSON.stringify(m) + '\n').join(''));
 }
 
 async function writePlots(runDir: string, history: MetricsLine[], env: string): Promise<void> {

@@ -512,25 +512,37 @@ export class ParquetFooter {
   readonly leafCount: number;
 
   constructor(readonly meta: TStruct) {
-    this.numRows = meta.int(FMD.numRows) ?? 0;
+    this.numRows = count(meta.int(FMD.numRows), 'the row count');
     this.createdBy = meta.str(FMD.createdBy);
     this.keyValue = new Map();
     for (const kv of meta.list(FMD.keyValue) ?? []) {
       if (kv instanceof TStruct) this.keyValue.set(kv.str(1) ?? '', kv.str(2) ?? '');
     }
-    const { root, leafCount } = buildSchemaTree(meta.list(FMD.schema) ?? []);
+    const { root, leafCount, repeated } = buildSchemaTree(meta.list(FMD.schema) ?? []);
     this.schemaRoot = root;
     this.leafCount = leafCount;
     this.rowGroups = [];
     let firstRow = 0;
     (meta.list(FMD.rowGroups) ?? []).forEach((rgv, index) => {
-      const rg = rgv as TStruct;
-      const numRows = rg.int(RG.numRows) ?? 0;
+      if (!(rgv instanceof TStruct)) throw new ThriftError(`row group ${index} is not a struct`);
+      const rg = rgv;
+      const numRows = count(rg.int(RG.numRows), `row group ${index}'s row count`);
       const columns: ColumnChunkInfo[] = [];
-      (rg.list(RG.columns) ?? []).forEach((ccv, leaf) => {
-        const md = (ccv as TStruct).struct(CC.metaData);
+      const chunks = rg.list(RG.columns) ?? [];
+      if (chunks.length !== leafCount) throw new ThriftError(`row group ${index} has ${chunks.length} column chunks but the schema has ${leafCount} columns`);
+      chunks.forEach((ccv, leaf) => {
+        const md = ccv instanceof TStruct ? ccv.struct(CC.metaData) : undefined;
         if (!md) throw new ThriftError(`row group ${index} column ${leaf} has no metadata (encrypted or external column chunks are not supported)`);
         const { start, length } = chunkRange(md);
+        count(start, `row group ${index} column ${leaf}'s offset`);
+        count(length, `row group ${index} column ${leaf}'s size`);
+        // every row has one entry (value or null) in a column outside lists, at least one inside:
+        // a row count the column chunks contradict would make a reader drop rows silently
+        const values = count(md.int(CMD.numValues), `row group ${index} column ${leaf}'s value count`);
+        if (md.int(CMD.numValues) !== undefined && (repeated[leaf] ? values < numRows : values !== numRows)) {
+          const path = (md.list(CMD.path) ?? []).map((x) => (x instanceof Uint8Array ? utf8.decode(x) : '?')).join('.');
+          throw new ThriftError(`row group ${index} says it has ${numRows} rows but its column ${path || leaf} holds ${values} values`);
+        }
         columns.push({
           leaf,
           path: (md.list(CMD.path) ?? []).map((p) => utf8.decode(p as Uint8Array)),
@@ -553,6 +565,7 @@ export class ParquetFooter {
       });
       firstRow += numRows;
     });
+    if (meta.int(FMD.numRows) !== undefined && firstRow !== this.numRows) throw new ThriftError(`the file says it has ${this.numRows} rows but its row groups hold ${firstRow}`);
   }
 
   /** Top-level field name → leaf indices. */
@@ -561,25 +574,36 @@ export class ParquetFooter {
   }
 }
 
-function buildSchemaTree(elements: TValue[]): { root: SchemaNode; leafCount: number } {
+/** A count or offset from the footer: a non-negative safe integer, else the footer is damaged. */
+function count(v: number | undefined, what: string): number {
+  if (v === undefined) return 0;
+  if (!(Number.isSafeInteger(v) && v >= 0)) throw new ThriftError(`${what} is ${v}`);
+  return v;
+}
+
+function buildSchemaTree(elements: TValue[]): { root: SchemaNode; leafCount: number; repeated: boolean[] } {
   let i = 0;
   let leaf = 0;
+  /** Per leaf: inside a list (a REPEATED node on its path)? */
+  const repeated: boolean[] = [];
   const REP = ['REQUIRED', 'OPTIONAL', 'REPEATED'] as const;
-  const walk = (): SchemaNode => {
+  const walk = (inList: boolean): SchemaNode => {
     const el = elements[i++];
     if (!(el instanceof TStruct)) throw new ThriftError('bad schema element');
     const nChildren = el.int(5) ?? 0;
     const node: SchemaNode = { name: el.str(4) ?? '', children: [], leaves: [], elements: [i - 1, i] };
     const rep = el.int(3);
     if (rep !== undefined) node.repetition = REP[rep];
+    const below = inList || (i > 1 && node.repetition === 'REPEATED');
     if (nChildren === 0 && i > 1) {
       node.physicalType = PHYSICAL_TYPE_NAMES[el.int(1) ?? -1];
+      repeated.push(below);
       node.leaves.push(leaf++);
       return node;
     }
     for (let k = 0; k < nChildren; k++) {
       if (i >= elements.length) throw new ThriftError('schema has fewer elements than its num_children say');
-      const child = walk();
+      const child = walk(below);
       node.children.push(child);
       node.leaves.push(...child.leaves);
     }
@@ -587,8 +611,8 @@ function buildSchemaTree(elements: TValue[]): { root: SchemaNode; leafCount: num
     return node;
   };
   if (elements.length === 0) throw new ThriftError('empty schema');
-  const root = walk();
-  return { root, leafCount: leaf };
+  const root = walk(false);
+  return { root, leafCount: leaf, repeated };
 }
 
 /** Shifts every absolute file offset of a column chunk by delta; drops page-index and bloom references. */
@@ -647,7 +671,7 @@ export interface ByteRange {
  * column of the file it is given, so dropping the others is what keeps them from being read.
  * Returns the buffer with the footer in place and the byte ranges to copy in from the source file.
  */
-export function planRowGroupFile(footer: ParquetFooter, g: number, columns: readonly string[] | null): { buffer: Uint8Array; ranges: ByteRange[] } {
+export function planRowGroupFile(footer: ParquetFooter, g: number, columns: readonly string[] | null): { buffer: Uint8Array; ranges: ByteRange[]; chunks: Array<{ column: ColumnChunkInfo; dst: number }> } {
   const rg = (footer.meta.list(FMD.rowGroups)![g] as TStruct).shallow();
   const ccs = rg.list(RG.columns)!;
   const info = footer.rowGroups[g]!;
@@ -696,7 +720,51 @@ export function planRowGroupFile(footer: ParquetFooter, g: number, columns: read
   const buffer = new Uint8Array(pos + f.length);
   buffer.set(MAGIC, 0);
   buffer.set(f, pos);
-  return { buffer, ranges };
+  return { buffer, ranges, chunks: order.map((c) => ({ column: c, dst: dst.get(c.leaf)! })) };
+}
+
+/** How far each codec can expand data (format limits, rounded up); beyond PAGE_FLOOR a page's claim is checked against it. */
+const CODEC_EXPANSION: Record<string, number> = { UNCOMPRESSED: 1, SNAPPY: 32, GZIP: 1100, LZ4: 256, LZ4_RAW: 256 };
+const PAGE_FLOOR = 64 * 1024 * 1024;
+/** Fewest bytes a plain-encoded value of each physical type takes. */
+const VALUE_BYTES: Record<string, number> = { BOOLEAN: 1 / 8, INT32: 4, INT64: 8, INT96: 12, FLOAT: 4, DOUBLE: 8, BYTE_ARRAY: 4, FIXED_LEN_BYTE_ARRAY: 1 };
+
+/**
+ * Walks the page headers of a column chunk (in `buf` at `at`) before arrow-rs sees them: pages
+ * must tile the chunk, the data pages' value counts must add up to the chunk's, and no page may
+ * claim more uncompressed bytes than its codec can produce from its compressed bytes (above 64
+ * MiB): arrow-rs allocates the claimed size up front, so one damaged header could otherwise make
+ * it take gigabytes for a page of a few bytes. Returns what is wrong, or undefined.
+ */
+export function checkPages(buf: Uint8Array, at: number, c: ColumnChunkInfo): string | undefined {
+  const end = at + c.length;
+  const ratio = CODEC_EXPANSION[c.codec] ?? 4096;
+  let pos = at;
+  let values = 0;
+  for (let page = 0; pos < end; page++) {
+    let h: { value: TStruct; end: number };
+    try {
+      h = decodeThriftStruct(buf.subarray(0, end), pos);
+    } catch (e) {
+      return `the header of page ${page} (byte ${c.start + pos - at} of the file) cannot be decoded (${errText(e)})`;
+    }
+    const comp = h.value.int(3);
+    const unc = h.value.int(2);
+    if (comp === undefined || unc === undefined || !(Number.isSafeInteger(comp) && comp >= 0 && Number.isSafeInteger(unc) && unc >= 0)) {
+      return `page ${page} has sizes ${comp} (compressed) and ${unc} (uncompressed)`;
+    }
+    if (h.end + comp > end) return `page ${page} (${comp} bytes) runs past the end of its column chunk`;
+    if (unc > PAGE_FLOOR && unc > ratio * comp) return `page ${page} claims ${unc} bytes uncompressed from ${comp} bytes of ${c.codec}, more than that codec can produce`;
+    const header = h.value.struct(5) ?? h.value.struct(8); // data page (v1 / v2)
+    if (header) values += header.int(1) ?? 0;
+    const dict = h.value.struct(7);
+    const n = dict?.int(1) ?? 0;
+    // a dictionary's values are stored plain: each takes at least its type's width
+    if (n < 0 || n * (VALUE_BYTES[c.physicalType] ?? 1) > unc) return `its dictionary page claims ${n} values in ${unc} bytes`;
+    pos = h.end + comp;
+  }
+  if (values !== c.numValues) return `its data pages hold ${values} values but the file's metadata says ${c.numValues}`;
+  return undefined;
 }
 
 /**
@@ -906,8 +974,17 @@ export class ParquetSource {
   /** The bytes of a self-contained Parquet file holding row group g (only the listed columns' data). */
   async rowGroupFile(g: number, columns: readonly string[]): Promise<Uint8Array> {
     if (!this.fh) throw new Error(`${this.path}: source is closed`);
-    const { buffer, ranges } = planRowGroupFile(this.footer, g, columns);
+    const { buffer, ranges, chunks } = planRowGroupFile(this.footer, g, columns);
     for (const r of ranges) await readFully(this.fh, buffer.subarray(r.dst, r.dst + r.length), r.src);
+    for (const { column, dst } of chunks) {
+      const bad = checkPages(buffer, dst, column);
+      if (bad) {
+        const rg = this.footer.rowGroups[g]!;
+        throw new UserError(
+          `${this.path}: row group ${g} (rows ${rg.firstRow}–${rg.firstRow + rg.numRows - 1}), column ${column.path.join('.')}: ${bad}. The file's data is corrupted (a damaged copy or an interrupted write). Copy or write the file again; to use the readable part, limit the rows read to before row ${rg.firstRow}.`,
+        );
+      }
+    }
     return buffer;
   }
 
@@ -924,9 +1001,11 @@ export class ParquetSource {
       ...(opts.offset ? { offset: opts.offset } : {}),
       ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
     });
+    const rg = this.footer.rowGroups[g]!;
+    let batches: RecordBatch[];
     try {
       const ipc = withWasm((pw) => pw.readParquet(file, readerOpts(opts.columns)).intoIPCStream());
-      return tableFromIPC(ipc).batches;
+      batches = tableFromIPC(ipc).batches;
     } catch (e) {
       // Find the column(s) that fail on their own, for the message.
       // arrow-rs decodes every column of the file it is given, so each column gets its own file.
@@ -939,7 +1018,6 @@ export class ParquetSource {
           bad.push(c);
         }
       }
-      const rg = this.footer.rowGroups[g]!;
       const where = `row group ${g} (rows ${rg.firstRow}–${rg.firstRow + rg.numRows - 1})`;
       const cols = bad.length ? `, column${bad.length > 1 ? 's' : ''} ${bad.join(', ')}` : '';
       const trap = isWasmTrap(e) ? ' (the decoder aborted)' : '';
@@ -947,6 +1025,15 @@ export class ParquetSource {
         `${this.path}: cannot decode ${where}${cols}: ${errText(e)}${trap}. The file's data is corrupted (a damaged copy or an interrupted write). Copy or write the file again; to use the readable part, limit the rows read to before row ${rg.firstRow}.`,
       );
     }
+    // pages holding fewer rows than the footer says would otherwise go unnoticed
+    const want = Math.min(opts.limit ?? Infinity, Math.max(0, rg.numRows - (opts.offset ?? 0)));
+    const got = batches.reduce((s, b) => s + b.numRows, 0);
+    if (got !== want) {
+      throw new UserError(
+        `${this.path}: row group ${g} (rows ${rg.firstRow}–${rg.firstRow + rg.numRows - 1}) decodes to ${got} rows where ${want} were expected: its pages and the file's metadata disagree. The file's data is corrupted (a damaged copy or an interrupted write). Copy or write the file again; to use the readable part, limit the rows read to before row ${rg.firstRow}.`,
+      );
+    }
+    return batches;
   }
 
   async close(): Promise<void> {

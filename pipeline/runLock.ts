@@ -2,8 +2,9 @@
 // exclusively. A second run into the same directory is refused with the holder's pid; a lock whose
 // holder is no longer running (a killed run) is stale and is taken over, and what the killed run
 // left half-written is swept: temporary files of dead processes, checkpoint directories that
-// latest.json does not point at, an unfinished swap of the ensemble's training state, and shard sets
-// that never completed.
+// latest.json does not point at, an unfinished swap of the ensemble's training state, shard sets
+// that never completed, and the locks of nested writers (the ensemble trained in <run>/dynamics)
+// killed with it.
 import { existsSync, openSync, closeSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +78,18 @@ export function acquireRunLock(dir: string, log: (m: string) => void = () => {})
 
 const TEMP = /^\..+\.tmp-(\d+)-[a-z0-9]+$/;
 
+/** A lock file whose holder (on this host) is no longer running, or that a killed writer left unreadable. */
+function isStaleLock(path: string): boolean {
+  let holder: LockInfo | null = null;
+  try {
+    holder = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+  } catch {
+    holder = null;
+  }
+  if (holder === null) return true;
+  return holder.host === hostname() && holder.pid !== process.pid && !alive(holder.pid);
+}
+
 /**
  * Removes what a killed writer left half-done under `dir` (see the header). Returns the paths
  * removed. Only call it while holding the directory's lock.
@@ -96,6 +109,11 @@ export function sweepKilledRun(dir: string): string[] {
     }
     for (const n of names) {
       const p = join(d, n);
+      if (n === LOCK_FILE && d !== dir) {
+        // The lock of a nested writer (e.g. <run>/dynamics, trained inside the run) that was killed.
+        if (isStaleLock(p)) rm(p);
+        continue;
+      }
       const m = TEMP.exec(n);
       if (m) {
         if (Number(m[1]) !== process.pid && !alive(Number(m[1]))) rm(p);
@@ -138,4 +156,13 @@ export function sweepKilledRun(dir: string): string[] {
     for (const n of readdirSync(cps)) if (n.startsWith('epoch-') && n !== latest) rm(join(cps, n));
   }
   return removed;
+}
+
+/**
+ * Where a run is, one `phase: <name> [detail]` line on stderr, when the environment variable
+ * MOPO_TRACE_PHASES is set (off otherwise): the kill test (scripts/killTest.ts) reads these lines
+ * to aim its kills and to record which phase each one interrupted.
+ */
+export function tracePhase(phase: string): void {
+  if (process.env.MOPO_TRACE_PHASES) process.stderr.write(`phase: ${phase}\n`);
 }

@@ -3,7 +3,7 @@
 // covers the source and the stages, so an unchanged prefix is reused, not recomputed), then the
 // MOPO stages (pipeline/mopo.ts) on those shards. A pipeline of preprocessing stages only stops
 // after writing them.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { lastValueFrom, tap, type OperatorFunction } from 'rxjs';
 import { openTransitions } from '../operators/source.js';
@@ -16,7 +16,7 @@ import { UserError } from './errors.js';
 import { PREPROCESS_STAGES } from './stages.js';
 import { parsePipeline, pipelineToMopoConfig, type ParsedPipeline } from './pipelineFile.js';
 import { runMopo, type MopoRunOptions, type MopoSummary } from './mopo.js';
-import { acquireRunLock, sweepKilledRun } from './runLock.js';
+import { acquireRunLock, sweepKilledRun, tracePhase } from './runLock.js';
 
 export const PIPELINE_FILE = 'pipeline.json';
 
@@ -64,13 +64,17 @@ async function runLocked(runDir: string, parsed: ParsedPipeline, opts: MopoRunOp
     const dir = join(runDir, 'stages', 'preprocess');
     const config = { source: f.source, stages: parsed.preprocess, seed: f.seed ?? 0, env: f.env };
     const hash = configHash(config);
+    const summaryPath = join(runDir, 'stages', 'preprocess-summary.json');
     let reused = false;
-    if (existsSync(join(dir, 'manifest.json'))) {
+    // The summary is written after the shards' manifest completes: both, or the stage runs again.
+    if (existsSync(join(dir, 'manifest.json')) && existsSync(summaryPath)) {
       const m = await readManifest(dir).catch(() => null);
       if (m && m.complete && m.configHash === hash) reused = true;
     }
     const summaries: { stage: string; summary: unknown }[] = [];
     if (!reused) {
+      tracePhase('preprocess');
+      rmSync(summaryPath, { force: true });
       const { dataset: path, allowNonFinite, ...read } = f.source;
       const ops: OperatorFunction<TransitionBatch, TransitionBatch>[] = parsed.preprocess.map((spec, index) => {
         const stage = PREPROCESS_STAGES.find((s) => s.name === spec.stage)!;
@@ -84,8 +88,9 @@ async function runLocked(runDir: string, parsed: ParsedPipeline, opts: MopoRunOp
       const staged = ops.reduce((s, op) => s.pipe(op), source).pipe(tap((b) => bar.update((rows += b.length))));
       await lastValueFrom(staged.pipe(writeShards({ dir, stage: 'preprocess', config, seed: f.seed ?? 0 })));
       bar.finish();
+      tracePhase('preprocess-summary');
       for (const s of summaries) log(`${s.stage}: ${JSON.stringify(s.summary)}`);
-      await writeFileAtomic(join(runDir, 'stages', 'preprocess-summary.json'), JSON.stringify(summaries, null, 2) + '\n');
+      await writeFileAtomic(summaryPath, JSON.stringify(summaries, null, 2) + '\n');
     } else log(`preprocessing unchanged (config ${hash.slice(0, 12)}): reusing ${dir}`);
     const manifest = await readManifest(dir);
     pre = { manifest, reused, summaries };

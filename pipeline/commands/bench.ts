@@ -8,15 +8,18 @@ import { benchSac } from '../../bench/sac.js';
 import { benchEnsemble } from '../../bench/ensemble.js';
 import { benchBuffer } from '../../bench/buffer.js';
 import { benchTrain } from '../../bench/train.js';
+import { benchMemory } from '../../bench/memory.js';
 
 export interface BenchArgs {
-  what: 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer' | 'train';
+  what: 'dense' | 'ingest' | 'env' | 'sac' | 'ensemble' | 'buffer' | 'train' | 'memory';
   json: boolean;
   rows?: number | undefined;
   seconds?: number | undefined;
   variants?: boolean | undefined;
   vectorLayout?: string | undefined;
   compression?: string | undefined;
+  fullEnsemble?: boolean | undefined;
+  cacheDir?: string | undefined;
   backend?: string | undefined;
   quiet: boolean;
 }
@@ -40,6 +43,14 @@ export async function runBench(args: BenchArgs): Promise<void> {
   } else if (args.what === 'train') {
     await initBackend({ ...(args.backend ? { backend: args.backend as 'node' | 'wasm' | 'cpu' } : {}), log });
     result = await benchTrain({ ...(args.rows !== undefined ? { rolloutBatch: args.rows } : {}) });
+  } else if (args.what === 'memory') {
+    result = await benchMemory({
+      ...(args.rows !== undefined ? { rows: args.rows } : {}),
+      ...(args.fullEnsemble ? { fullEnsemble: true } : {}),
+      ...(args.cacheDir ? { cacheDir: args.cacheDir } : {}),
+      ...(args.backend ? { backend: args.backend } : {}),
+      log,
+    });
   } else if (args.what === 'env') {
     result = await benchEnv({ ...(args.rows !== undefined ? { steps: args.rows } : {}) });
   } else {

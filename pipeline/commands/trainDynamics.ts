@@ -2,17 +2,17 @@
 // once per epoch, with a progress line per epoch, JSONL metrics, an SVG of the validation losses,
 // and a final report (per-member validation MSE and NLL, elites, epochs, wall time).
 import { openTransitions } from '../../operators/source.js';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { lastValueFrom, tap, filter } from 'rxjs';
 import { initBackend } from '../backend.js';
 import type { ReadOptions } from '../../operators/readTransitions.js';
 import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent } from '../../operators/ensemble.js';
-import { writeFileAtomic } from '../atomic.js';
+import { tempPathFor, writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
 import { UserError } from '../errors.js';
-import { acquireRunLock, sweepKilledRun } from '../runLock.js';
+import { acquireRunLock, sweepKilledRun, tracePhase } from '../runLock.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
 
 export interface TrainDynamicsArgs extends InputArgs {
@@ -83,6 +83,13 @@ async function trainDynamicsLocked(
 ): Promise<TrainDynamicsReport> {
   // The training state is saved after every epoch (checkpoint/), so a run of hours survives a kill.
   const checkpointDir = join(out, 'checkpoint');
+  const reportPath = join(out, 'report.json');
+  // report.json is the last file of a finished training; only the removal of the training state
+  // comes after it. Resuming a finished training finishes that removal (a kill can land between).
+  if (opts.resume && existsSync(reportPath) && existsSync(join(out, 'ensemble', 'ensemble.json'))) {
+    await removeTrainingState(checkpointDir);
+    return JSON.parse(readFileSync(reportPath, 'utf8')) as TrainDynamicsReport;
+  }
   const resume = opts.resume ? await loadEnsembleTrainingState(checkpointDir) : null;
   if (!opts.resume && (existsSync(join(checkpointDir, 'best')) || existsSync(join(`${checkpointDir}.old`, 'best')))) {
     throw new UserError(`${out} holds an unfinished ensemble training (checkpoint/); continue it with --resume, or choose another --out`);
@@ -100,7 +107,11 @@ async function trainDynamicsLocked(
   const done = (await lastValueFrom(
     trainEnsembleFrom(() => openTransitions(opts.dataset, opts.read), config, {
       ...(resume ? { resume } : {}),
-      onEpochState: (state) => saveEnsembleTrainingState(checkpointDir, state),
+      onEpochState: async (state) => {
+        tracePhase(`dynamics-checkpoint ${state.epoch}`);
+        await saveEnsembleTrainingState(checkpointDir, state);
+        tracePhase('dynamics');
+      },
     }).pipe(
       tap((e) => {
         if (e.type !== 'epoch') return;
@@ -114,8 +125,8 @@ async function trainDynamicsLocked(
     ),
   )) as EnsembleDoneEvent;
   bar.finish(`stopped by ${done.stoppedBy} after ${done.epochs} epochs`);
+  tracePhase('dynamics-save');
   await done.ensemble.save(join(out, 'ensemble'));
-  rmSync(checkpointDir, { recursive: true, force: true });
   const svg = lineChartSvg({
     title: `Dynamics ensemble on ${basename(opts.dataset)}`,
     xLabel: 'epoch',
@@ -131,9 +142,24 @@ async function trainDynamicsLocked(
     elites: done.ensemble.elites.slice(),
     validation: { rows: done.validation.rows, mse: done.validation.mse, nll: done.validation.nll },
   };
-  await writeFileAtomic(join(out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  await writeFileAtomic(reportPath, JSON.stringify(report, null, 2) + '\n');
+  await removeTrainingState(checkpointDir);
   done.ensemble.dispose();
   return report;
+}
+
+/**
+ * Removes the training state (checkpoint/, and checkpoint.old/.new of an interrupted swap): each is
+ * renamed to a temporary name first, so a kill during the removal leaves either the whole state or
+ * a temporary directory that the next run's sweep removes, never half a state.
+ */
+async function removeTrainingState(checkpointDir: string): Promise<void> {
+  for (const d of [checkpointDir, `${checkpointDir}.old`, `${checkpointDir}.new`]) {
+    if (!existsSync(d)) continue;
+    const tmp = tempPathFor(d);
+    renameSync(d, tmp);
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /** The complete lines of a JSONL file (a kill mid-append leaves a partial last line; it is dropped). */
