@@ -1,6 +1,6 @@
 // Every file the project writes is written atomically: to a temporary name beside the target, then
 // renamed over it. A killed run leaves the old file or the new one, never half of one.
-import { promises as fsp, existsSync, unlinkSync } from 'node:fs';
+import { promises as fsp, existsSync, unlinkSync, mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, rmSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 
 /** A temporary path beside `target`, unique to this process and call. */
@@ -64,5 +64,30 @@ export class AtomicFile {
     this.done = true;
     process.removeListener('exit', this.onExit);
     await fsp.rm(this.tempPath, { force: true });
+  }
+}
+
+/**
+ * writeFileAtomic, synchronously: for writers inside a synchronous stream, where blocking the
+ * producer while the bytes go to disk is what bounds memory (an async write lets the reader run
+ * ahead and queue shards without limit).
+ */
+export function writeFileAtomicSync(target: string, data: Uint8Array | string): void {
+  mkdirSync(dirname(target), { recursive: true });
+  const tmp = tempPathFor(target);
+  try {
+    const fd = openSync(tmp, 'w');
+    try {
+      const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+      let off = 0;
+      while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, target);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
   }
 }
