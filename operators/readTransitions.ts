@@ -252,7 +252,8 @@ class Planner {
   }
 
   columnList(): string {
-    const shown = dedupeSplit(this.names);
+    // a column name may be any string: long ones are shortened so the message stays a paragraph
+    const shown = dedupeSplit(this.names).map((n) => (n.length > 80 ? `${n.slice(0, 80)}…` : n));
     return shown.length > 40 ? `${shown.slice(0, 40).join(', ')}, … (${shown.length} in all)` : shown.join(', ');
   }
 

@@ -251,9 +251,10 @@ function checkManifest(doc: unknown, path: string): ShardManifest {
     if (sc === null || typeof sc !== 'object' || Array.isArray(sc)) throw damaged(`schema is ${brief(sc)}, expected {obsDim, actDim, columns}`);
     if (!isDim(sc.obsDim) || !isDim(sc.actDim)) throw damaged(`schema dims are obs ${brief(sc.obsDim)}, act ${brief(sc.actDim)}, expected positive integers`);
     if (sc.env !== undefined && typeof sc.env !== 'string') throw damaged(`schema.env is ${brief(sc.env)}, expected a name`);
-    if (!Array.isArray(sc.columns) || !sc.columns.every((c: unknown) => c !== null && typeof c === 'object' && typeof (c as { name?: unknown }).name === 'string' && typeof (c as { type?: unknown }).type === 'string')) {
-      throw damaged(`schema.columns is ${brief(sc.columns)}, expected a list of {name, type}`);
-    }
+    const isColumn = (c: unknown) => c !== null && typeof c === 'object' && typeof (c as { name?: unknown }).name === 'string' && typeof (c as { type?: unknown }).type === 'string';
+    if (!Array.isArray(sc.columns)) throw damaged(`schema.columns is ${brief(sc.columns)}, expected a list of {name, type}`);
+    const badColumn = sc.columns.findIndex((c: unknown) => !isColumn(c));
+    if (badColumn >= 0) throw damaged(`schema.columns[${badColumn}] is ${brief(sc.columns[badColumn])}, expected {name, type}`);
   }
   return m as ShardManifest;
 }
@@ -299,7 +300,8 @@ export function readShards(dir: string): Observable<TransitionBatch> {
         const info = schemaInfo(table.schema);
         const expected = manifest.schema;
         if (!expected || JSON.stringify(info.columns) !== JSON.stringify(expected.columns) || info.obsDim !== expected.obsDim || info.actDim !== expected.actDim) {
-          throw new UserError(`${path}: schema differs from the manifest (file: ${info.columns.map((c) => `${c.name}:${c.type}`).join(', ')}). The shard set is inconsistent; re-run the stage that wrote it.`);
+          const cols = info.columns.slice(0, 20).map((c) => `${c.name}:${c.type}`).map((t) => (t.length > 80 ? `${t.slice(0, 80)}…` : t));
+          throw new UserError(`${path}: schema differs from the manifest (file: ${cols.join(', ')}${info.columns.length > 20 ? `, … (${info.columns.length} columns)` : ''}). The shard set is inconsistent; re-run the stage that wrote it.`);
         }
         if (table.numRows !== entry.rows) {
           throw new UserError(`${path}: holds ${table.numRows} rows, the manifest says ${entry.rows}. Re-run the stage that wrote it.`);
@@ -341,7 +343,7 @@ function shortColumn(rb: RecordBatch): string | undefined {
     if (!v) return false;
     return DataType.isBool(d.type) ? v.byteLength * 8 >= d.offset + count : v.length >= count;
   };
-  return rb.schema.fields.find((f, i) => !covers(rb.data.children[i], n))?.name;
+  return rb.schema.fields.find((_f, i) => !covers(rb.data.children[i], n))?.name;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -300,10 +300,17 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   const requests = new Subject<RolloutRequest>();
   let last: (SacEpochEvent & { evaluation: Evaluation | null }) | null = null;
   let lastEvaluation: Evaluation | null = null;
-  // A stop (Ctrl-C) is decided once per epoch, in the sink below where that epoch's checkpoint is
-  // written, and the learner is told only that decision: a request arriving after it stops the run
-  // at the end of the next epoch, with its checkpoint, never after an epoch without one.
+  // A stop (Ctrl-C) ends the run only after an epoch whose checkpoint is written. The sink below
+  // decides per epoch whether to write one (scheduled, last, or a stop requested by then); a stop
+  // requested after that decision ends the run after this epoch if it got a checkpoint anyway, else
+  // after the next one (which then gets one), never after an epoch without one.
   let stopAfterThisEpoch = false;
+  let epochCheckpoint: { epoch: number; dir: string } | null = null;
+  const stopNow = (): boolean => {
+    const stop = stopAfterThisEpoch || (epochCheckpoint !== null && (opts.stopRequested?.() ?? false));
+    if (stop && epochCheckpoint && epochCheckpoint.epoch < learner.epochs - 1) log(`stopped at the end of epoch ${epochCheckpoint.epoch}; its checkpoint is ${epochCheckpoint.dir}`);
+    return stop;
+  };
   const tLearn = performance.now();
   try {
     await lastValueFrom(
@@ -324,7 +331,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
           limiter,
           request: (r) => requests.next(r),
           ...(checkpoint ? { resume: checkpoint.position } : {}),
-          ...(opts.stopRequested ? { stopRequested: () => stopAfterThisEpoch } : {}),
+          ...(opts.stopRequested ? { stopRequested: stopNow } : {}),
           ...(config.teeRollouts || reservoir
             ? {
                 onRoundInserted: async (done, batches) => {
@@ -352,12 +359,9 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
           if (e.evaluation) e.hold(writePlots(runDir, history, config.env));
           const stopping = opts.stopRequested?.() ?? false;
           stopAfterThisEpoch = stopping;
+          epochCheckpoint = null;
           if ((e.epoch + 1) % config.checkpointEvery === 0 || e.epoch === learner.epochs - 1 || stopping) {
-            e.hold(
-              writeCheckpoint(runDir, e, model).then((dir) => {
-                if (stopping && e.epoch < learner.epochs - 1) log(`stopped at the end of epoch ${e.epoch}; its checkpoint is ${dir}`);
-              }),
-            );
+            e.hold(writeCheckpoint(runDir, e, model).then((dir) => (epochCheckpoint = { epoch: e.epoch, dir })));
           }
           const score = lastEvaluation ? (lastEvaluation.score !== null ? `score ${lastEvaluation.score.toFixed(1)}` : `return ${lastEvaluation.mean.toFixed(0)}`) : 'score –';
           bar.update(e.epoch + 1, `${score}, ${e.updatesPerSecond.toFixed(1)} upd/s, penalty ${e.rollout ? e.rollout.penalty.mean.toFixed(3) : '–'}`);

@@ -80,7 +80,7 @@ export const pipelineSchema = z.strictObject({
   env: oneOf(ENV_NAMES as unknown as readonly [string, ...string[]]),
   seed: num({ int: true }).optional(),
   source: z.strictObject({
-    dataset: z.string({ error: 'expected the path of a Parquet file or shard directory' }),
+    dataset: z.string({ error: 'expected the path of a Parquet file or shard directory' }).max(4096, { error: 'expected a path of at most 4096 characters' }),
     columns: z.record(z.string(), z.union([z.string(), z.array(z.string())]), { error: 'expected {role: column name(s)}' }).optional(),
     layout: oneOf(['auto', 'transitions', 'trajectories'] as const).optional(),
     obsDim: num({ int: true, min: 1 }).optional(),
@@ -97,17 +97,20 @@ type RolloutStage = z.infer<typeof rolloutStage>;
 type SacStage = z.infer<typeof sacStage>;
 type EvaluateStage = z.infer<typeof evaluateStage>;
 
+/** A name from the file, shortened for a message (a stage name may be any string, even megabytes). */
+const clip = (s: string, n = 60) => (s.length > n ? `${s.slice(0, n)}… (${s.length} characters)` : s);
+
 /** `stages[2].lambda` from a zod path. */
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? clip(String(p)) : `.${clip(String(p))}`;
   return out || '(top level)';
 }
 
 function issuesError(where: string, issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): UserError {
   const lines = issues.slice(0, 8).map((i) => {
     const path = formatPath([...prefix, ...i.path]);
-    if (i.code === 'unrecognized_keys') return `${path}: unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `'${k}'`).join(', ')}`;
+    if (i.code === 'unrecognized_keys') return `${path}: unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.slice(0, 8).map((k) => `'${clip(k)}'`).join(', ')}${i.keys.length > 8 ? ` (and ${i.keys.length - 8} more)` : ''}`;
     return `${path}: ${i.message}`;
   });
   return new UserError(`${where}: ${lines.join('; ')}${issues.length > 8 ? ` (and ${issues.length - 8} more)` : ''}`);
@@ -133,7 +136,7 @@ export function parsePipeline(doc: unknown, where: string): ParsedPipeline {
     const name = (raw as { stage?: unknown } | null)?.stage;
     const known = [...PREPROCESS_STAGES.map((s) => s.name), ...MOPO_STAGES];
     if (typeof name !== 'string' || !known.includes(name)) {
-      throw new UserError(`${where}: stages[${i}].stage: expected one of ${known.join(', ')}${typeof name === 'string' ? `, got '${name}'` : ''}`);
+      throw new UserError(`${where}: stages[${i}].stage: expected one of ${known.join(', ')}${typeof name === 'string' ? `, got '${clip(name)}'` : ''}`);
     }
     const pre = PREPROCESS_STAGES.find((s) => s.name === name);
     const schema = pre ? pre.schema : { dynamics: dynamicsStage, rollout: rolloutStage, sac: sacStage, evaluate: evaluateStage }[name as (typeof MOPO_STAGES)[number]];
@@ -205,15 +208,28 @@ export function applySet(doc: unknown, assignment: string): void {
     if (m[1]) keys.push(m[1]);
     for (const idx of m[2]!.matchAll(/\[(\d+)\]/g)) keys.push(Number(idx[1]));
   }
+  if (keys.length === 0) throw new UserError(`--set ${assignment}: expected path=value, e.g. --set stages.rollout.horizon=1`);
+  // the path addresses the document's own fields only (no `__proto__.x=…` reaching every object)
+  const bad = keys.find((k) => k === '__proto__' || k === 'constructor' || k === 'prototype');
+  if (bad !== undefined) throw new UserError(`--set ${assignment}: '${bad}' is not a field of a pipeline file`);
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new UserError(`--set ${assignment}: the pipeline file is not a JSON object`);
+  /** A list item's index (a stage's name after stages.), checked: a key a list would silently ignore is an error. */
+  const itemOf = (list: unknown[], k: string | number, i: number): number => {
+    if (typeof k === 'number') {
+      if (k > list.length) throw new UserError(`--set ${assignment}: ${formatPath(keys.slice(0, i))} has ${list.length} items; [${k}] is past its end (use [${list.length}] to add one)`);
+      return k;
+    }
+    if (keys[i - 1] !== 'stages') throw new UserError(`--set ${assignment}: ${formatPath(keys.slice(0, i))} is a list; address its items as [index]`);
+    const at = (list as { stage?: string }[]).findIndex((s) => s?.stage === k);
+    if (at < 0) throw new UserError(`--set ${assignment}: the pipeline has no stage '${k}'`);
+    if (i === keys.length - 1) throw new UserError(`--set ${assignment}: name a field of the stage, e.g. stages.${k}.<field>=value`);
+    return at;
+  };
   let node = doc as Record<string | number, unknown>;
   for (let i = 0; i < keys.length - 1; i++) {
     let k = keys[i]!;
     // stages.<name>: the stage with that name
-    if (keys[i - 1] === 'stages' && typeof k === 'string' && Array.isArray(node)) {
-      const at = (node as { stage?: string }[]).findIndex((s) => s?.stage === k);
-      if (at < 0) throw new UserError(`--set ${assignment}: the pipeline has no stage '${k}'`);
-      k = at;
-    }
+    if (Array.isArray(node)) k = itemOf(node, k, i);
     const next = node[k];
     if (next === undefined || next === null || typeof next !== 'object') {
       if (typeof keys[i + 1] === 'number') throw new UserError(`--set ${assignment}: ${formatPath(keys.slice(0, i + 1))} is not a list`);
@@ -221,7 +237,9 @@ export function applySet(doc: unknown, assignment: string): void {
     }
     node = node[k] as Record<string | number, unknown>;
   }
-  node[keys[keys.length - 1]!] = value;
+  let last = keys[keys.length - 1]!;
+  if (Array.isArray(node)) last = itemOf(node, last, keys.length - 1);
+  node[last] = value;
 }
 
 // ---------------------------------------------------------------------------------------------
