@@ -7,8 +7,8 @@ import { dirname, join } from 'node:path';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'pipeline', 'cli.js');
 
-export function mopo(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+export function mopo(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: timeoutMs });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -222,7 +222,8 @@ test('start (npm start) on a given small dataset: a quick MOPO run whose last li
   const dir = mkdtempSync(join(tmpdir(), 'mopo-start-'));
   try {
     assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', join(dir, 'p.parquet'), '--quiet']).code, 0);
-    const r = mopo(['start', '--dataset', join(dir, 'p.parquet'), '--out', join(dir, 'run'), '--epochs', '1']);
+    // A whole MOPO run (ensemble, 1,000 SAC updates): minutes on a busy shared machine.
+    const r = mopo(['start', '--dataset', join(dir, 'p.parquet'), '--out', join(dir, 'run'), '--epochs', '1'], {}, 480_000);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n');
     assert.match(lines[lines.length - 1]!, /^score: n\/a \(return -?\d+\.\d ± \d+\.\d\)$/, 'pendulum has no D4RL score; the return is printed');
