@@ -3,6 +3,9 @@
 import { promises as fsp, existsSync, unlinkSync, mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, rmSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 
+/** The names tempPathFor makes (`.name.tmp-<pid>-<rand>`); group 1 is the writer's pid. */
+export const TEMP_FILE_NAME = /^\..+\.tmp-(\d+)-[a-z0-9]+$/;
+
 /** A temporary path beside `target`, unique to this process and call. */
 export function tempPathFor(target: string): string {
   const rand = Math.floor(Math.random() * 0x7fffffff).toString(36);

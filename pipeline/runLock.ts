@@ -9,6 +9,7 @@ import { existsSync, openSync, closeSync, readFileSync, readdirSync, rmSync, sta
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from './errors.js';
+import { TEMP_FILE_NAME } from './atomic.js';
 
 export const LOCK_FILE = 'LOCK';
 
@@ -76,7 +77,6 @@ export function acquireRunLock(dir: string, log: (m: string) => void = () => {})
   throw new UserError(`${dir}: could not take the lock (${path}); another process keeps creating it`);
 }
 
-const TEMP = /^\..+\.tmp-(\d+)-[a-z0-9]+$/;
 
 /** A lock file whose holder (on this host) is no longer running, or that a killed writer left unreadable. */
 function isStaleLock(path: string): boolean {
@@ -114,7 +114,7 @@ export function sweepKilledRun(dir: string): string[] {
         if (isStaleLock(p)) rm(p);
         continue;
       }
-      const m = TEMP.exec(n);
+      const m = TEMP_FILE_NAME.exec(n);
       if (m) {
         if (Number(m[1]) !== process.pid && !alive(Number(m[1]))) rm(p);
         continue;

@@ -25,6 +25,7 @@
 // Output: `kill test: K kills survived in R runs, F failures` and <out>/report.json (kills per
 // phase, per aimed phase, during writes, every kill and every failure with the child's log tail).
 // Exit code 1 when there were failures.
+import { TEMP_FILE_NAME } from '../pipeline/atomic.js';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -248,7 +249,6 @@ function runChild(args: string[], plan: KillPlan | null, runDir: string, o: Pick
   });
 }
 
-const TEMP_NAME = /^\..+\.tmp-\d+-[a-z0-9]+$/;
 
 /** Temporary files and directories (`.name.tmp-<pid>-<rand>`) under `dir`, relative to it. */
 export function findTempFiles(dir: string): string[] {
@@ -262,7 +262,7 @@ export function findTempFiles(dir: string): string[] {
     }
     for (const n of names) {
       const p = join(d, n);
-      if (TEMP_NAME.test(n)) out.push(relative(dir, p));
+      if (TEMP_FILE_NAME.test(n)) out.push(relative(dir, p));
       let isDir = false;
       try {
         isDir = statSync(p).isDirectory();
