@@ -812,7 +812,14 @@ export interface EnsembleDoneEvent {
   validation: EnsembleEvaluation;
 }
 
-export type EnsembleTrainingEvent = EnsembleEpochEvent | EnsembleDoneEvent;
+/** The training stopped on request (stopRequested) after an epoch whose state onEpochState saved. */
+export interface EnsembleStoppedEvent {
+  type: 'stopped';
+  /** Epochs done; a resume continues with this epoch. */
+  epochs: number;
+}
+
+export type EnsembleTrainingEvent = EnsembleEpochEvent | EnsembleDoneEvent | EnsembleStoppedEvent;
 
 export interface TrainEnsembleOptions {
   /** Normalizer to use; default: computed by a first pass over the source. */
@@ -824,6 +831,11 @@ export interface TrainEnsembleOptions {
   onEpochState?: (state: EnsembleTrainingState) => Promise<void> | void;
   /** Continue from a saved state (loadEnsembleTrainingState); its ensemble and best weights are taken over. */
   resume?: EnsembleTrainingState;
+  /**
+   * Asked after each epoch's state is saved: true ends the training there with a 'stopped' event
+   * (Ctrl-C), so a resume loses nothing.
+   */
+  stopRequested?: () => boolean;
 }
 
 /** Everything the training loop needs to continue exactly where an epoch ended. */
@@ -1110,10 +1122,25 @@ export function trainEnsembleFrom(
               stopping: { best: stopper.best.slice(), bestEpoch: stopper.bestEpoch.slice(), epochsSinceImprovement: stopper.epochsSinceImprovement, epochs: stopper.epochs },
               shuffleRng: shuffleRng.getState(),
             });
+            const next = () => {
+              if (!opts.stopRequested?.()) return runEpoch();
+              closed = true;
+              const p = pool;
+              pool = null;
+              const stopped = () => {
+                cleanup();
+                ens?.dispose();
+                ens = null;
+                subscriber.next({ type: 'stopped', epochs: epoch });
+                subscriber.complete();
+              };
+              if (!p) return stopped();
+              p.dispose().then(stopped, (err: unknown) => fail(err));
+            };
             if (saving instanceof Promise) {
               saving.then(
                 () => {
-                  if (!closed) runEpoch();
+                  if (!closed) next();
                 },
                 (err: unknown) => {
                   if (closed) return;
@@ -1121,7 +1148,7 @@ export function trainEnsembleFrom(
                   fail(err);
                 },
               );
-            } else runEpoch();
+            } else next();
           },
         );
       };

@@ -35,3 +35,14 @@ export function diskErrorMessage(e: unknown): string | null {
   const where = err.path ? ` ${err.path}` : '';
   return `cannot write or read${where}: ${DISK_ERRORS[err.code]} (${err.code}). Nothing partial was kept; free space or fix the permissions and run again (a run directory continues with --resume).`;
 }
+
+/**
+ * The user stopped a run (Ctrl-C) and its state was saved: not a failure of the tool. The message
+ * says where it stopped and how to continue; the exit code is 130, as for an interrupt.
+ */
+export class InterruptedError extends UserError {
+  constructor(message: string) {
+    super(message, 130);
+    this.name = 'InterruptedError';
+  }
+}

@@ -257,7 +257,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
       const read: ReadOptions = config.ensembleRows ? { ...config.read, rows: { start: 0, end: config.ensembleRows } } : config.read;
       tracePhase('dynamics');
       // A finished training whose state was not yet removed (a kill): this only removes it.
-      await trainDynamicsInto(dynDir, { dataset: config.dataset, read, ensemble: ensembleCfg, backend: opts.backend, quiet: opts.quiet ?? false, resume: unfinished });
+      await trainDynamicsInto(dynDir, { dataset: config.dataset, read, ensemble: ensembleCfg, backend: opts.backend, quiet: opts.quiet ?? false, resume: unfinished, ...(opts.stopRequested ? { stopRequested: opts.stopRequested } : {}) });
     }
   }
   const dynamicsSeconds = (performance.now() - tDyn) / 1000;

@@ -234,6 +234,42 @@ test('start (npm start) on a given small dataset: a quick MOPO run whose last li
   }
 });
 
+test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the resume command; --resume finishes every epoch once', async () => {
+  const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { spawn } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-dyn-int-'));
+  try {
+    const data = join(dir, 'p.parquet');
+    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '2000', '--out', data, '--quiet']).code, 0);
+    const out = join(dir, 'dyn');
+    const args = ['train-dynamics', '--dataset', data, '--out', out, '--members', '3', '--elites', '2', '--max-epochs', '4', '--workers', '1'];
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        if (/epoch 0: /.test(stderr) && !child.killed) child.kill('SIGINT');
+      });
+      child.on('exit', (c) => resolve(c));
+    });
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /interrupted; stopping at the end of this epoch/);
+    assert.match(stderr, /the ensemble training stopped after epoch [0-2]; its state is saved in .*checkpoint; continue with: mopo train-dynamics --dataset .* --resume/);
+    assert.doesNotMatch(stderr, STACK);
+    assert.ok(existsSync(join(out, 'checkpoint')), 'the training state is kept');
+    assert.ok(!existsSync(join(out, 'report.json')), 'no report for an unfinished training');
+    const resumed = mopo([...args, '--resume', '--quiet']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const epochs = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch);
+    assert.deepEqual(epochs, epochs.map((_, i) => i), 'every epoch exactly once');
+    assert.ok(existsSync(join(out, 'ensemble', 'ensemble.json')));
+    assert.ok(!existsSync(join(out, 'checkpoint')), 'the training state is removed when done');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume command; --resume finishes; bad flags are one-line errors', async () => {
   const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
@@ -251,7 +287,8 @@ test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume comm
     const code = await new Promise<number | null>((resolve) => {
       child.stderr.on('data', (d) => {
         stderr += d;
-        if (/epoch 0: /.test(stderr) && !child.killed) child.kill('SIGINT');
+        // The SAC epoch line (the ensemble's own epoch lines say "val MSE").
+        if (/epoch 0: .*updates\/s/.test(stderr) && !child.killed) child.kill('SIGINT');
       });
       child.on('exit', (c) => resolve(c));
     });

@@ -59,8 +59,10 @@ test('kill states: resumes from a kill before config.json, a late stop request, 
     writeFileSync(join(run, PIPELINE_FILE), JSON.stringify(parsePipeline(doc, 'kill test').file, null, 2));
     // A stop request that comes after epoch 0's checkpoint decision (as a Ctrl-C while that epoch's
     // plots are written): the run stops at the end of epoch 1, with a checkpoint of epoch 1.
+    // (Counted from the SAC stage on: the ensemble's training asks too, after each of its epochs.)
     let calls = 0;
-    const stopped = await runPipeline(run, null, { ...opts, resume: true, stopRequested: () => ++calls >= 2 });
+    const sacStarted = () => existsSync(join(run, 'dynamics', 'report.json'));
+    const stopped = await runPipeline(run, null, { ...opts, resume: true, stopRequested: () => sacStarted() && ++calls >= 2 });
     assert.ok(existsSync(join(run, 'config.json')), 'config.json written by the resumed run');
     assert.equal(stopped.mopo?.stoppedEarly, true);
     assert.equal(stopped.mopo?.epochs, 2);

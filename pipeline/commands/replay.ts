@@ -99,5 +99,5 @@ export async function runReplay(args: ReplayArgs): Promise<void> {
   mkdirSync(out, { recursive: true });
   await writeFileAtomic(join(out, 'replay.json'), JSON.stringify({ of: run, from, set: (args.set ?? []).map(String) }, null, 2) + '\n');
   log(`replaying ${run} from ${from} into ${out}`);
-  await runPipelineCommand(out, parsed, { resume: false, quiet: args.quiet, backend, log });
+  await runPipelineCommand(out, parsed, { resume: false, quiet: args.quiet, backend, log, command: 'run' });
 }

@@ -20,7 +20,7 @@ export async function runRun(args: RunArgs): Promise<void> {
   if (args.resume) {
     if (args.pipeline || args.set?.length) throw new UserError('--resume continues a run with the pipeline.json in its directory; drop the pipeline file and --set');
     const backend = await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
-    await runPipelineCommand(resolve(args.resume), null, { resume: true, quiet: args.quiet, backend, log });
+    await runPipelineCommand(resolve(args.resume), null, { resume: true, quiet: args.quiet, backend, log, command: 'run' });
     return;
   }
   if (!args.pipeline) throw new UserError('name a pipeline file (e.g. mopo run data/pipelines/halfcheetah-random-quick.json), or --resume <run-dir>');
@@ -28,5 +28,5 @@ export async function runRun(args: RunArgs): Promise<void> {
   const backend = await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
   const name = parsed.file.name ?? basename(args.pipeline).replace(/\.json$/i, '');
   const runDir = resolve(args.out ?? join('runs', `${name}-seed${parsed.file.seed ?? 0}`));
-  await runPipelineCommand(runDir, parsed, { resume: false, quiet: args.quiet, backend, log });
+  await runPipelineCommand(runDir, parsed, { resume: false, quiet: args.quiet, backend, log, command: 'run' });
 }

@@ -11,7 +11,8 @@ import { presetConfig, taskOfDataset, TASKS, type MopoConfig, type Preset, type 
 import { parsePipeline, mopoConfigToPipeline, type ParsedPipeline } from '../pipelineFile.js';
 import { runPipeline } from '../runPipeline.js';
 import { PENALTY_KINDS, type PenaltyKind } from '../../operators/rollout.js';
-import { UserError } from '../errors.js';
+import { InterruptedError, UserError } from '../errors.js';
+import { withCtrlC } from '../ctrlC.js';
 import { isDivergenceError } from '../divergence.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
 
@@ -93,7 +94,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
   }
 
   const parsed = args.resume ? null : parsePipeline(mopoConfigToPipeline(config), 'mopo train (preset and flags)');
-  await runPipelineCommand(runDir, parsed, { resume: Boolean(args.resume), quiet: args.quiet, backend, log });
+  await runPipelineCommand(runDir, parsed, { resume: Boolean(args.resume), quiet: args.quiet, backend, log, command: 'train' });
 }
 
 /**
@@ -101,30 +102,22 @@ export async function runTrain(args: TrainArgs): Promise<void> {
  * the first stops at the end of the epoch with a checkpoint, a second exits at once. The last
  * stdout line is the score of the last evaluation.
  */
-export async function runPipelineCommand(runDir: string, parsed: ParsedPipeline | null, o: { resume: boolean; quiet: boolean; backend: string; log: (m: string) => void }): Promise<void> {
-  let stop = false;
-  const onSigint = () => {
-    if (stop) {
-      process.stderr.write('\nmopo: second interrupt, exiting now; the last complete checkpoint is kept\n');
-      process.exit(130);
-    }
-    stop = true;
-    process.stderr.write(`\nmopo: interrupted; stopping at the end of this epoch with a checkpoint (Ctrl-C again to exit at once)\n`);
-  };
-  process.on('SIGINT', onSigint);
-  try {
+export async function runPipelineCommand(runDir: string, parsed: ParsedPipeline | null, o: { resume: boolean; quiet: boolean; backend: string; log: (m: string) => void; command: 'train' | 'run' }): Promise<void> {
+  const resumeWith = `mopo ${o.command} --resume ${runDir}`;
+  await withCtrlC('at the end of this epoch with a checkpoint', async (stopRequested) => {
     let result: Awaited<ReturnType<typeof runPipeline>>;
     try {
-      result = await runPipeline(runDir, parsed, { resume: o.resume, quiet: o.quiet, backend: o.backend, stopRequested: () => stop, log: o.log });
+      result = await runPipeline(runDir, parsed, { resume: o.resume, quiet: o.quiet, backend: o.backend, stopRequested, log: o.log });
     } catch (e) {
+      if (e instanceof InterruptedError) throw new InterruptedError(`${e.message}; continue with: ${resumeWith}`);
       if (!isDivergenceError(e)) throw e;
       // Name the last good checkpoint: the bad update was never applied, so it is intact.
       const latest = join(runDir, 'checkpoints', 'latest.json');
       const where = existsSync(latest) ? (JSON.parse(readFileSync(latest, 'utf8')) as { checkpoint: string; epoch: number }) : null;
       const dynState = join(runDir, 'dynamics', 'checkpoint');
       let next: string;
-      if (e.stage === 'dynamics' && existsSync(dynState)) next = `the ensemble's last good epoch is saved in ${dynState}: fix the cause and continue with mopo train --resume ${runDir}`;
-      else if (where) next = `the last good checkpoint is ${join(runDir, 'checkpoints', where.checkpoint)} (after epoch ${where.epoch}): fix the cause and continue with mopo train --resume ${runDir}`;
+      if (e.stage === 'dynamics' && existsSync(dynState)) next = `the ensemble's last good epoch is saved in ${dynState}: fix the cause and continue with ${resumeWith}`;
+      else if (where) next = `the last good checkpoint is ${join(runDir, 'checkpoints', where.checkpoint)} (after epoch ${where.epoch}): fix the cause and continue with ${resumeWith}`;
       else next = 'there is no checkpoint yet: fix the cause and start again';
       throw new UserError(`${e.message}. The run stopped; ${next}`);
     }
@@ -133,15 +126,13 @@ export async function runPipelineCommand(runDir: string, parsed: ParsedPipeline 
       o.log(`run directory ${runDir}: pipeline.json, stages/ (no MOPO stages in this pipeline)`);
       return;
     }
-    if (summary.stoppedEarly) o.log(`stopped after epoch ${summary.epochs - 1}; continue with: mopo train --resume ${runDir}`);
+    if (summary.stoppedEarly) o.log(`stopped after epoch ${summary.epochs - 1}; continue with: ${resumeWith}`);
     o.log(`run directory ${runDir}: pipeline.json, config.json, dynamics/, metrics.jsonl, learning-curve.svg, penalty.svg, checkpoints/, summary.json`);
     const ev = summary.evaluation;
     if (ev) {
       const score = ev.score !== null ? ev.score.toFixed(1) : 'n/a';
       process.stdout.write(`score: ${score} (return ${ev.mean.toFixed(1)} ± ${ev.std.toFixed(1)})\n`);
     }
-    if (stop) process.exitCode = 130;
-  } finally {
-    process.off('SIGINT', onSigint);
-  }
+    if (stopRequested()) process.exitCode = 130;
+  });
 }

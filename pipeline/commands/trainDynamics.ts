@@ -7,11 +7,12 @@ import { join, resolve, basename } from 'node:path';
 import { lastValueFrom, tap, filter } from 'rxjs';
 import { initBackend } from '../backend.js';
 import type { ReadOptions } from '../../operators/readTransitions.js';
-import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent } from '../../operators/ensemble.js';
+import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleStoppedEvent } from '../../operators/ensemble.js';
 import { tempPathFor, writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
-import { UserError } from '../errors.js';
+import { InterruptedError, UserError } from '../errors.js';
+import { withCtrlC } from '../ctrlC.js';
 import { acquireRunLock, sweepKilledRun, tracePhase } from '../runLock.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
 
@@ -35,13 +36,21 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
   const out = resolve(args.out ?? join('runs', `dynamics-${basename(args.dataset).replace(/\.parquet$/, '')}`));
   const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
   const backend = await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
-  const report = await trainDynamicsInto(out, {
-    dataset: args.dataset,
-    read: readOptionsFrom(args),
-    ensemble: { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers },
-    backend,
-    quiet: args.quiet,
-    resume: args.resume,
+  const report = await withCtrlC('at the end of this epoch, with its state saved', async (stopRequested) => {
+    try {
+      return await trainDynamicsInto(out, {
+        dataset: args.dataset,
+        read: readOptionsFrom(args),
+        ensemble: { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers },
+        backend,
+        quiet: args.quiet,
+        resume: args.resume,
+        stopRequested,
+      });
+    } catch (e) {
+      if (!(e instanceof InterruptedError)) throw e;
+      throw new InterruptedError(`${e.message}; continue with: mopo train-dynamics --dataset ${args.dataset} --out ${out} --resume`);
+    }
   });
   process.stdout.write(JSON.stringify(report) + '\n');
   log(`run directory ${out}: config.json, metrics.jsonl, validation.svg, ensemble/, report.json`);
@@ -63,7 +72,7 @@ export interface TrainDynamicsReport {
  */
 export async function trainDynamicsInto(
   out: string,
-  opts: { dataset: string; read: ReadOptions; ensemble: Partial<EnsembleConfig>; backend: string; quiet: boolean; resume?: boolean },
+  opts: { dataset: string; read: ReadOptions; ensemble: Partial<EnsembleConfig>; backend: string; quiet: boolean; resume?: boolean; stopRequested?: () => boolean },
 ): Promise<TrainDynamicsReport> {
   mkdirSync(out, { recursive: true });
   const log = opts.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
@@ -78,7 +87,7 @@ export async function trainDynamicsInto(
 
 async function trainDynamicsLocked(
   out: string,
-  opts: { dataset: string; read: ReadOptions; ensemble: Partial<EnsembleConfig>; backend: string; quiet: boolean; resume?: boolean },
+  opts: { dataset: string; read: ReadOptions; ensemble: Partial<EnsembleConfig>; backend: string; quiet: boolean; resume?: boolean; stopRequested?: () => boolean },
   log: (m: string) => void,
 ): Promise<TrainDynamicsReport> {
   // The training state is saved after every epoch (checkpoint/), so a run of hours survives a kill.
@@ -107,6 +116,7 @@ async function trainDynamicsLocked(
   const done = (await lastValueFrom(
     trainEnsembleFrom(() => openTransitions(opts.dataset, opts.read), config, {
       ...(resume ? { resume } : {}),
+      ...(opts.stopRequested ? { stopRequested: opts.stopRequested } : {}),
       onEpochState: async (state) => {
         tracePhase(`dynamics-checkpoint ${state.epoch}`);
         await saveEnsembleTrainingState(checkpointDir, state);
@@ -121,9 +131,13 @@ async function trainDynamicsLocked(
         bar.update(e.epoch + 1, `best val MSE ${best.toFixed(4)}, ${e.epochsSinceImprovement} epochs without improvement`);
         if (!opts.quiet && !process.stderr.isTTY) log(`epoch ${e.epoch}: val MSE ${e.valMse.map((x) => x.toFixed(4)).join(' ')}; elites ${e.elites.join(',')}`);
       }),
-      filter((e): e is EnsembleDoneEvent => e.type === 'done'),
+      filter((e): e is EnsembleDoneEvent | EnsembleStoppedEvent => e.type !== 'epoch'),
     ),
-  )) as EnsembleDoneEvent;
+  )) as EnsembleDoneEvent | EnsembleStoppedEvent;
+  if (done.type === 'stopped') {
+    bar.finish(`interrupted after epoch ${done.epochs - 1}`);
+    throw new InterruptedError(`the ensemble training stopped after epoch ${done.epochs - 1}; its state is saved in ${checkpointDir}`);
+  }
   bar.finish(`stopped by ${done.stoppedBy} after ${done.epochs} epochs`);
   tracePhase('dynamics-save');
   await done.ensemble.save(join(out, 'ensemble'));
