@@ -91,6 +91,40 @@ function isStaleLock(path: string): boolean {
 }
 
 /**
+ * Visits every entry under `dir`, depth first. `visit` gets the entry's path, name, parent directory
+ * and a lazy, cached `isDir` (false when the entry cannot be stat'ed, e.g. it vanished), and returns
+ * whether to descend into it (only directories are descended into). Unreadable directories are
+ * skipped. Shared by the sweep below and the kill test's temporary-file check.
+ */
+export function walkDir(
+  dir: string,
+  visit: (path: string, name: string, parent: string, isDir: () => boolean) => boolean,
+): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const p = join(dir, n);
+    let dirFlag: boolean | undefined;
+    // Stat only when asked: the callers decide some entries by name alone.
+    const isDir = (): boolean => {
+      if (dirFlag === undefined) {
+        try {
+          dirFlag = statSync(p).isDirectory();
+        } catch {
+          dirFlag = false;
+        }
+      }
+      return dirFlag;
+    };
+    if (visit(p, n, dir, isDir) && isDir()) walkDir(p, visit);
+  }
+}
+
+/**
  * Removes what a killed writer left half-done under `dir` (see the header). Returns the paths
  * removed. Only call it while holding the directory's lock.
  */
@@ -100,51 +134,35 @@ export function sweepKilledRun(dir: string): string[] {
     rmSync(p, { recursive: true, force: true });
     removed.push(p);
   };
-  const walk = (d: string) => {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
+  walkDir(dir, (p, n, d, isDir) => {
+    if (n === LOCK_FILE && d !== dir) {
+      // The lock of a nested writer (e.g. <run>/dynamics, trained inside the run) that was killed.
+      if (isStaleLock(p)) rm(p);
+      return false;
     }
-    for (const n of names) {
-      const p = join(d, n);
-      if (n === LOCK_FILE && d !== dir) {
-        // The lock of a nested writer (e.g. <run>/dynamics, trained inside the run) that was killed.
-        if (isStaleLock(p)) rm(p);
-        continue;
-      }
-      const m = TEMP_FILE_NAME.exec(n);
-      if (m) {
-        if (Number(m[1]) !== process.pid && !alive(Number(m[1]))) rm(p);
-        continue;
-      }
-      let isDir = false;
+    const m = TEMP_FILE_NAME.exec(n);
+    if (m) {
+      if (Number(m[1]) !== process.pid && !alive(Number(m[1]))) rm(p);
+      return false;
+    }
+    if (!isDir()) return false;
+    if (n === 'checkpoint.new') {
+      rm(p);
+      return false;
+    }
+    if (existsSync(join(p, 'manifest.json'))) {
       try {
-        isDir = statSync(p).isDirectory();
-      } catch {
-        continue;
-      }
-      if (!isDir) continue;
-      if (n === 'checkpoint.new') {
-        rm(p);
-        continue;
-      }
-      if (existsSync(join(p, 'manifest.json'))) {
-        try {
-          const m = JSON.parse(readFileSync(join(p, 'manifest.json'), 'utf8')) as { complete?: boolean };
-          if (m.complete === false && /^round-\d+$/.test(n)) {
-            rm(p); // a rollout round cut off mid-write: rewritten when the round is inserted again
-            continue;
-          }
-        } catch {
-          /* a damaged manifest is reported by its reader */
+        const m = JSON.parse(readFileSync(join(p, 'manifest.json'), 'utf8')) as { complete?: boolean };
+        if (m.complete === false && /^round-\d+$/.test(n)) {
+          rm(p); // a rollout round cut off mid-write: rewritten when the round is inserted again
+          return false;
         }
+      } catch {
+        /* a damaged manifest is reported by its reader */
       }
-      walk(p);
     }
-  };
-  walk(dir);
+    return true;
+  });
   const cps = join(dir, 'checkpoints');
   if (existsSync(cps)) {
     let latest: string | null = null;

@@ -26,6 +26,7 @@
 // phase, per aimed phase, during writes, every kill and every failure with the child's log tail).
 // Exit code 1 when there were failures.
 import { TEMP_FILE_NAME } from '../pipeline/atomic.js';
+import { walkDir } from '../pipeline/runLock.js';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -253,26 +254,10 @@ function runChild(args: string[], plan: KillPlan | null, runDir: string, o: Pick
 /** Temporary files and directories (`.name.tmp-<pid>-<rand>`) under `dir`, relative to it. */
 export function findTempFiles(dir: string): string[] {
   const out: string[] = [];
-  const walk = (d: string) => {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = join(d, n);
-      if (TEMP_FILE_NAME.test(n)) out.push(relative(dir, p));
-      let isDir = false;
-      try {
-        isDir = statSync(p).isDirectory();
-      } catch {
-        continue;
-      }
-      if (isDir) walk(p);
-    }
-  };
-  walk(dir);
+  walkDir(dir, (p, n) => {
+    if (TEMP_FILE_NAME.test(n)) out.push(relative(dir, p));
+    return true; // temporary directories are searched too
+  });
   return out;
 }
 

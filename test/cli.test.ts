@@ -14,6 +14,23 @@ export function mopo(args: string[], env: Record<string, string> = {}, timeoutMs
 
 const STACK = /^\s+at .+:\d+:\d+\)?$/m;
 
+/** Runs the CLI and sends SIGINT once its stderr matches `when`; resolves with the exit code and stderr/stdout. */
+async function interruptWhen(args: string[], when: RegExp): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (when.test(stderr) && !child.killed) child.kill('SIGINT');
+    });
+    child.on('exit', (c) => resolve(c));
+  });
+  return { code, stderr, stdout };
+}
+
 test('--help lists every command; each command has its own --help', () => {
   const r = mopo(['--help']);
   assert.equal(r.code, 0, r.stderr);
@@ -237,22 +254,13 @@ test('start (npm start) on a given small dataset: a quick MOPO run whose last li
 test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the resume command; --resume finishes every epoch once', async () => {
   const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
-  const { spawn } = await import('node:child_process');
   const dir = mkdtempSync(join(tmpdir(), 'mopo-dyn-int-'));
   try {
     const data = join(dir, 'p.parquet');
     assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '2000', '--out', data, '--quiet']).code, 0);
     const out = join(dir, 'dyn');
     const args = ['train-dynamics', '--dataset', data, '--out', out, '--members', '3', '--elites', '2', '--max-epochs', '4', '--workers', '1'];
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const code = await new Promise<number | null>((resolve) => {
-      child.stderr.on('data', (d) => {
-        stderr += d;
-        if (/epoch 0: /.test(stderr) && !child.killed) child.kill('SIGINT');
-      });
-      child.on('exit', (c) => resolve(c));
-    });
+    const { code, stderr } = await interruptWhen(args, /epoch 0: /);
     assert.equal(code, 130, stderr);
     assert.match(stderr, /interrupted; stopping at the end of this epoch/);
     assert.match(stderr, /the ensemble training stopped after epoch [0-2]; its state is saved in .*checkpoint; continue with: mopo train-dynamics --dataset .* --resume/);
@@ -273,25 +281,14 @@ test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the 
 test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume command; --resume finishes; bad flags are one-line errors', async () => {
   const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
-  const { spawn } = await import('node:child_process');
   const dir = mkdtempSync(join(tmpdir(), 'mopo-train-'));
   try {
     const data = join(dir, 'p.parquet');
     assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', data, '--quiet']).code, 0);
     const run = join(dir, 'run');
     const args = ['train', '--dataset', data, '--preset', 'quick', '--epochs', '8', '--epoch-length', '40', '--rollout-batch', '500', '--eval-every', '1', '--eval-episodes', '2', '--out', run];
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    let stdout = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    const code = await new Promise<number | null>((resolve) => {
-      child.stderr.on('data', (d) => {
-        stderr += d;
-        // The SAC epoch line (the ensemble's own epoch lines say "val MSE").
-        if (/epoch 0: .*updates\/s/.test(stderr) && !child.killed) child.kill('SIGINT');
-      });
-      child.on('exit', (c) => resolve(c));
-    });
+    // The SAC epoch line (the ensemble's own epoch lines say "val MSE").
+    const { code, stderr, stdout } = await interruptWhen(args, /epoch 0: .*updates\/s/);
     assert.equal(code, 130, stderr);
     assert.match(stderr, /interrupted; stopping at the end of this epoch/);
     assert.match(stderr, /continue with: mopo train --resume /);
