@@ -8,10 +8,11 @@
 // NaN stays NaN (it is neither below nor above a bound; dropNonFinite is the stage for it);
 // ±Infinity is clipped like any other value. The bounds are rounded to float32 first, so a value
 // already equal to a bound is not counted as clipped.
-import { Observable, type OperatorFunction } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import { TransitionBatch } from '../schemas/transition.js';
-import { UserError } from '../pipeline/errors.js';
+import { UserError, showValue } from '../pipeline/errors.js';
 import { ENV_NAMES, envSpec, isEnvName } from '../pipeline/envs/env.js';
+import { mapBatches, type SummaryHooks } from './mapBatches.js';
 
 export interface ClipActionsConfig {
   /** Lower bound: one number for every dimension, or one per dimension. */
@@ -38,13 +39,9 @@ export interface ClipActionsSummary {
   high: number[];
 }
 
-export interface ClipActionsHooks {
-  /** Called once when the output completes (not on an error or an early unsubscribe). */
-  onSummary?: (summary: ClipActionsSummary) => void;
-}
+export type ClipActionsHooks = SummaryHooks<ClipActionsSummary>;
 
 const KEYS = ['low', 'high', 'env'];
-const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
 
 /** Defaults filled in (from `env`) and checked: a UserError naming the field on a bad or unknown one. */
 export function resolveClipActionsConfig(partial: Partial<ClipActionsConfig>): ClipActionsConfig {
@@ -55,7 +52,7 @@ export function resolveClipActionsConfig(partial: Partial<ClipActionsConfig>): C
   let low = partial.low;
   let high = partial.high;
   if (env !== undefined) {
-    if (typeof env !== 'string' || !isEnvName(env)) throw bad('env', `expected one of ${ENV_NAMES.join(', ')}, got ${show(env)}`);
+    if (typeof env !== 'string' || !isEnvName(env)) throw bad('env', `expected one of ${ENV_NAMES.join(', ')}, got ${showValue(env)}`);
     const spec = envSpec(env);
     actDim = spec.actDim;
     low ??= spec.actionSpec.low.slice();
@@ -64,12 +61,12 @@ export function resolveClipActionsConfig(partial: Partial<ClipActionsConfig>): C
   const bound = (field: 'low' | 'high', v: unknown): number | number[] => {
     if (v === undefined) throw bad(field, 'required (or give env to take the environment’s action bounds)');
     if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw bad(field, `expected a finite number, got ${show(v)}`);
+      if (!Number.isFinite(v)) throw bad(field, `expected a finite number, got ${showValue(v)}`);
       return v;
     }
-    if (!Array.isArray(v) || v.length === 0) throw bad(field, `expected a number or a non-empty list of numbers, got ${show(v)}`);
+    if (!Array.isArray(v) || v.length === 0) throw bad(field, `expected a number or a non-empty list of numbers, got ${showValue(v)}`);
     v.forEach((x, i) => {
-      if (typeof x !== 'number' || !Number.isFinite(x)) throw bad(`${field}[${i}]`, `expected a finite number, got ${show(x)}`);
+      if (typeof x !== 'number' || !Number.isFinite(x)) throw bad(`${field}[${i}]`, `expected a finite number, got ${showValue(x)}`);
     });
     if (actDim !== undefined && v.length !== actDim) throw bad(field, `${env} has ${actDim} action dimensions, got ${v.length} bounds`);
     return (v as number[]).slice();
@@ -141,55 +138,38 @@ export function clipActionValues(action: Float32Array, actDim: number, low: Floa
  */
 export function clipActions(config: Partial<ClipActionsConfig>, hooks: ClipActionsHooks = {}): OperatorFunction<TransitionBatch, TransitionBatch> {
   const cfg = resolveClipActionsConfig(config);
-  return (source) =>
-    new Observable<TransitionBatch>((subscriber) => {
-      let bounds: { low: Float32Array; high: Float32Array } | undefined;
-      let counts: ClipCounts | undefined;
-      let rows = 0;
-      return source.subscribe({
-        next: (b) => {
-          if (subscriber.closed) return; // a synchronous source runs on after the downstream stopped
-          let out: TransitionBatch;
-          try {
-            if (!bounds) {
-              if (cfg.env !== undefined && b.env !== undefined && b.env !== cfg.env) {
-                throw new UserError(`clipActions: the bounds are ${cfg.env}'s but the data is from ${b.env}; set env (or low/high) for this dataset`);
-              }
-              bounds = actionBounds(cfg, b.actDim);
-              counts = { belowLow: 0, aboveHigh: 0, clippedRows: 0, perDim: new Float64Array(b.actDim) };
-            }
-            if (b.actDim !== bounds.low.length) throw new UserError(`clipActions: a batch has ${b.actDim} action dimensions, the first had ${bounds.low.length}`);
-            const action = clipActionValues(b.action, b.actDim, bounds.low, bounds.high, counts!);
-            out = action === b.action ? b : new TransitionBatch(b.dims, { ...b.columns, action });
-          } catch (e) {
-            subscriber.error(e);
-            return;
+  return mapBatches(hooks, () => {
+    let bounds: { low: Float32Array; high: Float32Array } | undefined;
+    let counts: ClipCounts | undefined;
+    let rows = 0;
+    return {
+      map: (b) => {
+        if (!bounds) {
+          if (cfg.env !== undefined && b.env !== undefined && b.env !== cfg.env) {
+            throw new UserError(`clipActions: the bounds are ${cfg.env}'s but the data is from ${b.env}; set env (or low/high) for this dataset`);
           }
-          rows += b.length;
-          subscriber.next(out);
-        },
-        error: (e) => subscriber.error(e),
-        complete: () => {
-          if (subscriber.closed) return; // stopped early: no summary of a partial run
-          try {
-            const c = counts ?? { belowLow: 0, aboveHigh: 0, clippedRows: 0, perDim: new Float64Array(0) };
-            hooks.onSummary?.({
-              rowsIn: rows,
-              rowsOut: rows,
-              clippedValues: c.belowLow + c.aboveHigh,
-              clippedRows: c.clippedRows,
-              belowLow: c.belowLow,
-              aboveHigh: c.aboveHigh,
-              clippedPerDim: Array.from(c.perDim),
-              low: bounds ? Array.from(bounds.low) : [],
-              high: bounds ? Array.from(bounds.high) : [],
-            });
-          } catch (e) {
-            subscriber.error(e);
-            return;
-          }
-          subscriber.complete();
-        },
-      });
-    });
+          bounds = actionBounds(cfg, b.actDim);
+          counts = { belowLow: 0, aboveHigh: 0, clippedRows: 0, perDim: new Float64Array(b.actDim) };
+        }
+        if (b.actDim !== bounds.low.length) throw new UserError(`clipActions: a batch has ${b.actDim} action dimensions, the first had ${bounds.low.length}`);
+        const action = clipActionValues(b.action, b.actDim, bounds.low, bounds.high, counts!);
+        rows += b.length;
+        return action === b.action ? b : new TransitionBatch(b.dims, { ...b.columns, action });
+      },
+      summary: () => {
+        const c = counts ?? { belowLow: 0, aboveHigh: 0, clippedRows: 0, perDim: new Float64Array(0) };
+        return {
+          rowsIn: rows,
+          rowsOut: rows,
+          clippedValues: c.belowLow + c.aboveHigh,
+          clippedRows: c.clippedRows,
+          belowLow: c.belowLow,
+          aboveHigh: c.aboveHigh,
+          clippedPerDim: Array.from(c.perDim),
+          low: bounds ? Array.from(bounds.low) : [],
+          high: bounds ? Array.from(bounds.high) : [],
+        };
+      },
+    };
+  });
 }

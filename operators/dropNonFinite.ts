@@ -9,9 +9,10 @@
 // --allow-non-finite): without that option no such row ever reaches this stage.
 //
 // Also exported: keepRows, the row-mask gather other row-dropping stages (filterEpisodes) use.
-import { Observable, type OperatorFunction } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import { TransitionBatch, type OptionalColumn } from '../schemas/transition.js';
-import { UserError } from '../pipeline/errors.js';
+import { UserError, showValue } from '../pipeline/errors.js';
+import { mapBatches, type SummaryHooks } from './mapBatches.js';
 
 /** Float columns that can be checked (TransitionBatch keys). */
 export type FiniteColumn = 'observation' | 'action' | 'reward' | 'nextObservation' | 'rawReward' | 'penalty';
@@ -38,22 +39,18 @@ export interface DropNonFiniteSummary {
   firstDroppedRow: number | null;
 }
 
-export interface DropNonFiniteHooks {
-  /** Called once when the output completes (not on an error or an early unsubscribe). */
-  onSummary?: (summary: DropNonFiniteSummary) => void;
-}
+export type DropNonFiniteHooks = SummaryHooks<DropNonFiniteSummary>;
 
-const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
 
 /** Defaults filled in and checked: a UserError naming the field on a bad or unknown one. */
 export function resolveDropNonFiniteConfig(partial: Partial<DropNonFiniteConfig> = {}): DropNonFiniteConfig {
   const bad = (field: string, msg: string) => new UserError(`dropNonFinite config: ${field}: ${msg}`);
   for (const k of Object.keys(partial)) if (k !== 'columns') throw bad(k, `unknown field (known: columns)`);
   const columns = partial.columns ?? DROP_NON_FINITE_DEFAULTS.columns;
-  if (!Array.isArray(columns) || columns.length === 0) throw bad('columns', `expected a non-empty list of ${FINITE_COLUMNS.join(', ')}, got ${show(columns)}`);
+  if (!Array.isArray(columns) || columns.length === 0) throw bad('columns', `expected a non-empty list of ${FINITE_COLUMNS.join(', ')}, got ${showValue(columns)}`);
   columns.forEach((c, i) => {
-    if (!FINITE_COLUMNS.includes(c)) throw bad(`columns[${i}]`, `expected one of ${FINITE_COLUMNS.join(', ')}, got ${show(c)}`);
-    if (columns.indexOf(c) !== i) throw bad(`columns[${i}]`, `${show(c)} is listed twice`);
+    if (!FINITE_COLUMNS.includes(c)) throw bad(`columns[${i}]`, `expected one of ${FINITE_COLUMNS.join(', ')}, got ${showValue(c)}`);
+    if (columns.indexOf(c) !== i) throw bad(`columns[${i}]`, `${showValue(c)} is listed twice`);
   });
   return { columns: columns.slice() };
 }
@@ -124,46 +121,34 @@ export function keepRows(b: TransitionBatch, keep: Uint8Array): TransitionBatch 
  */
 export function dropNonFinite(config: Partial<DropNonFiniteConfig> = {}, hooks: DropNonFiniteHooks = {}): OperatorFunction<TransitionBatch, TransitionBatch> {
   const cfg = resolveDropNonFiniteConfig(config);
-  return (source) =>
-    new Observable<TransitionBatch>((subscriber) => {
-      const rowsByColumn: Partial<Record<FiniteColumn, number>> = {};
-      const valuesByColumn: Partial<Record<FiniteColumn, number>> = {};
-      for (const c of cfg.columns) {
-        rowsByColumn[c] = 0;
-        valuesByColumn[c] = 0;
-      }
-      let rowsIn = 0;
-      let rowsOut = 0;
-      let firstDroppedRow: number | null = null;
-      return source.subscribe({
-        next: (b) => {
-          if (subscriber.closed) return; // a synchronous source runs on after the downstream stopped
-          const keep = new Uint8Array(b.length).fill(1);
-          for (const c of cfg.columns) {
-            const values = b[c];
-            if (values === undefined) continue;
-            const width = c === 'action' ? b.actDim : c === 'observation' || c === 'nextObservation' ? b.obsDim : 1;
-            const r = markNonFinite(values, width, keep);
-            rowsByColumn[c]! += r.rows;
-            valuesByColumn[c]! += r.values;
-          }
-          const out = keepRows(b, keep);
-          if (firstDroppedRow === null && out.length < b.length) firstDroppedRow = rowsIn + keep.indexOf(0);
-          rowsIn += b.length;
-          rowsOut += out.length;
-          if (out.length > 0) subscriber.next(out);
-        },
-        error: (e) => subscriber.error(e),
-        complete: () => {
-          if (subscriber.closed) return; // stopped early: no summary of a partial run
-          try {
-            hooks.onSummary?.({ rowsIn, rowsOut, rowsDropped: rowsIn - rowsOut, rowsByColumn, valuesByColumn, firstDroppedRow });
-          } catch (e) {
-            subscriber.error(e);
-            return;
-          }
-          subscriber.complete();
-        },
-      });
-    });
+  return mapBatches(hooks, () => {
+    const rowsByColumn: Partial<Record<FiniteColumn, number>> = {};
+    const valuesByColumn: Partial<Record<FiniteColumn, number>> = {};
+    for (const c of cfg.columns) {
+      rowsByColumn[c] = 0;
+      valuesByColumn[c] = 0;
+    }
+    let rowsIn = 0;
+    let rowsOut = 0;
+    let firstDroppedRow: number | null = null;
+    return {
+      map: (b) => {
+        const keep = new Uint8Array(b.length).fill(1);
+        for (const c of cfg.columns) {
+          const values = b[c];
+          if (values === undefined) continue;
+          const width = c === 'action' ? b.actDim : c === 'observation' || c === 'nextObservation' ? b.obsDim : 1;
+          const r = markNonFinite(values, width, keep);
+          rowsByColumn[c]! += r.rows;
+          valuesByColumn[c]! += r.values;
+        }
+        const out = keepRows(b, keep);
+        if (firstDroppedRow === null && out.length < b.length) firstDroppedRow = rowsIn + keep.indexOf(0);
+        rowsIn += b.length;
+        rowsOut += out.length;
+        return out.length > 0 ? out : null;
+      },
+      summary: () => ({ rowsIn, rowsOut, rowsDropped: rowsIn - rowsOut, rowsByColumn, valuesByColumn, firstDroppedRow }),
+    };
+  });
 }

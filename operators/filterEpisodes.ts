@@ -26,8 +26,9 @@
 // it ends; an episode already longer than maxLength is not held.
 import { Observable, Subscription, type OperatorFunction } from 'rxjs';
 import { TransitionBatch } from '../schemas/transition.js';
-import { UserError } from '../pipeline/errors.js';
+import { UserError, showValue } from '../pipeline/errors.js';
 import { keepRows } from './dropNonFinite.js';
+import { completeWithSummary, type SummaryHooks } from './mapBatches.js';
 
 export interface FilterEpisodesConfig {
   /** Fewest rows an episode may have. */
@@ -56,12 +57,8 @@ export interface FilterEpisodesSummary {
   passes: 1 | 2;
 }
 
-export interface FilterEpisodesHooks {
-  /** Called once when the output completes (not on an error or an early unsubscribe). */
-  onSummary?: (summary: FilterEpisodesSummary) => void;
-}
+export type FilterEpisodesHooks = SummaryHooks<FilterEpisodesSummary>;
 
-const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
 
 /** Checked config: a UserError naming the field on a bad or unknown one (at least one rule is required). */
 export function resolveFilterEpisodesConfig(partial: Partial<FilterEpisodesConfig>): FilterEpisodesConfig {
@@ -71,17 +68,17 @@ export function resolveFilterEpisodesConfig(partial: Partial<FilterEpisodesConfi
   for (const k of ['minLength', 'maxLength'] as const) {
     const v = partial[k];
     if (v === undefined) continue;
-    if (!Number.isInteger(v) || v < 1) throw bad(k, `expected an integer ≥ 1, got ${show(v)}`);
+    if (!Number.isInteger(v) || v < 1) throw bad(k, `expected an integer ≥ 1, got ${showValue(v)}`);
     c[k] = v;
   }
   if (c.minLength !== undefined && c.maxLength !== undefined && c.maxLength < c.minLength) throw bad('maxLength', `must be ≥ minLength (${c.minLength}), got ${c.maxLength}`);
   if (partial.minReturn !== undefined) {
-    if (typeof partial.minReturn !== 'number' || !Number.isFinite(partial.minReturn)) throw bad('minReturn', `expected a finite number, got ${show(partial.minReturn)}`);
+    if (typeof partial.minReturn !== 'number' || !Number.isFinite(partial.minReturn)) throw bad('minReturn', `expected a finite number, got ${showValue(partial.minReturn)}`);
     c.minReturn = partial.minReturn;
   }
   const q = partial.minReturnQuantile;
   if (q !== undefined) {
-    if (typeof q !== 'number' || !(q >= 0 && q <= 1)) throw bad('minReturnQuantile', `expected a number in [0, 1], got ${show(q)}`);
+    if (typeof q !== 'number' || !(q >= 0 && q <= 1)) throw bad('minReturnQuantile', `expected a number in [0, 1], got ${showValue(q)}`);
     c.minReturnQuantile = q;
   }
   if (Object.keys(c).length === 0) throw new UserError(`filterEpisodes config: set at least one of ${KEYS.join(', ')}`);
@@ -189,17 +186,11 @@ export function filterEpisodes(config: Partial<FilterEpisodesConfig>, hooks: Fil
         rowsOut += b.length;
         if (b.length > 0) subscriber.next(b);
       };
-      const finish = (threshold: number | null, passes: 1 | 2) => {
-        if (subscriber.closed) return; // stopped early: no summary of a partial run
-        const episodesDropped = dropped.tooShort + dropped.tooLong + dropped.nonFiniteReturn + dropped.lowReturn;
-        try {
-          hooks.onSummary?.({ rowsIn, rowsOut, episodesIn: kept + episodesDropped, episodesKept: kept, episodesDropped, dropped, returnThreshold: threshold, passes });
-        } catch (e) {
-          subscriber.error(e);
-          return;
-        }
-        subscriber.complete();
-      };
+      const finish = (threshold: number | null, passes: 1 | 2) =>
+        completeWithSummary(subscriber, hooks, () => {
+          const episodesDropped = dropped.tooShort + dropped.tooLong + dropped.nonFiniteReturn + dropped.lowReturn;
+          return { rowsIn, rowsOut, episodesIn: kept + episodesDropped, episodesKept: kept, episodesDropped, dropped, returnThreshold: threshold, passes };
+        });
       // Both passes live in one Subscription, so unsubscribing the output stops whichever runs
       // (pass 2 may start synchronously inside pass 1's complete).
       const subs = new Subscription();

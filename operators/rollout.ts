@@ -33,7 +33,7 @@
 // max-aleatoric, 2.0 % ensemble-variance, 2.3 % disagreement; about half of it is drawing the
 // obsDim + 1 normals of every row (Rng.fillNormal).
 import { Observable, filter, map, type OperatorFunction } from 'rxjs';
-import { UserError } from '../pipeline/errors.js';
+import { UserError, showValue } from '../pipeline/errors.js';
 import { Rng } from '../pipeline/random.js';
 import { ENV_NAMES, envSpec, isEnvName, terminationFn, type EnvName } from '../pipeline/envs/env.js';
 import { TransitionBatch } from '../schemas/transition.js';
@@ -86,16 +86,15 @@ export function resolveRolloutConfig(partial: Partial<RolloutConfig>): RolloutCo
   }
   const c = { ...ROLLOUT_DEFAULTS } as RolloutConfig;
   for (const [k, v] of Object.entries(partial)) if (v !== undefined) (c as unknown as Record<string, unknown>)[k] = v;
-  const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : String(v));
   for (const k of ['batch', 'horizon', 'rolloutEvery'] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 1) throw bad(`${k} must be a positive integer, got ${show(c[k])}`);
+    if (!Number.isInteger(c[k]) || c[k] < 1) throw bad(`${k} must be a positive integer, got ${showValue(c[k])}`);
   }
-  if (typeof c.lambda !== 'number' || !(c.lambda >= 0) || !Number.isFinite(c.lambda)) throw bad(`lambda must be a finite number ≥ 0 (0 = plain MBPO), got ${show(c.lambda)}`);
-  if (!PENALTY_KINDS.includes(c.penalty)) throw bad(`penalty must be one of ${PENALTY_KINDS.join(', ')}, got ${show(c.penalty)}`);
-  if (c.penaltyMembers !== 'all' && c.penaltyMembers !== 'elites') throw bad(`penaltyMembers must be 'all' or 'elites', got ${show(c.penaltyMembers)}`);
+  if (typeof c.lambda !== 'number' || !(c.lambda >= 0) || !Number.isFinite(c.lambda)) throw bad(`lambda must be a finite number ≥ 0 (0 = plain MBPO), got ${showValue(c.lambda)}`);
+  if (!PENALTY_KINDS.includes(c.penalty)) throw bad(`penalty must be one of ${PENALTY_KINDS.join(', ')}, got ${showValue(c.penalty)}`);
+  if (c.penaltyMembers !== 'all' && c.penaltyMembers !== 'elites') throw bad(`penaltyMembers must be 'all' or 'elites', got ${showValue(c.penaltyMembers)}`);
   if (c.env === undefined) throw bad(`env is required (its termination rule ends rollouts): one of ${ENV_NAMES.join(', ')}`);
-  if (typeof c.env !== 'string' || !isEnvName(c.env)) throw bad(`env must be one of ${ENV_NAMES.join(', ')}, got ${show(c.env)}`);
-  if (!Number.isInteger(c.seed)) throw bad(`seed must be an integer, got ${show(c.seed)}`);
+  if (typeof c.env !== 'string' || !isEnvName(c.env)) throw bad(`env must be one of ${ENV_NAMES.join(', ')}, got ${showValue(c.env)}`);
+  if (!Number.isInteger(c.seed)) throw bad(`seed must be an integer, got ${showValue(c.seed)}`);
   return c;
 }
 

@@ -7,9 +7,10 @@
 // reward before any shaping — what its name says — so reward − raw_reward still shows what the
 // pipeline did to it; `penalty` is left as well. Non-finite rewards stay non-finite. The arithmetic
 // is in double, rounded once to float32.
-import { Observable, type OperatorFunction } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import { TransitionBatch } from '../schemas/transition.js';
-import { UserError } from '../pipeline/errors.js';
+import { UserError, showValue } from '../pipeline/errors.js';
+import { mapBatches, type SummaryHooks } from './mapBatches.js';
 
 export interface ScaleRewardConfig {
   /** Multiplier; non-zero (zero would erase the reward signal). */
@@ -37,12 +38,8 @@ export interface ScaleRewardSummary {
   after: RewardRange | null;
 }
 
-export interface ScaleRewardHooks {
-  /** Called once when the output completes (not on an error or an early unsubscribe). */
-  onSummary?: (summary: ScaleRewardSummary) => void;
-}
+export type ScaleRewardHooks = SummaryHooks<ScaleRewardSummary>;
 
-const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
 
 /** Defaults filled in and checked: a UserError naming the field on a bad or unknown one. */
 export function resolveScaleRewardConfig(partial: Partial<ScaleRewardConfig> = {}): ScaleRewardConfig {
@@ -51,8 +48,8 @@ export function resolveScaleRewardConfig(partial: Partial<ScaleRewardConfig> = {
   const c: ScaleRewardConfig = { ...SCALE_REWARD_DEFAULTS };
   if (partial.scale !== undefined) c.scale = partial.scale;
   if (partial.shift !== undefined) c.shift = partial.shift;
-  if (typeof c.scale !== 'number' || !Number.isFinite(c.scale) || c.scale === 0) throw bad('scale', `expected a finite non-zero number, got ${show(c.scale)}`);
-  if (typeof c.shift !== 'number' || !Number.isFinite(c.shift)) throw bad('shift', `expected a finite number, got ${show(c.shift)}`);
+  if (typeof c.scale !== 'number' || !Number.isFinite(c.scale) || c.scale === 0) throw bad('scale', `expected a finite non-zero number, got ${showValue(c.scale)}`);
+  if (typeof c.shift !== 'number' || !Number.isFinite(c.shift)) throw bad('shift', `expected a finite number, got ${showValue(c.shift)}`);
   return c;
 }
 
@@ -90,34 +87,22 @@ class RangeAcc {
 export function scaleReward(config: Partial<ScaleRewardConfig> = {}, hooks: ScaleRewardHooks = {}): OperatorFunction<TransitionBatch, TransitionBatch> {
   const { scale, shift } = resolveScaleRewardConfig(config);
   const identity = scale === 1 && shift === 0;
-  return (source) =>
-    new Observable<TransitionBatch>((subscriber) => {
-      const before = new RangeAcc();
-      const after = new RangeAcc();
-      let rows = 0;
-      return source.subscribe({
-        next: (b) => {
-          if (subscriber.closed) return; // a synchronous source runs on after the downstream stopped
-          const out = identity ? b : new TransitionBatch(b.dims, { ...b.columns, reward: scaleRewardValues(b.reward, scale, shift) });
-          // The summary is only worth its pass over the rewards when someone reads it.
-          if (hooks.onSummary) {
-            before.add(b.reward);
-            after.add(out.reward);
-          }
-          rows += b.length;
-          subscriber.next(out);
-        },
-        error: (e) => subscriber.error(e),
-        complete: () => {
-          if (subscriber.closed) return; // stopped early: no summary of a partial run
-          try {
-            hooks.onSummary?.({ rowsIn: rows, rowsOut: rows, scale, shift, before: before.result(), after: after.result() });
-          } catch (e) {
-            subscriber.error(e);
-            return;
-          }
-          subscriber.complete();
-        },
-      });
-    });
+  return mapBatches(hooks, () => {
+    const before = new RangeAcc();
+    const after = new RangeAcc();
+    let rows = 0;
+    return {
+      map: (b) => {
+        const out = identity ? b : new TransitionBatch(b.dims, { ...b.columns, reward: scaleRewardValues(b.reward, scale, shift) });
+        // The summary is only worth its pass over the rewards when someone reads it.
+        if (hooks.onSummary) {
+          before.add(b.reward);
+          after.add(out.reward);
+        }
+        rows += b.length;
+        return out;
+      },
+      summary: () => ({ rowsIn: rows, rowsOut: rows, scale, shift, before: before.result(), after: after.result() }),
+    };
+  });
 }

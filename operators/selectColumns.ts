@@ -10,10 +10,11 @@
 //
 // Renaming belongs to reading here (one schema, fixed column names): `renameColumns` turns a
 // { role: fileColumn } config into readTransitions' `columns` option.
-import { Observable, type OperatorFunction } from 'rxjs';
+import type { OperatorFunction } from 'rxjs';
 import { TransitionBatch, type OptionalColumn, type TransitionColumns } from '../schemas/transition.js';
 import { ROLES, type ColumnMapping, type ReadOptions, type Role } from './readTransitions.js';
-import { UserError } from '../pipeline/errors.js';
+import { UserError, showValue } from '../pipeline/errors.js';
+import { mapBatches, type SummaryHooks } from './mapBatches.js';
 
 export const OPTIONAL_COLUMNS: readonly OptionalColumn[] = Object.freeze(['rawReward', 'penalty', 'episode', 'step'] as OptionalColumn[]);
 
@@ -35,12 +36,8 @@ export interface SelectColumnsSummary {
   droppedEnv: string | null;
 }
 
-export interface SelectColumnsHooks {
-  /** Called once when the output completes (not on an error or an early unsubscribe). */
-  onSummary?: (summary: SelectColumnsSummary) => void;
-}
+export type SelectColumnsHooks = SummaryHooks<SelectColumnsSummary>;
 
-const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
 
 /** Checked config: a UserError naming the field on a bad or unknown one. */
 export function resolveSelectColumnsConfig(partial: Partial<SelectColumnsConfig> = {}): SelectColumnsConfig {
@@ -49,19 +46,19 @@ export function resolveSelectColumnsConfig(partial: Partial<SelectColumnsConfig>
   const c: SelectColumnsConfig = {};
   const dims = partial.observationDims;
   if (dims !== undefined) {
-    if (!Array.isArray(dims) || dims.length === 0) throw bad('observationDims', `expected a non-empty list of dimension indices, got ${show(dims)}`);
+    if (!Array.isArray(dims) || dims.length === 0) throw bad('observationDims', `expected a non-empty list of dimension indices, got ${showValue(dims)}`);
     dims.forEach((d, i) => {
-      if (!Number.isInteger(d) || d < 0) throw bad(`observationDims[${i}]`, `expected an integer ≥ 0, got ${show(d)}`);
+      if (!Number.isInteger(d) || d < 0) throw bad(`observationDims[${i}]`, `expected an integer ≥ 0, got ${showValue(d)}`);
       if (dims.indexOf(d) !== i) throw bad(`observationDims[${i}]`, `dimension ${d} is listed twice`);
     });
     c.observationDims = dims.slice();
   }
   const keep = partial.keepOptional;
   if (keep !== undefined) {
-    if (!Array.isArray(keep)) throw bad('keepOptional', `expected a list of ${OPTIONAL_COLUMNS.join(', ')}, got ${show(keep)}`);
+    if (!Array.isArray(keep)) throw bad('keepOptional', `expected a list of ${OPTIONAL_COLUMNS.join(', ')}, got ${showValue(keep)}`);
     keep.forEach((k, i) => {
-      if (!OPTIONAL_COLUMNS.includes(k)) throw bad(`keepOptional[${i}]`, `expected one of ${OPTIONAL_COLUMNS.join(', ')}, got ${show(k)}`);
-      if (keep.indexOf(k) !== i) throw bad(`keepOptional[${i}]`, `${show(k)} is listed twice`);
+      if (!OPTIONAL_COLUMNS.includes(k)) throw bad(`keepOptional[${i}]`, `expected one of ${OPTIONAL_COLUMNS.join(', ')}, got ${showValue(k)}`);
+      if (keep.indexOf(k) !== i) throw bad(`keepOptional[${i}]`, `${showValue(k)} is listed twice`);
     });
     c.keepOptional = keep.slice();
   }
@@ -89,58 +86,43 @@ export function selectColumns(config: Partial<SelectColumnsConfig> = {}, hooks: 
   const cfg = resolveSelectColumnsConfig(config);
   const dims = cfg.observationDims ? Int32Array.from(cfg.observationDims) : undefined;
   const keep = cfg.keepOptional ? new Set(cfg.keepOptional) : undefined;
-  return (source) =>
-    new Observable<TransitionBatch>((subscriber) => {
-      let rows = 0;
-      let obsDimIn: number | null = null;
-      let obsDimOut: number | null = null;
-      let droppedEnv: string | null = null;
-      const dropped = new Set<OptionalColumn>();
-      return source.subscribe({
-        next: (b) => {
-          if (subscriber.closed) return; // a synchronous source runs on after the downstream stopped
-          const cols: TransitionColumns = b.columns;
-          let obsDim = b.obsDim;
-          let env = b.env;
-          if (dims) {
-            const outOfRange = dims.findIndex((d) => d >= b.obsDim);
-            if (outOfRange >= 0) {
-              subscriber.error(new UserError(`selectColumns: observationDims[${outOfRange}] = ${dims[outOfRange]} but the observations have ${b.obsDim} dimensions (0…${b.obsDim - 1})`));
-              return;
-            }
-            if (!(dims.length === b.obsDim && dims.every((d, j) => d === j))) {
-              cols.observation = selectDims(b.observation, b.obsDim, dims);
-              cols.nextObservation = selectDims(b.nextObservation, b.obsDim, dims);
-              obsDim = dims.length;
-              if (env !== undefined) droppedEnv = env;
-              env = undefined;
-            }
+  return mapBatches(hooks, () => {
+    let rows = 0;
+    let obsDimIn: number | null = null;
+    let obsDimOut: number | null = null;
+    let droppedEnv: string | null = null;
+    const dropped = new Set<OptionalColumn>();
+    return {
+      map: (b) => {
+        const cols: TransitionColumns = b.columns;
+        let obsDim = b.obsDim;
+        let env = b.env;
+        if (dims) {
+          const outOfRange = dims.findIndex((d) => d >= b.obsDim);
+          if (outOfRange >= 0) throw new UserError(`selectColumns: observationDims[${outOfRange}] = ${dims[outOfRange]} but the observations have ${b.obsDim} dimensions (0…${b.obsDim - 1})`);
+          if (!(dims.length === b.obsDim && dims.every((d, j) => d === j))) {
+            cols.observation = selectDims(b.observation, b.obsDim, dims);
+            cols.nextObservation = selectDims(b.nextObservation, b.obsDim, dims);
+            obsDim = dims.length;
+            if (env !== undefined) droppedEnv = env;
+            env = undefined;
           }
-          if (keep) {
-            for (const k of b.optionalColumns) {
-              if (keep.has(k)) continue;
-              delete cols[k];
-              dropped.add(k);
-            }
+        }
+        if (keep) {
+          for (const k of b.optionalColumns) {
+            if (keep.has(k)) continue;
+            delete cols[k];
+            dropped.add(k);
           }
-          obsDimIn ??= b.obsDim;
-          obsDimOut ??= obsDim;
-          rows += b.length;
-          subscriber.next(new TransitionBatch(env !== undefined ? { obsDim, actDim: b.actDim, env } : { obsDim, actDim: b.actDim }, cols));
-        },
-        error: (e) => subscriber.error(e),
-        complete: () => {
-          if (subscriber.closed) return; // stopped early: no summary of a partial run
-          try {
-            hooks.onSummary?.({ rowsIn: rows, rowsOut: rows, obsDimIn, obsDimOut, droppedOptional: OPTIONAL_COLUMNS.filter((k) => dropped.has(k)), droppedEnv });
-          } catch (e) {
-            subscriber.error(e);
-            return;
-          }
-          subscriber.complete();
-        },
-      });
-    });
+        }
+        obsDimIn ??= b.obsDim;
+        obsDimOut ??= obsDim;
+        rows += b.length;
+        return new TransitionBatch(env !== undefined ? { obsDim, actDim: b.actDim, env } : { obsDim, actDim: b.actDim }, cols);
+      },
+      summary: () => ({ rowsIn: rows, rowsOut: rows, obsDimIn, obsDimOut, droppedOptional: OPTIONAL_COLUMNS.filter((k) => dropped.has(k)), droppedEnv }),
+    };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,7 +134,7 @@ export type RenameColumnsConfig = Partial<Record<Role, string | string[]>>;
 /** Checked rename config: a UserError naming the role on a bad or unknown one. */
 export function resolveRenameColumnsConfig(partial: RenameColumnsConfig): RenameColumnsConfig {
   const bad = (field: string, msg: string) => new UserError(`renameColumns config: ${field}: ${msg}`);
-  if (partial === null || typeof partial !== 'object' || Array.isArray(partial)) throw bad('(config)', `expected an object { role: fileColumn }, got ${show(partial)}`);
+  if (partial === null || typeof partial !== 'object' || Array.isArray(partial)) throw bad('(config)', `expected an object { role: fileColumn }, got ${showValue(partial)}`);
   const out: RenameColumnsConfig = {};
   const claimed = new Map<string, string>();
   const claim = (field: string, role: string, col: string) => {
@@ -172,12 +154,12 @@ export function resolveRenameColumnsConfig(partial: RenameColumnsConfig): Rename
       out[role as Role] = v;
     } else if (Array.isArray(v) && v.length > 0) {
       v.forEach((c, i) => {
-        if (typeof c !== 'string' || c === '') throw bad(`${role}[${i}]`, `expected a column name, got ${show(c)}`);
+        if (typeof c !== 'string' || c === '') throw bad(`${role}[${i}]`, `expected a column name, got ${showValue(c)}`);
         claim(`${role}[${i}]`, role, c);
       });
       out[role as Role] = v.slice();
     } else {
-      throw bad(role, `expected a column name or a non-empty list of per-dimension column names, got ${show(v)}`);
+      throw bad(role, `expected a column name or a non-empty list of per-dimension column names, got ${showValue(v)}`);
     }
   }
   return out;

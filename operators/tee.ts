@@ -14,7 +14,7 @@
 import { Observable, Subject, type OperatorFunction } from 'rxjs';
 import type { TransitionBatch } from '../schemas/transition.js';
 import { writeShards, type ShardManifest } from './shards.js';
-import { UserError } from '../pipeline/errors.js';
+import { UserError, showValue } from '../pipeline/errors.js';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
@@ -42,16 +42,15 @@ export interface TeeHooks {
   onSummary?: (manifest: ShardManifest) => void;
 }
 
-const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v) ?? String(v));
 
 /** Defaults filled in and checked: a UserError naming the field on a bad or unknown one. */
 export function resolveTeeConfig(partial: Partial<TeeConfig>): TeeConfig {
   const bad = (field: string, msg: string) => new UserError(`tee config: ${field}: ${msg}`);
   for (const k of Object.keys(partial)) if (!(KEYS as readonly string[]).includes(k)) throw bad(k, `unknown field (known: ${KEYS.join(', ')})`);
-  if (typeof partial.dir !== 'string' || partial.dir === '') throw bad('dir', `expected a directory path, got ${show(partial.dir)}`);
+  if (typeof partial.dir !== 'string' || partial.dir === '') throw bad('dir', `expected a directory path, got ${showValue(partial.dir)}`);
   const c: TeeConfig = { ...TEE_DEFAULTS, inputs: [], dir: partial.dir };
   if (partial.stage !== undefined) {
-    if (typeof partial.stage !== 'string' || partial.stage === '') throw bad('stage', `expected a non-empty name, got ${show(partial.stage)}`);
+    if (typeof partial.stage !== 'string' || partial.stage === '') throw bad('stage', `expected a non-empty name, got ${showValue(partial.stage)}`);
     c.stage = partial.stage;
   }
   if (partial.config !== undefined) {
@@ -66,18 +65,18 @@ export function resolveTeeConfig(partial: Partial<TeeConfig>): TeeConfig {
     c.config = JSON.parse(text) as JsonValue;
   }
   if (partial.seed !== undefined) {
-    if (!Number.isInteger(partial.seed)) throw bad('seed', `expected an integer, got ${show(partial.seed)}`);
+    if (!Number.isInteger(partial.seed)) throw bad('seed', `expected an integer, got ${showValue(partial.seed)}`);
     c.seed = partial.seed;
   }
   if (partial.inputs !== undefined) {
-    if (!Array.isArray(partial.inputs)) throw bad('inputs', `expected a list of manifest hashes, got ${show(partial.inputs)}`);
+    if (!Array.isArray(partial.inputs)) throw bad('inputs', `expected a list of manifest hashes, got ${showValue(partial.inputs)}`);
     partial.inputs.forEach((h, i) => {
-      if (typeof h !== 'string' || h === '') throw bad(`inputs[${i}]`, `expected a manifest hash, got ${show(h)}`);
+      if (typeof h !== 'string' || h === '') throw bad(`inputs[${i}]`, `expected a manifest hash, got ${showValue(h)}`);
     });
     c.inputs = partial.inputs.slice();
   }
   if (partial.rowsPerShard !== undefined) {
-    if (!Number.isInteger(partial.rowsPerShard) || partial.rowsPerShard < 1) throw bad('rowsPerShard', `expected an integer ≥ 1, got ${show(partial.rowsPerShard)}`);
+    if (!Number.isInteger(partial.rowsPerShard) || partial.rowsPerShard < 1) throw bad('rowsPerShard', `expected an integer ≥ 1, got ${showValue(partial.rowsPerShard)}`);
     c.rowsPerShard = partial.rowsPerShard;
   }
   return c;

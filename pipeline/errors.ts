@@ -46,3 +46,10 @@ export class InterruptedError extends UserError {
     this.name = 'InterruptedError';
   }
 }
+
+/** A config value as an error message shows it: strings quoted, numbers as written (NaN, Infinity), objects as JSON. */
+export function showValue(v: unknown): string {
+  if (typeof v === 'string') return `'${v}'`;
+  if (v === null || typeof v !== 'object') return String(v);
+  return JSON.stringify(v) ?? String(v);
+}

@@ -14,6 +14,28 @@ export function mopo(args: string[], env: Record<string, string> = {}, timeoutMs
 
 const STACK = /^\s+at .+:\d+:\d+\)?$/m;
 
+/** Runs `body` in a fresh temporary directory (named `prefix`…), removed afterwards whatever happens. */
+async function withTempDir<T>(prefix: string, body: (dir: string) => Promise<T>): Promise<T> {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    return await body(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** withTempDir with a random-policy Pendulum dataset of `steps` rows collected by the CLI into <dir>/p.parquet (`data`). */
+function withPendulumData<T>(prefix: string, steps: number, body: (dir: string, data: string) => Promise<T>): Promise<T> {
+  return withTempDir(prefix, async (dir) => {
+    const data = join(dir, 'p.parquet');
+    const c = mopo(['collect', '--env', 'pendulum', '--steps', String(steps), '--out', data, '--quiet']);
+    assert.equal(c.code, 0, c.stderr);
+    return body(dir, data);
+  });
+}
+
 /** Runs the CLI and sends SIGINT once its stderr matches `when`; resolves with the exit code and stderr/stdout. */
 async function interruptWhen(args: string[], when: RegExp): Promise<{ code: number | null; stderr: string; stdout: string }> {
   const { spawn } = await import('node:child_process');
@@ -69,10 +91,8 @@ test('an invalid MOPO_BACKEND names the variable and the valid values', () => {
 });
 
 test('collect writes a pendulum dataset, convert tees it to shards; inspect --json reports the same for both', async () => {
-  const { mkdtempSync, rmSync, existsSync, readdirSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-cli-'));
-  try {
+  const { existsSync, readdirSync } = await import('node:fs');
+  await withTempDir('mopo-cli-', async (dir) => {
     const s = mopo(['collect', '--env', 'pendulum', '--policy', 'uniform', '--steps', '1000', '--seed', '3', '--num-envs', '1', '--out', join(dir, 'pendulum-random.parquet'), '--quiet']);
     assert.equal(s.code, 0, s.stderr);
     const c = mopo(['convert', join(dir, 'pendulum-random.parquet'), join(dir, 'shards'), '--quiet']);
@@ -92,19 +112,15 @@ test('collect writes a pendulum dataset, convert tees it to shards; inspect --js
       assert.deepEqual(j.nonFinite, { observation: 0, action: 0, reward: 0, next_observation: 0 });
       assert.ok(j.reward.max <= 0 && j.reward.min >= -16.3 && j.reward.mean < 0);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('convert refuses non-finite input by default, naming column and row, and leaves no output', async () => {
-  const { mkdtempSync, rmSync, existsSync, readdirSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
+  const { existsSync, readdirSync } = await import('node:fs');
   const { from } = await import('rxjs');
   const { TransitionBatch } = await import('../schemas/transition.js');
   const { writeTransitionsFile } = await import('../operators/writeTransitions.js');
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-cli-'));
-  try {
+  await withTempDir('mopo-cli-', async (dir) => {
     const b = TransitionBatch.allocate({ obsDim: 2, actDim: 1 }, 10);
     b.observation[2 * 7 + 1] = Number.NaN;
     b.timeout[9] = 1;
@@ -126,14 +142,11 @@ test('convert refuses non-finite input by default, naming column and row, and le
     const j = JSON.parse(mopo(['inspect', join(dir, 'out.parquet'), '--json']).stdout);
     assert.equal(j.nonFinite.observation, 1);
     assert.equal(j.columns.observation.firstNonFiniteRow, 7);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('env check: every shared reference trajectory passes (exit 0); a perturbed one fails (exit 1)', async (t) => {
-  const { existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
+  const { existsSync, readFileSync, writeFileSync } = await import('node:fs');
   const refDir = join(dirname(CLI), '..', '..', '..', 'shared', 'reference', 'trajectories');
   if (!existsSync(refDir)) {
     t.skip(`no reference trajectories at ${refDir} (../shared is absent)`);
@@ -146,8 +159,7 @@ test('env check: every shared reference trajectory passes (exit 0); a perturbed 
     assert.equal(j.env, env);
     assert.ok(j.maxObsError <= 1e-6 && j.maxRewardError <= 1e-6 && j.terminationsMatch === true);
   }
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-envcheck-'));
-  try {
+  await withTempDir('mopo-envcheck-', async (dir) => {
     const traj = JSON.parse(readFileSync(join(refDir, 'hopper.json'), 'utf8'));
     // shift the recorded reward of one step by 1e-3: the check must notice
     const steps = traj.steps ?? traj.rewards;
@@ -158,16 +170,12 @@ test('env check: every shared reference trajectory passes (exit 0); a perturbed 
     const r = mopo(['env', 'check', join(dir, 'bad.json'), '--json']);
     assert.equal(r.code, 1, r.stderr);
     assert.ok(JSON.parse(r.stdout).maxRewardError > 9e-4);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('sac writes a run directory whose policy collect accepts; a mismatched policy is refused', async () => {
-  const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-sac-'));
-  try {
+  const { existsSync, readFileSync } = await import('node:fs');
+  await withTempDir('mopo-sac-', async (dir) => {
     const r = mopo(['sac', '--env', 'pendulum', '--steps', '400', '--start-steps', '200', '--update-after', '200', '--eval-every', '200', '--eval-episodes', '1', '--out', join(dir, 'run'), '--quiet']);
     assert.equal(r.code, 0, r.stderr);
     for (const f of ['config.json', 'metrics.jsonl', 'learning-curve.svg', 'summary.json', 'checkpoint/sac.json', 'policy/sac.json']) assert.ok(existsSync(join(dir, 'run', f)), f);
@@ -188,16 +196,12 @@ test('sac writes a run directory whose policy collect accepts; a mismatched poli
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /maps 3 observations to 1 actions, but hopper has 11 and 3/);
     assert.equal(existsSync(join(dir, 'h.parquet')), false);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('train-dynamics trains, saves the ensemble and reports per-member validation', async () => {
-  const { mkdtempSync, rmSync, existsSync, mkdirSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-dyn-'));
-  try {
+  const { existsSync, mkdirSync } = await import('node:fs');
+  await withTempDir('mopo-dyn-', async (dir) => {
     mkdirSync(join(dir, 'start'));
     assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', join(dir, 'start', 'pendulum-random.parquet'), '--quiet']).code, 0);
     const r = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '2', '--max-epochs', '2', '--out', join(dir, 'dyn'), '--quiet']);
@@ -228,36 +232,25 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     const bad = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '4', '--quiet']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--elites must be an integer from 1 to --members \(3\)/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('start (npm start) on a given small dataset: a quick MOPO run whose last line is the score', async () => {
-  const { mkdtempSync, rmSync, existsSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-start-'));
-  try {
-    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', join(dir, 'p.parquet'), '--quiet']).code, 0);
+  const { existsSync } = await import('node:fs');
+  await withPendulumData('mopo-start-', 3000, async (dir, data) => {
     // A whole MOPO run (ensemble, 1,000 SAC updates): minutes on a busy shared machine.
-    const r = mopo(['start', '--dataset', join(dir, 'p.parquet'), '--out', join(dir, 'run'), '--epochs', '1'], {}, 480_000);
+    const r = mopo(['start', '--dataset', data, '--out', join(dir, 'run'), '--epochs', '1'], {}, 480_000);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n');
     assert.match(lines[lines.length - 1]!, /^score: n\/a \(return -?\d+\.\d ± \d+\.\d\)$/, 'pendulum has no D4RL score; the return is printed');
     assert.match(r.stderr, /mopo \[#+\] 100% 1\/1 epochs/);
     for (const f of ['config.json', 'dynamics/ensemble/ensemble.json', 'metrics.jsonl', 'learning-curve.svg', 'summary.json']) assert.ok(existsSync(join(dir, 'run', f)), f);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the resume command; --resume finishes every epoch once', async () => {
-  const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-dyn-int-'));
-  try {
-    const data = join(dir, 'p.parquet');
-    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '2000', '--out', data, '--quiet']).code, 0);
+  const { existsSync, readFileSync } = await import('node:fs');
+  await withPendulumData('mopo-dyn-int-', 2000, async (dir, data) => {
     const out = join(dir, 'dyn');
     const args = ['train-dynamics', '--dataset', data, '--out', out, '--members', '3', '--elites', '2', '--max-epochs', '4', '--workers', '1'];
     const { code, stderr } = await interruptWhen(args, /epoch 0: /);
@@ -273,18 +266,12 @@ test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the 
     assert.deepEqual(epochs, epochs.map((_, i) => i), 'every epoch exactly once');
     assert.ok(existsSync(join(out, 'ensemble', 'ensemble.json')));
     assert.ok(!existsSync(join(out, 'checkpoint')), 'the training state is removed when done');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume command; --resume finishes; bad flags are one-line errors', async () => {
-  const { mkdtempSync, rmSync, existsSync, readFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-train-'));
-  try {
-    const data = join(dir, 'p.parquet');
-    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', data, '--quiet']).code, 0);
+  const { existsSync, readFileSync } = await import('node:fs');
+  await withPendulumData('mopo-train-', 3000, async (dir, data) => {
     const run = join(dir, 'run');
     const args = ['train', '--dataset', data, '--preset', 'quick', '--epochs', '8', '--epoch-length', '40', '--rollout-batch', '500', '--eval-every', '1', '--eval-episodes', '2', '--out', run];
     // The SAC epoch line (the ensemble's own epoch lines say "val MSE").
@@ -317,19 +304,13 @@ test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume comm
     const penalty = mopo(['train', '--dataset', data, '--penalty', 'bogus', '--quiet']);
     assert.equal(penalty.code, 2);
     assert.match(penalty.stderr, /penalty/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a full disk mid-write: one clear line, exit 2, no output and no temporary file left', async () => {
-  const { mkdtempSync, rmSync, readdirSync, existsSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-enospc-'));
+  const { readdirSync, existsSync } = await import('node:fs');
   const preload = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures', 'enospc.mjs');
-  try {
-    const data = join(dir, 'p.parquet');
-    assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '20000', '--out', data, '--quiet']).code, 0);
+  await withPendulumData('mopo-enospc-', 20000, async (dir, data) => {
     for (const out of [join(dir, 'out.parquet'), join(dir, 'shards')]) {
       const r = spawnSync(process.execPath, ['--import', preload, CLI, 'convert', data, out, '--quiet'], { encoding: 'utf8', env: { ...process.env, MOPO_DISK_BUDGET: '100000' } });
       assert.equal(r.status, 2, r.stderr);
@@ -340,7 +321,5 @@ test('a full disk mid-write: one clear line, exit 2, no output and no temporary 
       assert.deepEqual(left, [], 'no temporary file');
       if (existsSync(join(dir, 'shards'))) assert.deepEqual(readdirSync(join(dir, 'shards')), [], 'no partial shard set');
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

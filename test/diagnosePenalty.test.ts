@@ -5,12 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readFileSync, statSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, existsSync, readFileSync, statSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { initBackend } from '../pipeline/backend.js';
-import { pendulumRandomDataset } from '../pipeline/defaultDataset.js';
-import { writeTransitionsFile } from '../operators/writeTransitions.js';
+import { withPendulumDataset } from './pendulumFixture.js';
 import { parsePipeline } from '../pipeline/pipelineFile.js';
 import { runPipeline } from '../pipeline/runPipeline.js';
 import { UserError } from '../pipeline/errors.js';
@@ -137,11 +134,7 @@ function chromiumPath(): string | null {
 }
 
 test('diagnose penalty end to end on a tiny Pendulum MOPO run: JSON, self-contained HTML, random-policy fallback', { timeout: 120_000 }, async (t) => {
-  const backend = await initBackend({ log: () => {} });
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-penalty-'));
-  try {
-    const dataset = join(dir, 'p.parquet');
-    await writeTransitionsFile(dataset, pendulumRandomDataset({ steps: 2000, seed: 1 }));
+  await withPendulumDataset('mopo-penalty-', { steps: 2000, seed: 1 }, async ({ dir, dataset, backend }) => {
     const doc = {
       env: 'pendulum',
       seed: 3,
@@ -228,7 +221,5 @@ test('diagnose penalty end to end on a tiny Pendulum MOPO run: JSON, self-contai
     await assert.rejects(diagnosePenalty(dir), (e: unknown) => e instanceof UserError && e.message.includes('config.json'));
     await assert.rejects(diagnosePenalty(run, { states: -1 }), (e: unknown) => e instanceof UserError && e.message.includes('--states'));
     await assert.rejects(diagnosePenalty(join(dir, 'nope')), (e: unknown) => e instanceof UserError && e.message.includes('--run'));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -10,20 +10,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initBackend } from '../pipeline/backend.js';
-import { pendulumRandomDataset } from '../pipeline/defaultDataset.js';
-import { writeTransitionsFile } from '../operators/writeTransitions.js';
+import { withPendulumDataset, readJsonl } from './pendulumFixture.js';
 import { parsePipeline } from '../pipeline/pipelineFile.js';
 import { runPipeline, PIPELINE_FILE } from '../pipeline/runPipeline.js';
 import { sweepKilledRun, LOCK_FILE } from '../pipeline/runLock.js';
 import { runKillTest, killTestPipeline, findTempFiles, KILL_TEST_DEFAULTS } from '../scripts/killTest.js';
 
 const deadPid = () => spawnSync(process.execPath, ['-e', '0']).pid!;
-const lines = (p: string) =>
-  readFileSync(p, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { epoch: number; evaluation: unknown });
+const lines = (p: string) => readJsonl<{ epoch: number; evaluation: unknown }>(p);
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
 
 test('kill test (fast): 3 SIGKILLs at aimed moments and a SIGINT mid-learning, every run equal to the reference', { timeout: 180_000 }, async () => {
@@ -44,11 +38,7 @@ test('kill test (fast): 3 SIGKILLs at aimed moments and a SIGINT mid-learning, e
 });
 
 test('kill states: resumes from a kill before config.json, a late stop request, cut-off preprocessing/ensemble/summary writes', { timeout: 180_000 }, async () => {
-  const backend = await initBackend({ log: () => {} });
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-killstates-'));
-  try {
-    const dataset = join(dir, 'p.parquet');
-    await writeTransitionsFile(dataset, pendulumRandomDataset({ steps: 1500, seed: 3 }));
+  await withPendulumDataset('mopo-killstates-', { steps: 1500, seed: 3 }, async ({ dir, dataset, backend }) => {
     const doc = { ...killTestPipeline(dataset, 3, 3), checkpointEvery: 3 };
     const run = join(dir, 'run');
     const logs: string[] = [];
@@ -112,9 +102,7 @@ test('kill states: resumes from a kill before config.json, a late stop request, 
     assert.ok(!existsSync(join(run, 'dynamics', 'checkpoint.old')) && findTempFiles(run).length === 0, 'the removal is finished');
     assert.ok(!logs.some((l) => /training the dynamics ensemble/.test(l)), 'without training again');
     assert.equal(readFileSync(join(run, 'metrics.jsonl'), 'utf8'), metrics);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('sweepKilledRun removes the stale lock of a nested writer, not a live one nor the run\'s own', () => {

@@ -2,12 +2,9 @@
 // stopped at a checkpoint and resumed reproduces the uninterrupted run's later epochs exactly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { initBackend } from '../pipeline/backend.js';
-import { pendulumRandomDataset } from '../pipeline/defaultDataset.js';
-import { writeTransitionsFile } from '../operators/writeTransitions.js';
+import { withPendulumDataset, readJsonl } from './pendulumFixture.js';
 import { trainDynamicsInto } from '../pipeline/commands/trainDynamics.js';
 import { presetConfig, runMopo, type MopoConfig, type MetricsLine } from '../pipeline/mopo.js';
 
@@ -23,18 +20,10 @@ function tinyConfig(dataset: string, dynamics: string): MopoConfig {
   return c;
 }
 
-const metrics = (dir: string): MetricsLine[] =>
-  readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as MetricsLine);
+const metrics = (dir: string) => readJsonl<MetricsLine>(join(dir, 'metrics.jsonl'));
 
 test('mopo: a run, and a run stopped at epoch 1 then resumed, agree exactly on the later epochs', { timeout: 240_000 }, async () => {
-  const backend = await initBackend({ log: () => {} });
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-e2e-'));
-  try {
-    const dataset = join(dir, 'pendulum.parquet');
-    await writeTransitionsFile(dataset, pendulumRandomDataset({ steps: 3000, seed: 0 }));
+  await withPendulumDataset('mopo-e2e-', { steps: 3000, seed: 0 }, async ({ dir, dataset, backend }) => {
     await trainDynamicsInto(join(dir, 'dyn'), { dataset, read: {}, ensemble: { members: 3, elites: 2, hidden: [32, 32], maxEpochs: 2 }, backend, quiet: true });
 
     const a = await runMopo(join(dir, 'a'), tinyConfig(dataset, join(dir, 'dyn')), { backend, quiet: true });
@@ -68,17 +57,11 @@ test('mopo: a run, and a run stopped at epoch 1 then resumed, agree exactly on t
       assert.equal(mb[k]!.rollout!.penaltyMean, ma[k]!.rollout!.penaltyMean, `epoch ${k}: penalty`);
       assert.deepEqual(mb[k]!.evaluation?.returns ?? null, ma[k]!.evaluation?.returns ?? null, `epoch ${k}: evaluation`);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('mopo: a real-data budget below the dataset samples a refreshed reservoir, and a resumed run rebuilds it exactly', { timeout: 240_000 }, async () => {
-  const backend = await initBackend({ log: () => {} });
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-reservoir-'));
-  try {
-    const dataset = join(dir, 'pendulum.parquet');
-    await writeTransitionsFile(dataset, pendulumRandomDataset({ steps: 3000, seed: 4 }));
+  await withPendulumDataset('mopo-reservoir-', { steps: 3000, seed: 4 }, async ({ dir, dataset, backend }) => {
     await trainDynamicsInto(join(dir, 'dyn'), { dataset, read: {}, ensemble: { members: 3, elites: 2, hidden: [32, 32], maxEpochs: 1, workers: 1 }, backend, quiet: true });
     const cfg = () => ({ ...tinyConfig(dataset, join(dir, 'dyn')), realBufferRows: 500 });
     const logs: string[] = [];
@@ -89,7 +72,5 @@ test('mopo: a real-data budget below the dataset samples a refreshed reservoir, 
     const ma = metrics(join(dir, 'a'));
     const mb = metrics(join(dir, 'b'));
     for (const k of [0, 1, 2, 3]) assert.deepEqual(mb[k]!.sac, ma[k]!.sac, `epoch ${k}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -3,30 +3,19 @@
 // a damaged saved shard is reported by name.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { initBackend } from '../pipeline/backend.js';
-import { pendulumRandomDataset } from '../pipeline/defaultDataset.js';
-import { writeTransitionsFile } from '../operators/writeTransitions.js';
+import { withPendulumDataset, readJsonl } from './pendulumFixture.js';
 import { parsePipeline, applySet } from '../pipeline/pipelineFile.js';
 import { runPipeline } from '../pipeline/runPipeline.js';
 import { replayPipeline, firstChangedStage, type ReplayStage } from '../pipeline/commands/replay.js';
 import { UserError } from '../pipeline/errors.js';
 
 type Line = { epoch: number; sac: unknown; rollout: { penaltyMean: number } | null; evaluation: { returns: number[] } | null };
-const metrics = (run: string): Line[] =>
-  readFileSync(join(run, 'metrics.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Line);
+const metrics = (run: string) => readJsonl<Line>(join(run, 'metrics.jsonl'));
 
 test('replay from dynamics, rollout and sac reproduces the run; a changed λ reruns from rollout; damage is named', { timeout: 300_000 }, async () => {
-  const backend = await initBackend({ log: () => {} });
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-replay-'));
-  try {
-    const dataset = join(dir, 'p.parquet');
-    await writeTransitionsFile(dataset, pendulumRandomDataset({ steps: 2000, seed: 1 }));
+  await withPendulumDataset('mopo-replay-', { steps: 2000, seed: 1 }, async ({ dir, dataset, backend }) => {
     const doc = {
       env: 'pendulum',
       seed: 2,
@@ -84,7 +73,5 @@ test('replay from dynamics, rollout and sac reproduces the run; a changed λ rer
       runPipeline(join(dir, 'damaged'), parsePipeline(await replayPipeline(run, original, 'sac'), 'replay'), { backend, quiet: true }),
       (e: unknown) => e instanceof UserError && e.message.includes(shard),
     );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
