@@ -1,0 +1,45 @@
+#!/bin/bash
+# The penalty experiment (README "Which uncertainty tracks the real model error?"): on
+# halfcheetah-random and halfcheetah-medium-replay, MOPO with each penalty at three λ, then the
+# diagnostic on each penalty's best run, then the table. Needs the paper runs first
+# (scripts/paperTable.sh): their ensembles are used, and their penalty diagnostic sets each
+# penalty's λ scale — λ such that the penalty's mean on the paper run's states equals the paper
+# λ × max-aleatoric's mean, times ½, 1 and 2 — so the three estimators are compared at matched
+# strength. Runs are SWEEP_EPOCHS long (default 50 of the paper's 1,000: a small sweep). Resumable
+# like paperTable.sh.
+#
+#   nohup bash scripts/penaltySweep.sh > runs/penalty-sweep.log 2>&1 &
+set -u
+cd "$(dirname "$0")/.."
+source scripts/runSteps.sh
+EPOCHS=${SWEEP_EPOCHS:-50}
+D=data/datasets
+
+# λ for `penalty` at multiplier m, from the paper run's diagnostic (3 significant digits).
+lambda_for() { # paper-run penalty m
+  node -e '
+    const [run, p, m] = process.argv.slice(1);
+    const d = JSON.parse(require("fs").readFileSync(`runs/${run}/diagnose-penalty.json`, "utf8"));
+    const e = d.overall.estimators;
+    const x = d.lambda * (e["max-aleatoric/all"].mean / e[`${p}/all`].mean) * Number(m);
+    console.log(Number(x.toPrecision(3)));' "$@"
+}
+
+sweep() { # task paper-run dynamics
+  local task=$1 paper=$2 dyn=$3
+  diagnose_penalty "$paper" || exit 1
+  for p in max-aleatoric disagreement ensemble-variance; do
+    for m in 0.5 1 2; do
+      mopo "sweep-$task-$p-x$m" "$D/halfcheetah-$task.parquet" "$dyn" --penalty "$p" --lambda "$(lambda_for "$paper" "$p" "$m")" --epochs "$EPOCHS" || exit 1
+    done
+  done
+}
+
+sweep random mopo-hc-random-paper dyn-hc-random
+sweep medium-replay mopo-hc-medium-replay-paper dyn-hc-medium-replay
+
+# The diagnostic on each penalty's best run, then the table.
+for best in $(node dist/scripts/penaltyTable.js runs/sweep-* --json | node -e 'for (const r of JSON.parse(require("fs").readFileSync(0, "utf8"))) console.log(require("path").basename(r.best.run))'); do
+  diagnose_penalty "$best" || exit 1
+done
+node dist/scripts/penaltyTable.js runs/sweep-* | tee runs/penalty-table.md

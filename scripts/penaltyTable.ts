@@ -1,0 +1,104 @@
+// `node dist/scripts/penaltyTable.js <run-dir>...`: the penalty experiment's table (README "Which
+// uncertainty tracks the real model error?"). Groups finished MOPO runs by task and penalty, lists
+// each λ tried with its final score, picks the best λ per penalty, and sets beside it what
+// `mopo diagnose penalty` measured on that best run for the same estimator: Spearman correlation
+// with the true next-state error and with the reward W1, and how often λ·u covered the next-state
+// error. Prints a Markdown table; `--json` prints the rows instead.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { taskOfDataset } from '../pipeline/mopo.js';
+
+export interface SweepRun {
+  run: string;
+  task: string;
+  penalty: string;
+  lambda: number;
+  epochs: number;
+  score: number | null;
+  scoreStd: number | null;
+}
+
+export interface PenaltyRow {
+  task: string;
+  penalty: string;
+  /** Every λ tried, ascending, with its score. */
+  tried: { lambda: number; score: number | null }[];
+  best: SweepRun;
+  /** From <best>/diagnose-penalty.json, for the estimator `<penalty>/all`; null when not diagnosed. */
+  diagnostic: { spearmanObs: number; spearmanRewardW1: number; coverageObs: number } | null;
+}
+
+const readJson = <T>(p: string): T => JSON.parse(readFileSync(p, 'utf8')) as T;
+
+/** A finished run's task, penalty, λ and final score; null for a directory that is not one. */
+export function readSweepRun(dir: string): SweepRun | null {
+  const run = resolve(dir);
+  if (!existsSync(join(run, 'summary.json')) || !existsSync(join(run, 'config.json'))) return null;
+  const cfg = readJson<{ dataset: string; rollout: { penalty: string; lambda: number } }>(join(run, 'config.json'));
+  const summary = readJson<{ epochs: number; stoppedEarly: boolean; evaluation: { score: number | null; scoreStd: number | null } | null }>(join(run, 'summary.json'));
+  if (summary.stoppedEarly) return null;
+  return {
+    run,
+    task: taskOfDataset(cfg.dataset) ?? cfg.dataset,
+    penalty: cfg.rollout.penalty,
+    lambda: cfg.rollout.lambda,
+    epochs: summary.epochs,
+    score: summary.evaluation?.score ?? null,
+    scoreStd: summary.evaluation?.scoreStd ?? null,
+  };
+}
+
+export function penaltyRows(runs: readonly SweepRun[]): PenaltyRow[] {
+  const groups = new Map<string, SweepRun[]>();
+  for (const r of runs) {
+    const k = `${r.task}\u0000${r.penalty}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const rows: PenaltyRow[] = [];
+  for (const g of groups.values()) {
+    const sorted = [...g].sort((a, b) => a.lambda - b.lambda);
+    const best = sorted.reduce((b, r) => ((r.score ?? -Infinity) > (b.score ?? -Infinity) ? r : b));
+    const diagPath = join(best.run, 'diagnose-penalty.json');
+    let diagnostic: PenaltyRow['diagnostic'] = null;
+    if (existsSync(diagPath)) {
+      type Est = { spearman: Record<string, number>; coverage: Record<string, number> };
+      const est = readJson<{ overall: { estimators: Record<string, Est> } }>(diagPath).overall.estimators[`${best.penalty}/all`];
+      if (est) diagnostic = { spearmanObs: est.spearman.obs!, spearmanRewardW1: est.spearman.rewardW1!, coverageObs: est.coverage.obs! };
+    }
+    rows.push({ task: best.task, penalty: best.penalty, tried: sorted.map((r) => ({ lambda: r.lambda, score: r.score })), best, diagnostic });
+  }
+  return rows.sort((a, b) => a.task.localeCompare(b.task) || a.penalty.localeCompare(b.penalty));
+}
+
+const f1 = (x: number | null) => (x === null ? 'n/a' : x.toFixed(1));
+const f2 = (x: number) => x.toFixed(2);
+
+export function penaltyTableMarkdown(rows: readonly PenaltyRow[]): string {
+  const lines = [
+    '| task | penalty | λ tried: score | best λ | score at best λ | Spearman u vs next-state error | Spearman u vs reward W1 | λ·u ≥ next-state error |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const tried = r.tried.map((t) => `${t.lambda}: ${f1(t.score)}`).join(', ');
+    const d = r.diagnostic;
+    const score = `${f1(r.best.score)}${r.best.scoreStd !== null ? ` ± ${f1(r.best.scoreStd)}` : ''}`;
+    lines.push(`| ${r.task} | ${r.penalty} | ${tried} | ${r.best.lambda} | ${score} | ${d ? f2(d.spearmanObs) : 'n/a'} | ${d ? f2(d.spearmanRewardW1) : 'n/a'} | ${d ? `${(100 * d.coverageObs).toFixed(0)} %` : 'n/a'} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const json = args.includes('--json');
+  const dirs = args.filter((a) => a !== '--json');
+  if (dirs.length === 0) {
+    process.stderr.write('usage: node dist/scripts/penaltyTable.js <run-dir>... [--json]\n');
+    process.exit(2);
+  }
+  const runs = dirs.map(readSweepRun).filter((r): r is SweepRun => r !== null);
+  const skipped = dirs.length - runs.length;
+  if (skipped > 0) process.stderr.write(`${skipped} of ${dirs.length} directories are not finished MOPO runs; left out\n`);
+  const rows = penaltyRows(runs);
+  process.stdout.write(json ? JSON.stringify(rows, null, 2) + '\n' : penaltyTableMarkdown(rows));
+}

@@ -1,0 +1,32 @@
+# Steps shared by scripts/paperTable.sh and scripts/penaltySweep.sh (sourced, not run): each skips
+# what is finished and continues what is not, so a queue of them is resumable as a whole.
+MOPO="node dist/pipeline/cli.js"
+mkdir -p runs
+
+# An ensemble, trained to early stopping (or continued); one thread each, so two train side by side
+# (more work done on two cores than one training split over both).
+dynamics() { # name dataset
+  [ -f "runs/$1/report.json" ] && return 0
+  $MOPO train-dynamics --dataset "$2" --out "runs/$1" --workers 1 --resume >> "runs/$1.log" 2>&1
+}
+diagnose() { # name
+  [ -f "runs/$1/diagnose-dynamics.json" ] && return 0
+  $MOPO diagnose dynamics --run "runs/$1" > "runs/diagnose-$1.txt" 2>> "runs/$1.log"
+}
+# A MOPO run: started, or continued from its last checkpoint; done when summary.json says so.
+mopo() { # name dataset dynamics [flags…]
+  local name=$1 dataset=$2 dyn=$3
+  shift 3
+  if [ -f "runs/$name/summary.json" ] && ! grep -q '"stoppedEarly": true' "runs/$name/summary.json"; then return 0; fi
+  if [ -f "runs/$name/checkpoints/latest.json" ]; then
+    $MOPO train --resume "runs/$name" >> "runs/$name.log" 2>&1
+  else
+    rm -rf "runs/$name"
+    $MOPO train --dataset "$dataset" --dynamics "runs/$dyn" --out "runs/$name" "$@" >> "runs/$name.log" 2>&1
+  fi
+}
+# The penalty diagnostic of a MOPO run (its last checkpoint's policy), once.
+diagnose_penalty() { # name
+  [ -f "runs/$1/diagnose-penalty.json" ] && return 0
+  $MOPO diagnose penalty --run "runs/$1" > "runs/diagnose-penalty-$1.txt" 2>> "runs/$1.log"
+}

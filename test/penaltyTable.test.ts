@@ -1,0 +1,54 @@
+// The penalty experiment's table: runs grouped by task and penalty, the best λ by final score, the
+// diagnostic of the best run for its own estimator, unfinished runs left out.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { penaltyRows, penaltyTableMarkdown, readSweepRun, type SweepRun } from '../scripts/penaltyTable.js';
+
+function fakeRun(root: string, name: string, o: { dataset: string; penalty: string; lambda: number; score: number; stoppedEarly?: boolean; spearman?: number }): string {
+  const dir = join(root, name);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: o.dataset, rollout: { penalty: o.penalty, lambda: o.lambda } }));
+  writeFileSync(join(dir, 'summary.json'), JSON.stringify({ epochs: 50, stoppedEarly: o.stoppedEarly ?? false, evaluation: { score: o.score, scoreStd: 1.5 } }));
+  if (o.spearman !== undefined) {
+    const est = { spearman: { obs: o.spearman, rewardW1: o.spearman / 2 }, coverage: { obs: 0.25 } };
+    writeFileSync(join(dir, 'diagnose-penalty.json'), JSON.stringify({ overall: { estimators: { [`${o.penalty}/all`]: est, 'other/all': { spearman: { obs: -1, rewardW1: -1 }, coverage: { obs: 0 } } } } }));
+  }
+  return dir;
+}
+
+test('penalty table: best λ per task and penalty, its diagnostic, unfinished runs left out', () => {
+  const root = mkdtempSync(join(tmpdir(), 'mopo-ptable-'));
+  try {
+    const r = '/d/halfcheetah-random.parquet';
+    const m = '/d/halfcheetah-medium-replay.parquet';
+    const dirs = [
+      fakeRun(root, 'a', { dataset: r, penalty: 'max-aleatoric', lambda: 1, score: 20 }),
+      fakeRun(root, 'b', { dataset: r, penalty: 'max-aleatoric', lambda: 0.25, score: 30, spearman: 0.6 }),
+      fakeRun(root, 'c', { dataset: r, penalty: 'max-aleatoric', lambda: 0.5, score: 25 }),
+      fakeRun(root, 'd', { dataset: r, penalty: 'disagreement', lambda: 2, score: 10 }),
+      fakeRun(root, 'e', { dataset: r, penalty: 'disagreement', lambda: 4, score: 99, stoppedEarly: true }),
+      fakeRun(root, 'f', { dataset: m, penalty: 'max-aleatoric', lambda: 1, score: 40, spearman: 0.3 }),
+    ];
+    const runs = dirs.map(readSweepRun).filter((x): x is SweepRun => x !== null);
+    assert.equal(runs.length, 5, 'the stopped run is left out');
+    const rows = penaltyRows(runs);
+    assert.deepEqual(rows.map((x) => [x.task, x.penalty, x.best.lambda]), [
+      ['medium-replay', 'max-aleatoric', 1],
+      ['random', 'disagreement', 2],
+      ['random', 'max-aleatoric', 0.25],
+    ]);
+    const ma = rows[2]!;
+    assert.deepEqual(ma.tried.map((t) => t.lambda), [0.25, 0.5, 1], 'λ ascending');
+    assert.deepEqual(ma.diagnostic, { spearmanObs: 0.6, spearmanRewardW1: 0.3, coverageObs: 0.25 }, 'its own estimator, not another');
+    assert.equal(rows[1]!.diagnostic, null, 'not diagnosed: n/a');
+    const md = penaltyTableMarkdown(rows);
+    assert.match(md, /\| random \| max-aleatoric \| 0\.25: 30\.0, 0\.5: 25\.0, 1: 20\.0 \| 0\.25 \| 30\.0 ± 1\.5 \| 0\.60 \| 0\.30 \| 25 % \|/);
+    assert.match(md, /\| random \| disagreement \| 2: 10\.0 \| 2 \| 10\.0 ± 1\.5 \| n\/a \| n\/a \| n\/a \|/);
+    assert.equal(readSweepRun(join(root, 'missing')), null);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
