@@ -14,11 +14,14 @@ source scripts/runSteps.sh
 
 # A step that fails or is interrupted (Ctrl-C, exit 130) stops the script: nothing later starts.
 D=data/datasets
-{ dynamics dyn-hc-random $D/halfcheetah-random.parquet && diagnose dyn-hc-random; } &
+# Two lines of work keep both cores busy: the medium ensemble beside the random one, then the
+# medium-replay ensemble and the first MOPO run.
+{ dynamics dyn-hc-random $D/halfcheetah-random.parquet && diagnose dyn-hc-random &&
+  dynamics dyn-hc-medium-replay $D/halfcheetah-medium-replay.parquet && diagnose dyn-hc-medium-replay &&
+  mopo mopo-hc-random-paper $D/halfcheetah-random.parquet dyn-hc-random; } &
 { dynamics dyn-hc-medium $D/halfcheetah-medium.parquet && diagnose dyn-hc-medium; } &
 wait
-[ -f runs/dyn-hc-random/diagnose-dynamics.json ] && [ -f runs/dyn-hc-medium/diagnose-dynamics.json ] || exit 1
-{ dynamics dyn-hc-medium-replay $D/halfcheetah-medium-replay.parquet && diagnose dyn-hc-medium-replay; } || exit 1
+for d in dyn-hc-random dyn-hc-medium-replay dyn-hc-medium; do [ -f "runs/$d/diagnose-dynamics.json" ] || exit 1; done
 
 mopo mopo-hc-random-paper $D/halfcheetah-random.parquet dyn-hc-random || exit 1
 mopo mopo-hc-random-lambda0 $D/halfcheetah-random.parquet dyn-hc-random --lambda 0 || exit 1

@@ -5,7 +5,17 @@ mkdir -p runs
 
 # An ensemble, trained to early stopping (or continued); one thread each, so two train side by side
 # (more work done on two cores than one training split over both).
+# Waits while another process (a training started by hand, or another queue) holds the run's lock.
+wait_unlocked() { # name
+  local pid
+  while [ -f "runs/$1/LOCK" ]; do
+    pid=$(node -e 'try { console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).pid) } catch { console.log(0) }' "runs/$1/LOCK")
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 30
+  done
+}
 dynamics() { # name dataset
+  wait_unlocked "$1"
   [ -f "runs/$1/report.json" ] && return 0
   $MOPO train-dynamics --dataset "$2" --out "runs/$1" --workers 1 --resume >> "runs/$1.log" 2>&1
 }
@@ -17,6 +27,7 @@ diagnose() { # name
 mopo() { # name dataset dynamics [flags…]
   local name=$1 dataset=$2 dyn=$3
   shift 3
+  wait_unlocked "$name"
   if [ -f "runs/$name/summary.json" ] && ! grep -q '"stoppedEarly": true' "runs/$name/summary.json"; then return 0; fi
   if [ -f "runs/$name/checkpoints/latest.json" ]; then
     $MOPO train --resume "runs/$name" >> "runs/$name.log" 2>&1
