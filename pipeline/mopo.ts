@@ -422,6 +422,11 @@ export interface MetricsLine {
   producerWaitSeconds: number;
   producerBusySeconds: number;
   evaluation: Evaluation | null;
+  /**
+   * The process at the epoch's end (machine-dependent, so left out when runs are compared): a run of
+   * hours must hold steady; RSS includes the rollout worker's thread and its wasm memory.
+   */
+  memory: { rssMB: number; heapUsedMB: number; learnerTensors: number };
 }
 
 function metricsLine(e: SacEpochEvent & { evaluation: Evaluation | null }): MetricsLine {
@@ -447,6 +452,10 @@ function metricsLine(e: SacEpochEvent & { evaluation: Evaluation | null }): Metr
     producerWaitSeconds: e.producerWaitSeconds,
     producerBusySeconds: e.producerBusySeconds,
     evaluation: e.evaluation,
+    memory: (() => {
+      const m = process.memoryUsage();
+      return { rssMB: Math.round(m.rss / 2 ** 20), heapUsedMB: Math.round(m.heapUsed / 2 ** 20), learnerTensors: tf.memory().numTensors };
+    })(),
   };
 }
 

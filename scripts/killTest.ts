@@ -264,15 +264,16 @@ export function findTempFiles(dir: string): string[] {
 // ---------------------------------------------------------------------------------------------
 // What a run directory holds, reduced to what must equal the reference
 
-const TIMING_KEY = /^seconds$|Seconds$|PerSecond$/;
+// Timing and the process's memory differ between any two runs; everything else must be equal.
+const MEASURED_KEY = /^seconds$|Seconds$|PerSecond$|^memory$/;
 
-/** A JSON value without timing fields (seconds, *Seconds, *PerSecond) and with `runDir` written as <run>. */
+/** A JSON value without measured fields (seconds, *Seconds, *PerSecond, memory) and with `runDir` written as <run>. */
 export function normalize(v: unknown, runDir: string): unknown {
   if (typeof v === 'string') return v.split(runDir).join('<run>');
   if (Array.isArray(v)) return v.map((x) => normalize(x, runDir));
   if (v !== null && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) if (!TIMING_KEY.test(k)) out[k] = normalize(x, runDir);
+    for (const [k, x] of Object.entries(v)) if (!MEASURED_KEY.test(k)) out[k] = normalize(x, runDir);
     return out;
   }
   return v;

@@ -38,6 +38,11 @@ test('mopo: a run, and a run stopped at epoch 1 then resumed, agree exactly on t
     assert.ok(ma.every((m) => m.rollout!.penaltyMean > 0 && m.rollout!.rewardMean < m.rollout!.rawRewardMean), 'λ·u lowers the reward');
     assert.equal(ma[3]!.modelBufferSize, 1200, 'the model buffer keeps retainEpochs rounds');
     assert.ok(ma[1]!.evaluation !== null && ma[0]!.evaluation === null);
+    // A run of hours must not leak: the learner's tensor count is the same at every epoch's end
+    // (updates, rounds received, evaluations and checkpoints all give back what they take).
+    const tensors = ma.map((m) => m.memory.learnerTensors);
+    assert.ok(tensors.every((n) => n === tensors[0]), `tensors at each epoch's end: ${tensors.join(', ')}`);
+    assert.ok(ma.every((m) => m.memory.rssMB > 0 && m.memory.heapUsedMB > 0));
 
     // Stop as soon as the first checkpoint (epoch 1) exists, as Ctrl-C there would.
     const b1 = await runMopo(join(dir, 'b'), tinyConfig(dataset, join(dir, 'dyn')), {
