@@ -97,3 +97,24 @@ test('stateFromObservation puts the simulator back where an observation was', as
   clipped[7] = 10;
   assert.equal(stateFromObservation('hopper', clipped).exact, false);
 });
+
+test('diagnose dynamics reads the dataset as the run did (an ensemble trained on its first rows, as the quick preset does)', { timeout: 120_000 }, async () => {
+  const { join } = await import('node:path');
+  const { readFileSync } = await import('node:fs');
+  const { withPendulumDataset } = await import('./pendulumFixture.js');
+  const { trainDynamicsInto } = await import('../pipeline/commands/trainDynamics.js');
+  const { runDiagnoseDynamics } = await import('../pipeline/commands/diagnose.js');
+  await withPendulumDataset('mopo-diag-rows-', { steps: 3000, seed: 2 }, async ({ dir, dataset, backend }) => {
+    const out = join(dir, 'dyn');
+    await trainDynamicsInto(out, { dataset, read: { rows: { start: 0, end: 1500 } }, ensemble: { members: 2, elites: 1, hidden: [16, 16], maxEpochs: 1, workers: 1 }, backend, quiet: true });
+    const write = process.stdout.write;
+    process.stdout.write = (() => true) as typeof process.stdout.write; // the table; the test runner owns stdout
+    try {
+      await runDiagnoseDynamics({ run: out, states: 50, horizon: 2, seed: 0, json: false, quiet: true });
+    } finally {
+      process.stdout.write = write;
+    }
+    const report = JSON.parse(readFileSync(join(out, 'diagnose-dynamics.json'), 'utf8')) as { rows: number };
+    assert.equal(report.rows, 1500, 'the 1,500 rows it was trained on, not the file’s 3,000');
+  });
+});

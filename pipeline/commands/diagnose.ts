@@ -11,6 +11,7 @@ import { lineChartSvg } from '../plot.js';
 import { ProgressBar } from '../progress.js';
 import { UserError } from '../errors.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
+import type { ReadOptions } from '../../operators/readTransitions.js';
 
 export interface DiagnoseDynamicsArgs extends InputArgs {
   run: string;
@@ -30,13 +31,16 @@ function ensembleDirOf(run: string): string {
   throw new UserError(`${run}: no ensemble here (expected ${join(run, 'ensemble', 'ensemble.json')}); pass a directory made by mopo train-dynamics`);
 }
 
-/** The dataset the run was trained on, from its config.json, unless --dataset says otherwise. */
-function datasetOf(run: string, given: string | undefined): string {
-  if (given) return given;
+/**
+ * The dataset the run was trained on and how it was read (e.g. only its first rows, as mopo train's
+ * quick preset does), from its config.json, unless --dataset says otherwise.
+ */
+function datasetOf(run: string, given: string | undefined): { dataset: string; read: ReadOptions } {
+  if (given) return { dataset: given, read: {} };
   const cfgPath = join(run, 'config.json');
   if (existsSync(cfgPath)) {
-    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { dataset?: unknown };
-    if (typeof cfg.dataset === 'string') return cfg.dataset;
+    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { dataset?: unknown; read?: ReadOptions };
+    if (typeof cfg.dataset === 'string') return { dataset: cfg.dataset, read: cfg.read ?? {} };
   }
   throw new UserError(`${run}: no config.json naming the dataset; pass --dataset <parquet> (the one the ensemble was trained on)`);
 }
@@ -44,7 +48,7 @@ function datasetOf(run: string, given: string | undefined): string {
 export async function runDiagnoseDynamics(args: DiagnoseDynamicsArgs): Promise<void> {
   const run = resolve(args.run);
   const ensDir = ensembleDirOf(run);
-  const dataset = datasetOf(run, args.dataset);
+  const { dataset, read: recorded } = datasetOf(run, args.dataset);
   const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
   await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
   const ensemble = await DynamicsEnsemble.load(ensDir);
@@ -53,7 +57,7 @@ export async function runDiagnoseDynamics(args: DiagnoseDynamicsArgs): Promise<v
   try {
     report = await diagnoseDynamics(ensemble, {
       dataset,
-      read: readOptionsFrom(args),
+      read: { ...recorded, ...readOptionsFrom(args) },
       ...(args.env ? { env: args.env } : {}),
       states: args.states,
       horizon: args.horizon,
