@@ -212,6 +212,11 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     assert.equal(rep.elites.length, 2);
     assert.ok(rep.validation.rows > 300 && rep.validation.rows < 900, `holdout ≈ 20 % of 3000: ${rep.validation.rows}`);
     for (const f of ['config.json', 'metrics.jsonl', 'validation.svg', 'report.json', 'ensemble/ensemble.json']) assert.ok(existsSync(join(dir, 'dyn', f)), f);
+    const ls = mopo(['runs', 'ls', dir, '--json']);
+    assert.equal(ls.code, 0, ls.stderr);
+    const listed = JSON.parse(ls.stdout) as { run: string; kind: string; epochs: number; status: string; bestValidationMse: number }[];
+    assert.deepEqual(listed.map((r) => [r.run, r.kind, r.epochs, r.status]), [[join(dir, 'dyn'), 'dynamics', 2, 'done']], 'the dataset directory is not a run');
+    assert.equal(listed[0]!.bestValidationMse, Math.min(...rep.validation.mse.map(Number), listed[0]!.bestValidationMse));
     // The diagnostics on the same run: the held-out rows, the linear baseline, the simulator.
     const d = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn'), '--states', '200', '--horizon', '3', '--json', '--quiet']);
     assert.equal(d.code, 0, d.stderr);
@@ -245,6 +250,19 @@ test('start (npm start) on a given small dataset: a quick MOPO run whose last li
     assert.match(lines[lines.length - 1]!, /^score: n\/a \(return -?\d+\.\d ± \d+\.\d\)$/, 'pendulum has no D4RL score; the return is printed');
     assert.match(r.stderr, /mopo \[#+\] 100% 1\/1 epochs/);
     for (const f of ['config.json', 'dynamics/ensemble/ensemble.json', 'metrics.jsonl', 'learning-curve.svg', 'summary.json']) assert.ok(existsSync(join(dir, 'run', f)), f);
+    // runs ls / runs show: the run, its stages and its last evaluation.
+    const ls = mopo(['runs', 'ls', dir]);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.match(ls.stdout, /\/run {2}pendulum {2}1 epochs {2}return -?\d+\.\d {2}done {2}\(checkpoint epoch-000000\)/);
+    const show = mopo(['runs', 'show', join(dir, 'run'), '--json']);
+    assert.equal(show.code, 0, show.stderr);
+    const info = JSON.parse(show.stdout) as { status: string; stages: Record<string, { epochs?: number; updates?: number }> };
+    assert.equal(info.status, 'done');
+    assert.deepEqual(Object.keys(info.stages), ['dynamics', 'sac']);
+    assert.equal(info.stages['sac']!.updates, 1000);
+    const notRun = mopo(['runs', 'show', data]);
+    assert.equal(notRun.code, 2);
+    assert.match(notRun.stderr, /not a run directory/);
   });
 });
 

@@ -54,13 +54,60 @@ function isRunDir(dir: string): boolean {
   return existsSync(join(dir, PIPELINE_FILE)) || existsSync(join(dir, 'config.json'));
 }
 
+/** A `mopo train-dynamics` run: how far its training got. */
+interface DynamicsRunInfo {
+  run: string;
+  kind: 'dynamics';
+  dataset: string | null;
+  epochs: number;
+  bestValidationMse: number | null;
+  status: 'done' | 'in progress or killed' | 'not started';
+  stoppedBy: string | null;
+}
+
+function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
+  const report = readJson<{ epochs: number; stoppedBy: string; validation: { mse: number[] } }>(join(run, 'report.json'));
+  const p = join(run, 'metrics.jsonl');
+  const lines = existsSync(p) ? readFileSync(p, 'utf8').split('\n').filter((l) => l.trim() !== '') : [];
+  const mses: number[] = [];
+  for (const l of lines) {
+    try {
+      mses.push(...(JSON.parse(l) as { valMse: number[] }).valMse);
+    } catch {
+      break; // a kill mid-append leaves a partial last line
+    }
+  }
+  const status: DynamicsRunInfo['status'] = report ? 'done' : lines.length > 0 || existsSync(join(run, 'checkpoint')) ? 'in progress or killed' : 'not started';
+  return {
+    run,
+    kind: 'dynamics',
+    dataset,
+    epochs: report?.epochs ?? lines.length,
+    bestValidationMse: mses.length > 0 ? Math.min(...mses) : null,
+    status,
+    stoppedBy: report?.stoppedBy ?? null,
+  };
+}
+
+/** What a directory under `runs ls` is: a MOPO run (with or without a pipeline file), a train-dynamics run, or neither. */
+function listedRun(dir: string): ((RunInfo & { kind: 'mopo' }) | DynamicsRunInfo) | null {
+  if (existsSync(join(dir, PIPELINE_FILE))) return { ...runInfo(dir), kind: 'mopo' };
+  const cfg = readJson<{ job?: string; dataset?: string; learner?: unknown }>(join(dir, 'config.json'));
+  if (!cfg) return null;
+  if (cfg.job === 'train-dynamics') return dynamicsRunInfo(dir, cfg.dataset ?? null);
+  if (cfg.learner !== undefined) return { ...runInfo(dir), kind: 'mopo' };
+  return null;
+}
+
 export async function runRunsLs(args: { dir: string; json: boolean }): Promise<void> {
   const dir = resolve(args.dir);
   if (!existsSync(dir)) throw new UserError(`${dir}: no such directory`);
   const runs = readdirSync(dir)
+    .sort()
     .map((n) => join(dir, n))
-    .filter((p) => statSync(p).isDirectory() && isRunDir(p) && existsSync(join(p, PIPELINE_FILE)))
-    .map(runInfo);
+    .filter((p) => statSync(p).isDirectory())
+    .map(listedRun)
+    .filter((r) => r !== null);
   if (args.json) {
     process.stdout.write(JSON.stringify(runs) + '\n');
     return;
@@ -70,6 +117,11 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
     return;
   }
   for (const r of runs) {
+    if (r.kind === 'dynamics') {
+      const mse = r.bestValidationMse !== null ? `best val MSE ${r.bestValidationMse.toFixed(4)}` : 'no epoch yet';
+      process.stdout.write(`${r.run}  dynamics  ${r.epochs} epochs  ${mse}  ${r.status}${r.stoppedBy ? ` (stopped by ${r.stoppedBy})` : ''}\n`);
+      continue;
+    }
     const score = r.lastScore !== null ? `score ${r.lastScore.toFixed(1)}` : r.lastReturn !== null ? `return ${r.lastReturn.toFixed(1)}` : 'no evaluation yet';
     process.stdout.write(`${r.run}  ${r.env ?? '?'}  ${r.epochs ?? 0} epochs  ${score}  ${r.status}${r.checkpoint ? `  (checkpoint ${r.checkpoint})` : ''}\n`);
   }
