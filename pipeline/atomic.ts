@@ -1,6 +1,6 @@
 // Every file the project writes is written atomically: to a temporary name beside the target, then
 // renamed over it. A killed run leaves the old file or the new one, never half of one.
-import { promises as fsp, existsSync, unlinkSync, mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, rmSync } from 'node:fs';
+import { promises as fsp, existsSync, unlinkSync, mkdirSync, openSync, writeSync, fsyncSync, closeSync, renameSync, rmSync, readFileSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 
 /** The names tempPathFor makes (`.name.tmp-<pid>-<rand>`); group 1 is the writer's pid. */
@@ -93,4 +93,22 @@ export function writeFileAtomicSync(target: string, data: Uint8Array | string): 
     rmSync(tmp, { force: true });
     throw e;
   }
+}
+
+/**
+ * The complete lines of a JSON Lines log that runs append to (metrics.jsonl): a kill mid-append
+ * leaves a partial last line, which is dropped with anything after it. [] when there is no file.
+ */
+export function readJsonLines<T>(path: string): T[] {
+  if (!existsSync(path)) return [];
+  const out: T[] = [];
+  for (const l of readFileSync(path, 'utf8').split('\n')) {
+    if (l.trim() === '') continue;
+    try {
+      out.push(JSON.parse(l) as T);
+    } catch {
+      break;
+    }
+  }
+  return out;
 }

@@ -35,7 +35,7 @@ import { evaluatePolicyEvery, makeEvaluationEnvs, type Evaluation } from '../ope
 import { envSpec, isEnvName, type EnvName } from './envs/env.js';
 import { Rng } from './random.js';
 import { UserError } from './errors.js';
-import { writeFileAtomic } from './atomic.js';
+import { readJsonLines, writeFileAtomic } from './atomic.js';
 import { writeTensorCheckpoint, readTensorCheckpoint, type CheckpointKind } from './tensorCheckpoint.js';
 import { lineChartSvg } from './plot.js';
 import { ProgressBar } from './progress.js';
@@ -460,19 +460,7 @@ function metricsLine(e: SacEpochEvent & { evaluation: Evaluation | null }): Metr
 }
 
 /** The complete lines of metrics.jsonl (a run killed mid-append leaves a partial last line; it is dropped). */
-function readMetrics(path: string): MetricsLine[] {
-  if (!existsSync(path)) return [];
-  const out: MetricsLine[] = [];
-  for (const l of readFileSync(path, 'utf8').split('\n')) {
-    if (l.trim() === '') continue;
-    try {
-      out.push(JSON.parse(l) as MetricsLine);
-    } catch {
-      break;
-    }
-  }
-  return out;
-}
+const readMetrics = (path: string): MetricsLine[] => readJsonLines<MetricsLine>(path);
 
 /** A resumed run rewrites the epochs after its checkpoint: drop their lines first (atomically: a kill keeps the old file). */
 async function keepMetricsBefore(path: string, epoch: number): Promise<void> {

@@ -4,6 +4,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readManifest, manifestHash } from '../../operators/shards.js';
 import { UserError } from '../errors.js';
+import { readJsonLines } from '../atomic.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
 
 interface RunInfo {
@@ -20,12 +21,7 @@ interface RunInfo {
 const readJson = <T>(path: string): T | null => (existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : null);
 
 function lastMetrics(run: string): { epoch: number; updates: number; evaluation: { mean: number; score: number | null } | null }[] {
-  const p = join(run, 'metrics.jsonl');
-  if (!existsSync(p)) return [];
-  return readFileSync(p, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l));
+  return readJsonLines(join(run, 'metrics.jsonl'));
 }
 
 export function runInfo(run: string): RunInfo {
@@ -67,16 +63,8 @@ interface DynamicsRunInfo {
 
 function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
   const report = readJson<{ epochs: number; stoppedBy: string; validation: { mse: number[] } }>(join(run, 'report.json'));
-  const p = join(run, 'metrics.jsonl');
-  const lines = existsSync(p) ? readFileSync(p, 'utf8').split('\n').filter((l) => l.trim() !== '') : [];
-  const mses: number[] = [];
-  for (const l of lines) {
-    try {
-      mses.push(...(JSON.parse(l) as { valMse: number[] }).valMse);
-    } catch {
-      break; // a kill mid-append leaves a partial last line
-    }
-  }
+  const lines = readJsonLines<{ valMse: number[] }>(join(run, 'metrics.jsonl'));
+  const mses = lines.flatMap((l) => l.valMse);
   const status: DynamicsRunInfo['status'] = report ? 'done' : lines.length > 0 || existsSync(join(run, 'checkpoint')) ? 'in progress or killed' : 'not started';
   return {
     run,

@@ -8,7 +8,7 @@ import { lastValueFrom, tap, filter } from 'rxjs';
 import { initBackend } from '../backend.js';
 import type { ReadOptions } from '../../operators/readTransitions.js';
 import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleStoppedEvent } from '../../operators/ensemble.js';
-import { tempPathFor, writeFileAtomic } from '../atomic.js';
+import { readJsonLines, tempPathFor, writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
 import { InterruptedError, UserError } from '../errors.js';
@@ -109,7 +109,7 @@ async function trainDynamicsLocked(
   else if (opts.resume) log(`${out}: no checkpoint to resume; starting from the beginning`);
   await writeFileAtomic(join(out, 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: resolve(opts.dataset), read: opts.read, ensemble: config, backend: opts.backend }, null, 2) + '\n');
   const metricsPath = join(out, 'metrics.jsonl');
-  const epochs: EnsembleEpochEvent[] = resume && existsSync(metricsPath) ? readJsonLines<EnsembleEpochEvent>(metricsPath).filter((e) => e.epoch < resume.epoch) : [];
+  const epochs: EnsembleEpochEvent[] = resume ? readJsonLines<EnsembleEpochEvent>(metricsPath).filter((e) => e.epoch < resume.epoch) : [];
   await writeFileAtomic(metricsPath, epochs.map((e) => JSON.stringify(e) + '\n').join(''));
   const bar = new ProgressBar({ label: 'train-dynamics', total: config.maxEpochs, unit: 'epochs', quiet: opts.quiet });
   const t0 = performance.now();
@@ -174,18 +174,4 @@ async function removeTrainingState(checkpointDir: string): Promise<void> {
     renameSync(d, tmp);
     rmSync(tmp, { recursive: true, force: true });
   }
-}
-
-/** The complete lines of a JSONL file (a kill mid-append leaves a partial last line; it is dropped). */
-function readJsonLines<T>(path: string): T[] {
-  const out: T[] = [];
-  for (const l of readFileSync(path, 'utf8').split('\n')) {
-    if (l.trim() === '') continue;
-    try {
-      out.push(JSON.parse(l) as T);
-    } catch {
-      break;
-    }
-  }
-  return out;
 }
