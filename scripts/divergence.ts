@@ -31,6 +31,9 @@ export interface DivergenceCase {
 
 const snapshot = (ts: readonly tf.Tensor[]) => ts.map((t) => Array.from(t.dataSync()));
 
+/** Poisoned SAC updates tried before a case counts as "no error" (the guard must fire at the first). */
+const MAX_POISONED_SAC_UPDATES = 20;
+
 /** Guards on poisoned batches, in process. */
 export async function poisonedBatchCases(): Promise<DivergenceCase[]> {
   await initBackend({ log: () => {} });
@@ -60,7 +63,16 @@ export async function poisonedBatchCases(): Promise<DivergenceCase[]> {
   }
   ens.dispose();
 
-  // 2. SAC: a NaN reward, and rewards so large that Q leaves any sane range.
+  // 2. SAC: a NaN reward, and rewards so large that Q leaves any sane range. The guard reads
+  // max(|Q|, |TD target|) before applying anything, and the TD target y = r + γ·(…) is ≈ r, so a
+  // reward of 1e12 (≫ divergenceQLimit = 1e6) is caught at the first poisoned update, exactly as
+  // the NaN is; Q itself never has to climb there. Measured: both stop at that first update (no
+  // poisoned update applied). The loop still allows a few more so that a regression (a guard
+  // that only watched Q, say) is reported with its count instead of as "no error".
+  const snapAgent = (a: SacAgent) => {
+    const p = a.parameters();
+    return JSON.stringify({ critic: snapshot(p.critic), actor: snapshot(p.actor), target: snapshot(p.target), logAlpha: snapshot([p.logAlpha]) });
+  };
   for (const [name, value] of [['SAC: NaN reward', Number.NaN], ['SAC: reward 1e12', 1e12]] as const) {
     const agent = SacAgent.create({ hidden: [16, 16], batchSize: 32 }, dims, new Rng(2, 'sac'));
     const b = TransitionBatch.allocate(dims, 32);
@@ -68,19 +80,26 @@ export async function poisonedBatchCases(): Promise<DivergenceCase[]> {
     rng.fillNormal(b.nextObservation);
     rng.fillUniform(b.action, -1, 1);
     agent.update(b, { metrics: false });
-    const w = snapshot(agent.parameters().critic);
+    const clean = agent.updates;
     b.reward.fill(value);
     let err: unknown = null;
-    // Q explodes over a few updates (one update moves Q by a learning-rate step); NaN at once.
-    for (let i = 0; i < 200 && err === null; i++) {
+    let last = '';
+    let same = false;
+    for (let i = 0; i < MAX_POISONED_SAC_UPDATES && err === null; i++) {
+      last = snapAgent(agent);
       try {
         agent.update(b, { metrics: false });
       } catch (e) {
         err = e;
+        same = snapAgent(agent) === last && agent.updates === clean + i;
       }
     }
-    const unchangedOnNaN = Number.isNaN(value) ? JSON.stringify(snapshot(agent.parameters().critic)) === JSON.stringify(w) : true;
-    out.push({ name, ok: isDivergenceError(err) && err.stage === 'sac' && unchangedOnNaN, detail: err ? `${(err as Error).message} (after ${agent.updates} applied updates)` : 'no error in 200 updates' });
+    const applied = agent.updates - clean;
+    const ok = isDivergenceError(err) && err.stage === 'sac' && same && applied === 0;
+    const detail = err
+      ? `${(err as Error).message} (${applied} poisoned updates applied before the guard${same ? '' : '; weights changed by the rejected update!'})`
+      : `no error in ${MAX_POISONED_SAC_UPDATES} poisoned updates`;
+    out.push({ name: `${name}: stopped at the first poisoned update`, ok, detail });
     agent.dispose();
   }
   return out;

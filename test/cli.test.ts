@@ -224,10 +224,24 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     assert.equal(diag.env, 'pendulum');
     assert.equal(diag.validation.rows, rep.validation.rows, 'the same held-out rows as training');
     assert.ok(diag.validation.linearMse > 0 && Number.isFinite(diag.validation.ratio));
+    const close = (a: number, b: number, rel: number) => Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b));
+    assert.ok(diag.validation.eliteMeanMse > 0, `eliteMeanMse ${diag.validation.eliteMeanMse}`);
+    assert.ok(close(diag.validation.ratio, diag.validation.eliteMeanMse / diag.validation.linearMse, 1e-12), `ratio ${diag.validation.ratio} vs ${diag.validation.eliteMeanMse} / ${diag.validation.linearMse}`);
+    // the saved ensemble scored on the same held-out rows gives training's final per-member MSE
+    assert.equal(diag.validation.memberMse.length, 3);
+    // (bit for bit: the same float32 weights evaluated on the same rows in the same order)
+    assert.deepEqual(diag.validation.memberMse, rep.validation.mse);
     assert.equal(diag.simulator.states, 200);
     assert.ok(diag.simulator.datasetAgreementMaxAbs < 1e-4, `the dataset was made by this simulator: ${diag.simulator.datasetAgreementMaxAbs}`);
     assert.equal(diag.simulator.obsRmse.length, 3);
+    for (const e of diag.simulator.obsRmse) assert.ok(Number.isFinite(e) && e >= 0, `obsRmse ${diag.simulator.obsRmse}`);
     assert.equal(diag.simulator.memberCalibration.length, 3);
+    const shares = [...diag.simulator.memberCalibration, diag.simulator.mixtureCalibration, ...diag.simulator.mixtureCalibrationPerDim, diag.simulator.ideal] as { within1: number; within2: number }[];
+    assert.equal(diag.simulator.mixtureCalibrationPerDim.length, 4, '3 next-obs dimensions, then reward');
+    for (const c of shares) {
+      assert.ok(c.within1 >= 0 && c.within1 <= 1 && c.within2 >= 0 && c.within2 <= 1, `calibration shares in [0, 1]: ${JSON.stringify(c)}`);
+      assert.ok(c.within1 <= c.within2, `±1σ is inside ±2σ: ${JSON.stringify(c)}`);
+    }
     assert.equal(diag.multiStep.eliteMean.length, 3);
     assert.ok(diag.multiStep.starts > 100);
     for (const f of ['diagnose-dynamics.json', 'diagnose-dynamics.svg']) assert.ok(existsSync(join(dir, 'dyn', f)), f);

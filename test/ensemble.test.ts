@@ -325,7 +325,14 @@ test('trainEnsemble learns a linear-Gaussian dataset, stops early, and returns t
     assert.equal(ens.elites.length, 2);
     const sorted = [...done.validation.mse].map((v, i) => [v, i] as const).sort((a, b) => a[0] - b[0]).map((x) => x[1]);
     assert.deepEqual([...ens.elites], sorted.slice(0, 2));
-    if (done.stoppedBy === 'patience') assert.ok(epochs[epochs.length - 1]!.epochsSinceImprovement >= 3);
+    // early stop, unconditionally: patience (3) fired well before maxEpochs (40; this seed stops
+    // after 19), i.e. the last 3 epochs improved no member and every earlier epoch was within patience
+    assert.equal(done.stoppedBy, 'patience', `ran ${epochs.length} epochs`);
+    assert.ok(epochs.length < 40, `ran ${epochs.length} of 40 epochs`);
+    assert.equal(done.epochs, epochs.length);
+    assert.deepEqual(epochs.slice(-3).map((e) => e.epochsSinceImprovement), [1, 2, 3]);
+    assert.ok(epochs.slice(-3).every((e) => e.improved.every((x) => !x)), 'no member improved in the last 3 epochs');
+    assert.ok(epochs.slice(0, -1).every((e) => e.epochsSinceImprovement < 3), 'no earlier epoch reached patience');
     // predictions in the original scale
     const b = data[0]!.slice(0, 50);
     const p = ens.predict(b.observation, b.action);

@@ -259,10 +259,19 @@ test('cached views into the wasm heap survive memory growth', async () => {
   const env = await makeEnv('halfcheetah');
   env.reset(1);
   env.step(action);
+  // the env's own cached qpos view (DataViews; a private field, peeked at here only)
+  const views = (env as unknown as { views: { qpos: Float64Array } }).views;
+  const cached = views.qpos;
+  assert.equal(cached.length, 9, 'halfcheetah nq');
   // ~1 MB of arena per copy: 48 more copies grow the wasm memory, detaching every old view
   const more: Env[] = [];
   for (let i = 0; i < 48; i++) more.push(await makeEnv('halfcheetah'));
+  // the memory did grow: the view taken before is detached, so the next step must refresh it
+  assert.equal(cached.length, 0, 'the wasm memory grew and detached the old view');
+  assert.equal(views.qpos, cached, 'nothing refreshed the views yet');
   const s = env.step(action);
+  assert.notEqual(views.qpos, cached, 'the step re-fetched the views');
+  assert.equal(views.qpos.length, 9);
   const ref = await makeEnv('halfcheetah');
   ref.reset(1);
   ref.step(action);

@@ -144,6 +144,9 @@ test('normalizeTransitions (the normalize stage): two passes, observations stand
     }
     return b;
   });
+  // a deep copy of every input column, compared after the run
+  const copyOf = (b: TransitionBatch) => ({ length: b.length, ...Object.fromEntries(Object.entries(b.columns).map(([k, v]) => [k, v === undefined ? undefined : Array.from(v as ArrayLike<number>)])) });
+  const inputs = batches.map(copyOf);
   let subscriptions = 0;
   const source = new Observable<TransitionBatch>((s) => {
     subscriptions++;
@@ -161,7 +164,8 @@ test('normalizeTransitions (the normalize stage): two passes, observations stand
     assert.ok(Math.abs(mean) < 1e-4 && Math.abs(sd - 1) < 1e-3, `dim ${j}: mean ${mean}, std ${sd}`);
   }
   assert.deepEqual(out[1]!.action, batches[1]!.action, 'actions untouched by default');
-  assert.notEqual(out[0]!.observation, batches[0]!.observation, 'new arrays; the input is not modified');
+  assert.notEqual(out[0]!.observation, batches[0]!.observation, 'new arrays');
+  assert.deepEqual(batches.map(copyOf), inputs, 'the input is not modified');
   assert.equal(summary!.rows, 1500);
   assert.equal(summary!.normalizer.obsDim, 2);
 });

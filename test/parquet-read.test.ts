@@ -28,6 +28,7 @@ import {
 } from 'apache-arrow';
 import { firstValueFrom, lastValueFrom, take, toArray } from 'rxjs';
 import { readParquetInfo, readTransitions, type ReadOptions } from '../operators/readTransitions.js';
+import { ParquetSource } from '../pipeline/parquet.js';
 import { TransitionBatch } from '../schemas/transition.js';
 import { Rng } from '../pipeline/random.js';
 
@@ -575,8 +576,39 @@ describe('streaming', () => {
   });
 
   test('unsubscribing early stops reading', async () => {
-    const b = await firstValueFrom(readTransitions(path, { batchSize: 100 }).pipe(take(1)));
-    assert.equal(b.length, 100);
+    // A test-only spy on the row-group decoder (and on close, which the reader calls when its loop
+    // has ended), restored afterwards.
+    const proto = ParquetSource.prototype;
+    const { readRowGroup, close } = proto;
+    const reads: number[] = [];
+    let closedCb: () => void = () => {};
+    let closed = new Promise<void>((r) => (closedCb = r));
+    proto.readRowGroup = function (this: ParquetSource, g, opts) {
+      // data reads only: the plan's one-row peeks (limit 1) that learn the vector sizes are left out
+      if (this.path === path && !(opts.limit === 1 && opts.batchSize === 1)) reads.push(g);
+      return readRowGroup.call(this, g, opts);
+    };
+    proto.close = async function (this: ParquetSource) {
+      await close.call(this);
+      if (this.path === path) closedCb();
+    };
+    try {
+      // the spy sees every row group of a full read
+      await lastValueFrom(readTransitions(path, { batchSize: 100 }).pipe(toArray()));
+      await closed;
+      assert.deepEqual(reads, [0, 1, 2, 3, 4, 5]);
+      reads.length = 0;
+      closed = new Promise<void>((r) => (closedCb = r));
+      const b = await firstValueFrom(readTransitions(path, { batchSize: 100 }).pipe(take(1)));
+      assert.equal(b.length, 100);
+      // wait until the reader has closed the file (its loop is over), then count the decodes:
+      // the first row group only, of 6
+      await Promise.race([closed, new Promise((_, rej) => setTimeout(() => rej(new Error('the reader did not close the file after unsubscribe')), 10_000).unref())]);
+      assert.deepEqual(reads, [0], `row groups decoded after take(1): ${reads.join(', ')}`);
+    } finally {
+      proto.readRowGroup = readRowGroup;
+      proto.close = close;
+    }
   });
 });
 
