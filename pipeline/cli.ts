@@ -19,7 +19,7 @@ import { runDiagnosePenalty } from './commands/diagnosePenalty.js';
 import { runTrain } from './commands/train.js';
 import { runRun } from './commands/run.js';
 import { runReplay } from './commands/replay.js';
-import { runRunsLs, runRunsShow } from './commands/runs.js';
+import { runRunsLs, runRunsPlot, runRunsShow } from './commands/runs.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
@@ -230,6 +230,20 @@ function buildCli(argv: string[]): Argv {
           (c) => c.positional('run', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
           async (args) => {
             await runRunsShow({ run: args.run, json: args.json });
+          },
+        )
+        .command(
+          'plot <runs..>',
+          'the evaluation curves of several runs in one SVG (score, or return where there is none)',
+          (c) =>
+            c
+              .positional('runs', { type: 'string', array: true, demandOption: true })
+              .option('out', { type: 'string', demandOption: true, describe: 'the SVG file to write' })
+              .option('reference', { type: 'string', array: true, default: [] as string[], describe: 'a horizontal line <value>=<label> (repeatable; a negative value as --reference=-150=label)' })
+              .option('title', { type: 'string' })
+              .example('$0 runs plot runs/mopo-hc-random-paper runs/mopo-hc-random-lambda0 --reference "35.4=MOPO paper" --out docs/figures/mopo-hc-random.svg', 'MOPO against λ = 0'),
+          async (args) => {
+            await runRunsPlot({ runs: args.runs.map(String), out: args.out, references: args.reference.map(String), title: args.title });
           },
         )
         .demandCommand(1, 'Name a runs command; `mopo runs --help` lists them.'),

@@ -277,6 +277,22 @@ test('start (npm start) on a given small dataset: a quick MOPO run whose last li
     const notRun = mopo(['runs', 'show', data]);
     assert.equal(notRun.code, 2);
     assert.match(notRun.stderr, /not a run directory/);
+    // runs plot: the run's evaluation curve with a labelled reference line (pendulum: the return).
+    const svgPath = join(dir, 'curves.svg');
+    const plot = mopo(['runs', 'plot', join(dir, 'run'), '--reference=-150=a target', '--out', svgPath]);
+    assert.equal(plot.code, 0, plot.stderr);
+    const { readFileSync } = await import('node:fs');
+    const svg = readFileSync(svgPath, 'utf8');
+    assert.match(svg, /^<svg /);
+    assert.match(svg, />run</, 'the run is named in the legend');
+    assert.match(svg, />a target</, 'the reference line is labelled');
+    assert.match(svg, />return</, 'no D4RL score for pendulum: the return');
+    const badRef = mopo(['runs', 'plot', join(dir, 'run'), '--reference', 'high=x', '--out', svgPath]);
+    assert.equal(badRef.code, 2);
+    assert.match(badRef.stderr, /--reference "high=x": expected <value>=<label>/);
+    const noRun = mopo(['runs', 'plot', dir, '--out', svgPath]);
+    assert.equal(noRun.code, 2);
+    assert.match(noRun.stderr, /no metrics\.jsonl/);
   });
 });
 

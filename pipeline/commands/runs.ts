@@ -1,10 +1,11 @@
 // `mopo runs ls [dir]` and `mopo runs show <run-dir>`: what runs there are, and for one run, its
 // stages and what each saved (rows, config hash, manifest hash, checkpoints, scores).
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { readManifest, manifestHash } from '../../operators/shards.js';
 import { UserError } from '../errors.js';
-import { readJsonLines } from '../atomic.js';
+import { readJsonLines, writeFileAtomic } from '../atomic.js';
+import { lineChartSvg } from '../plot.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
 
 interface RunInfo {
@@ -142,4 +143,42 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
   }
   process.stdout.write(`${run} (${info.env ?? '?'}): ${info.status}${replay ? `, a replay of ${JSON.stringify(replay)}` : ''}\n`);
   for (const [name, s] of Object.entries(stages)) process.stdout.write(`  ${name.padEnd(10)} ${JSON.stringify(s)}\n`);
+}
+
+/**
+ * `mopo runs plot <run>... --out <svg>`: the evaluation curves of several MOPO runs in one chart
+ * (D4RL-normalized score when every run has one, else the return), mean ± std over the episodes,
+ * each run named by its directory; `references` draws labelled horizontal lines (a paper's score).
+ */
+export async function runRunsPlot(args: { runs: string[]; out: string; references: string[]; title?: string | undefined }): Promise<void> {
+  type Line = { epoch: number; evaluation: { mean: number; std: number; score: number | null; scoreStd: number | null } | null };
+  const curves = args.runs.map((r) => {
+    const run = resolve(r);
+    if (!existsSync(join(run, 'metrics.jsonl'))) throw new UserError(`${run}: no metrics.jsonl (not a MOPO run, or not started)`);
+    const evals = readJsonLines<Line>(join(run, 'metrics.jsonl')).filter((l) => l.evaluation !== null);
+    if (evals.length === 0) throw new UserError(`${run}: no evaluation yet`);
+    return { name: basename(run), evals };
+  });
+  const useScore = curves.every((c) => c.evals.every((l) => l.evaluation!.score !== null));
+  const hlines = args.references.map((spec) => {
+    const eq = spec.indexOf('=');
+    const y = Number(eq < 0 ? spec : spec.slice(0, eq));
+    if (!Number.isFinite(y)) throw new UserError(`--reference ${JSON.stringify(spec)}: expected <value>=<label>, e.g. --reference "35.4=MOPO paper"`);
+    return { y, label: eq < 0 ? String(y) : spec.slice(eq + 1) };
+  });
+  const svg = lineChartSvg({
+    title: args.title ?? 'Evaluation in MuJoCo (deterministic policy)',
+    xLabel: 'epoch',
+    yLabel: useScore ? 'D4RL-normalized score' : 'return',
+    series: curves.map((c) => ({
+      name: c.name,
+      x: c.evals.map((l) => l.epoch),
+      y: c.evals.map((l) => (useScore ? l.evaluation!.score! : l.evaluation!.mean)),
+      band: c.evals.map((l) => (useScore ? l.evaluation!.scoreStd! : l.evaluation!.std)),
+    })),
+    hlines,
+    legendWidth: Math.max(160, 7 * Math.max(...curves.map((c) => c.name.length), ...hlines.map((h) => h.label.length)) + 40),
+  });
+  await writeFileAtomic(resolve(args.out), svg);
+  process.stderr.write(`written ${resolve(args.out)} (${curves.length} runs, ${useScore ? 'score' : 'return'})\n`);
 }
