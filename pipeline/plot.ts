@@ -73,7 +73,8 @@ export function lineChartSvg(c: LineChart): string {
   parts.push(`<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`);
   for (const h of c.hlines ?? []) {
     parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(h.y)}" y2="${py(h.y)}" stroke="#888" stroke-dasharray="5 4"/>`);
-    parts.push(`<text x="${W - m.r + 6}" y="${py(h.y) + 4}" fill="#555">${esc(h.label)}</text>`);
+    // Labelled inside the plot, just above the line at its right end: the margin holds the legend.
+    parts.push(`<text x="${W - m.r - 6}" y="${py(h.y) - 5}" text-anchor="end" fill="#555">${esc(h.label)}</text>`);
   }
   c.series.forEach((s, k) => {
     const color = s.color ?? PALETTE[k % PALETTE.length]!;

@@ -177,7 +177,7 @@ export async function runRunsPlot(args: { runs: string[]; out: string; reference
       band: c.evals.map((l) => (useScore ? l.evaluation!.scoreStd! : l.evaluation!.std)),
     })),
     hlines,
-    legendWidth: Math.max(160, 7 * Math.max(...curves.map((c) => c.name.length), ...hlines.map((h) => h.label.length)) + 40),
+    legendWidth: Math.max(160, 7 * Math.max(...curves.map((c) => c.name.length)) + 40),
   });
   await writeFileAtomic(resolve(args.out), svg);
   process.stderr.write(`written ${resolve(args.out)} (${curves.length} runs, ${useScore ? 'score' : 'return'})\n`);
