@@ -296,7 +296,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   const history = readMetrics(metricsPath);
 
   const evalEnvs = await makeEvaluationEnvs({ env: config.env, episodes: config.evaluate.episodes });
-  const bar = new ProgressBar({ label: 'mopo', total: learner.epochs, unit: 'epochs', quiet: opts.quiet ?? false });
+  const bar = new ProgressBar({ label: 'mopo', total: learner.epochs, unit: 'epochs', quiet: opts.quiet ?? false, initial: startEpoch });
   const requests = new Subject<RolloutRequest>();
   let last: (SacEpochEvent & { evaluation: Evaluation | null }) | null = null;
   let lastEvaluation: Evaluation | null = null;

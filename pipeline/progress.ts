@@ -9,13 +9,18 @@ export interface ProgressOptions {
   stream?: NodeJS.WriteStream;
   /** Suppress all output. */
   quiet?: boolean;
+  /** Units already done when this bar starts (a resumed run): the rate and ETA count only new work. */
+  initial?: number;
+  /** Milliseconds clock (tests); default performance.now. */
+  clock?: () => number;
 }
 
 export class ProgressBar {
   private readonly opts: ProgressOptions;
   private readonly stream: NodeJS.WriteStream;
   private readonly tty: boolean;
-  private readonly start = performance.now();
+  private readonly now: () => number;
+  private readonly start: number;
   private lastDraw = 0;
   private done = 0;
   private extra = '';
@@ -25,12 +30,14 @@ export class ProgressBar {
     this.opts = opts;
     this.stream = opts.stream ?? process.stderr;
     this.tty = Boolean(this.stream.isTTY);
+    this.now = opts.clock ?? (() => performance.now());
+    this.start = this.now();
   }
 
   update(done: number, extra = ''): void {
     this.done = done;
     this.extra = extra;
-    const now = performance.now();
+    const now = this.now();
     const interval = this.tty ? 100 : 10_000;
     if (now - this.lastDraw >= interval) {
       this.lastDraw = now;
@@ -48,9 +55,9 @@ export class ProgressBar {
 
   private draw(final: boolean): void {
     if (this.opts.quiet) return;
-    const elapsed = (performance.now() - this.start) / 1000;
+    const elapsed = (this.now() - this.start) / 1000;
     const unit = this.opts.unit ?? '';
-    const rate = elapsed > 0 ? this.done / elapsed : 0;
+    const rate = elapsed > 0 ? Math.max(0, this.done - (this.opts.initial ?? 0)) / elapsed : 0;
     let line = `${this.opts.label} `;
     const total = this.opts.total;
     if (total !== undefined && total > 0) {
@@ -62,7 +69,10 @@ export class ProgressBar {
     } else {
       line += `${fmt(this.done)}${unit ? ' ' + unit : ''}`;
     }
-    line += ` ${fmt(rate)}${unit ? ' ' + unit : ''}/s ${fmtTime(elapsed)}`;
+    // Slow work (minutes an epoch) reads better as time per unit than as 0.0 units/s.
+    if (rate > 0 && rate < 0.1) line += ` ${fmtTime(1 / rate)}/${unit.replace(/s$/, '') || 'unit'}`;
+    else line += ` ${fmt(rate)}${unit ? ' ' + unit : ''}/s`;
+    line += ` ${fmtTime(elapsed)}`;
     if (this.extra) line += ` ${this.extra}`;
     if (this.tty) this.stream.write(`\r\x1b[K${line}${final ? '\n' : ''}`);
     else this.stream.write(line + '\n');

@@ -111,7 +111,8 @@ async function trainDynamicsLocked(
   const metricsPath = join(out, 'metrics.jsonl');
   const epochs: EnsembleEpochEvent[] = resume ? readJsonLines<EnsembleEpochEvent>(metricsPath).filter((e) => e.epoch < resume.epoch) : [];
   await writeFileAtomic(metricsPath, epochs.map((e) => JSON.stringify(e) + '\n').join(''));
-  const bar = new ProgressBar({ label: 'train-dynamics', total: config.maxEpochs, unit: 'epochs', quiet: opts.quiet });
+  // No total: early stopping decides when it ends (maxEpochs is only a cap), so no ETA either.
+  const bar = new ProgressBar({ label: 'train-dynamics', unit: 'epochs', quiet: opts.quiet, initial: resume?.epoch ?? 0 });
   const t0 = performance.now();
   const done = (await lastValueFrom(
     trainEnsembleFrom(() => openTransitions(opts.dataset, opts.read), config, {
@@ -128,7 +129,7 @@ async function trainDynamicsLocked(
         epochs.push(e);
         appendFileSync(metricsPath, JSON.stringify(e) + '\n');
         const best = Math.min(...e.valMse);
-        bar.update(e.epoch + 1, `best val MSE ${best.toFixed(4)}, ${e.epochsSinceImprovement} epochs without improvement`);
+        bar.update(e.epoch + 1, `best val MSE ${best.toFixed(4)}, ${e.epochsSinceImprovement}/${config.patience} epochs without a > ${100 * config.improvementThreshold} % improvement (stops at ${config.patience}, or after epoch ${config.maxEpochs})`);
         if (!opts.quiet && !process.stderr.isTTY) log(`epoch ${e.epoch}: val MSE ${e.valMse.map((x) => x.toFixed(4)).join(' ')}; elites ${e.elites.join(',')}`);
       }),
       filter((e): e is EnsembleDoneEvent | EnsembleStoppedEvent => e.type !== 'epoch'),
