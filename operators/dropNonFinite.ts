@@ -41,7 +41,6 @@ export interface DropNonFiniteSummary {
 
 export type DropNonFiniteHooks = SummaryHooks<DropNonFiniteSummary>;
 
-
 /** Defaults filled in and checked: a UserError naming the field on a bad or unknown one. */
 export function resolveDropNonFiniteConfig(partial: Partial<DropNonFiniteConfig> = {}): DropNonFiniteConfig {
   const bad = (field: string, msg: string) => new UserError(`dropNonFinite config: ${field}: ${msg}`);

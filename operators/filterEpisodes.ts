@@ -59,7 +59,6 @@ export interface FilterEpisodesSummary {
 
 export type FilterEpisodesHooks = SummaryHooks<FilterEpisodesSummary>;
 
-
 /** Checked config: a UserError naming the field on a bad or unknown one (at least one rule is required). */
 export function resolveFilterEpisodesConfig(partial: Partial<FilterEpisodesConfig>): FilterEpisodesConfig {
   const bad = (field: string, msg: string) => new UserError(`filterEpisodes config: ${field}: ${msg}`);

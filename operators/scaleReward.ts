@@ -40,7 +40,6 @@ export interface ScaleRewardSummary {
 
 export type ScaleRewardHooks = SummaryHooks<ScaleRewardSummary>;
 
-
 /** Defaults filled in and checked: a UserError naming the field on a bad or unknown one. */
 export function resolveScaleRewardConfig(partial: Partial<ScaleRewardConfig> = {}): ScaleRewardConfig {
   const bad = (field: string, msg: string) => new UserError(`scaleReward config: ${field}: ${msg}`);

@@ -38,7 +38,6 @@ export interface SelectColumnsSummary {
 
 export type SelectColumnsHooks = SummaryHooks<SelectColumnsSummary>;
 
-
 /** Checked config: a UserError naming the field on a bad or unknown one. */
 export function resolveSelectColumnsConfig(partial: Partial<SelectColumnsConfig> = {}): SelectColumnsConfig {
   const bad = (field: string, msg: string) => new UserError(`selectColumns config: ${field}: ${msg}`);

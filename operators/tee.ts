@@ -42,7 +42,6 @@ export interface TeeHooks {
   onSummary?: (manifest: ShardManifest) => void;
 }
 
-
 /** Defaults filled in and checked: a UserError naming the field on a bad or unknown one. */
 export function resolveTeeConfig(partial: Partial<TeeConfig>): TeeConfig {
   const bad = (field: string, msg: string) => new UserError(`tee config: ${field}: ${msg}`);
