@@ -308,12 +308,22 @@ test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the 
     assert.doesNotMatch(stderr, STACK);
     assert.ok(existsSync(join(out, 'checkpoint')), 'the training state is kept');
     assert.ok(!existsSync(join(out, 'report.json')), 'no report for an unfinished training');
+    // runs show knows a train-dynamics run (it once listed it as a SAC run of 0 updates).
+    const unfinished = JSON.parse(mopo(['runs', 'show', out, '--json']).stdout) as { kind: string; status: string; epochs: number; seconds: number | null };
+    assert.deepEqual([unfinished.kind, unfinished.status, unfinished.seconds], ['dynamics', 'in progress or killed', null]);
+    assert.ok(unfinished.epochs >= 1 && unfinished.epochs <= 3, `epochs ${unfinished.epochs}`);
     const resumed = mopo([...args, '--resume', '--quiet']);
     assert.equal(resumed.code, 0, resumed.stderr);
     const epochs = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { epoch: number }).epoch);
     assert.deepEqual(epochs, epochs.map((_, i) => i), 'every epoch exactly once');
     assert.ok(existsSync(join(out, 'ensemble', 'ensemble.json')));
     assert.ok(!existsSync(join(out, 'checkpoint')), 'the training state is removed when done');
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { validation: { mse: number[] } };
+    const shown = mopo(['runs', 'show', out]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /\(train-dynamics\): done\n {2}dynamics +\{.*"status":"done","epochs":4,"stoppedBy":"maxEpochs","seconds":\d+/);
+    assert.match(shown.stdout, new RegExp(`"bestValidationMse":${Math.min(...report.validation.mse)}`), 'the saved ensemble\'s validation MSE');
+    assert.doesNotMatch(shown.stdout, /sac/);
   });
 });
 

@@ -60,10 +60,13 @@ interface DynamicsRunInfo {
   bestValidationMse: number | null;
   status: 'done' | 'in progress or killed' | 'not started';
   stoppedBy: string | null;
+  /** Wall time of the finished training (report.json); null while it runs. */
+  seconds: number | null;
 }
 
+/** Also a MOPO run's `dynamics/` stage, which is laid out as a train-dynamics run. */
 function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
-  const report = readJson<{ epochs: number; stoppedBy: string; validation: { mse: number[] } }>(join(run, 'report.json'));
+  const report = readJson<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'report.json'));
   const lines = readJsonLines<{ valMse: number[] }>(join(run, 'metrics.jsonl'));
   const mses = lines.flatMap((l) => l.valMse);
   const status: DynamicsRunInfo['status'] = report ? 'done' : lines.length > 0 || existsSync(join(run, 'checkpoint')) ? 'in progress or killed' : 'not started';
@@ -72,10 +75,18 @@ function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
     kind: 'dynamics',
     dataset,
     epochs: report?.epochs ?? lines.length,
-    bestValidationMse: mses.length > 0 ? Math.min(...mses) : null,
+    // The saved ensemble's own validation once finished; the best logged epoch while it trains.
+    bestValidationMse: report ? Math.min(...report.validation.mse) : mses.length > 0 ? Math.min(...mses) : null,
     status,
     stoppedBy: report?.stoppedBy ?? null,
+    seconds: report?.seconds ?? null,
   };
+}
+
+/** A train-dynamics run directory (its config.json names the job), or null. */
+function trainDynamicsRun(dir: string): DynamicsRunInfo | null {
+  const cfg = readJson<{ job?: string; dataset?: string }>(join(dir, 'config.json'));
+  return cfg?.job === 'train-dynamics' ? dynamicsRunInfo(dir, cfg.dataset ?? null) : null;
 }
 
 /** What a directory under `runs ls` is: a MOPO run (with or without a pipeline file), a train-dynamics run, or neither. */
@@ -83,7 +94,7 @@ function listedRun(dir: string): ((RunInfo & { kind: 'mopo' }) | DynamicsRunInfo
   if (existsSync(join(dir, PIPELINE_FILE))) return { ...runInfo(dir), kind: 'mopo' };
   const cfg = readJson<{ job?: string; dataset?: string; learner?: unknown }>(join(dir, 'config.json'));
   if (!cfg) return null;
-  if (cfg.job === 'train-dynamics') return dynamicsRunInfo(dir, cfg.dataset ?? null);
+  if (cfg.job === 'train-dynamics') return trainDynamicsRun(dir);
   if (cfg.learner !== undefined) return { ...runInfo(dir), kind: 'mopo' };
   return null;
 }
@@ -116,9 +127,20 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
   }
 }
 
+function dynamicsStageView(d: DynamicsRunInfo): Record<string, unknown> {
+  const { run, epochs, stoppedBy, seconds, bestValidationMse, status } = d;
+  return { dir: run, status: status === 'done' ? 'done' : 'training unfinished (resumable)', epochs, stoppedBy, seconds, bestValidationMse };
+}
+
 export async function runRunsShow(args: { run: string; json: boolean }): Promise<void> {
   const run = resolve(args.run);
   if (!isRunDir(run)) throw new UserError(`${run}: not a run directory (no ${PIPELINE_FILE} or config.json)`);
+  const dynamicsRun = existsSync(join(run, PIPELINE_FILE)) ? null : trainDynamicsRun(run);
+  if (dynamicsRun) {
+    if (args.json) process.stdout.write(JSON.stringify(dynamicsRun) + '\n');
+    else process.stdout.write(`${run} (train-dynamics): ${dynamicsRun.status}\n  ${'dynamics'.padEnd(10)} ${JSON.stringify(dynamicsStageView(dynamicsRun))}\n`);
+    return;
+  }
   const info = runInfo(run);
   const stages: Record<string, unknown> = {};
   const pre = join(run, 'stages', 'preprocess');
@@ -126,9 +148,8 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
     const m = await readManifest(pre);
     stages['preprocess'] = { dir: pre, rows: m.rows, shards: m.shards.length, complete: m.complete, configHash: m.configHash, manifestHash: manifestHash(m) };
   }
-  const dyn = readJson<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'dynamics', 'report.json'));
-  if (dyn) stages['dynamics'] = { dir: join(run, 'dynamics'), epochs: dyn.epochs, stoppedBy: dyn.stoppedBy, seconds: dyn.seconds, bestValidationMse: Math.min(...dyn.validation.mse) };
-  else if (existsSync(join(run, 'dynamics', 'checkpoint'))) stages['dynamics'] = { dir: join(run, 'dynamics'), status: 'training unfinished (resumable)' };
+  const dyn = dynamicsRunInfo(join(run, 'dynamics'), null);
+  if (dyn.status !== 'not started') stages['dynamics'] = dynamicsStageView(dyn);
   const ro = join(run, 'stages', 'rollout');
   if (existsSync(ro)) {
     const rounds = readdirSync(ro).filter((n) => /^round-\d+$/.test(n)).sort();
