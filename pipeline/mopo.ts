@@ -211,6 +211,7 @@ export interface MopoSummary {
   updates: number;
   stoppedEarly: boolean;
   evaluation: Evaluation | null;
+  /** This process's times (a run resumed across sessions: metrics.jsonl holds every epoch's rate). */
   seconds: { total: number; dynamics: number; learner: number };
   waits: { learnerFraction: number; producerFraction: number };
   runDir: string;

@@ -297,7 +297,7 @@ test('start (npm start) on a given small dataset: a quick MOPO run whose last li
 });
 
 test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the resume command; --resume finishes every epoch once', async () => {
-  const { existsSync, readFileSync } = await import('node:fs');
+  const { existsSync, readFileSync, writeFileSync } = await import('node:fs');
   await withPendulumData('mopo-dyn-int-', 2000, async (dir, data) => {
     const out = join(dir, 'dyn');
     const args = ['train-dynamics', '--dataset', data, '--out', out, '--members', '3', '--elites', '2', '--max-epochs', '4', '--workers', '1'];
@@ -310,7 +310,13 @@ test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the 
     assert.ok(!existsSync(join(out, 'report.json')), 'no report for an unfinished training');
     // runs show knows a train-dynamics run (it once listed it as a SAC run of 0 updates).
     const unfinished = JSON.parse(mopo(['runs', 'show', out, '--json']).stdout) as { kind: string; status: string; epochs: number; seconds: number | null };
-    assert.deepEqual([unfinished.kind, unfinished.status, unfinished.seconds], ['dynamics', 'in progress or killed', null]);
+    assert.deepEqual([unfinished.kind, unfinished.status], ['dynamics', 'in progress or killed']);
+    const secondsBefore = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').reduce((sum, l) => sum + (JSON.parse(l) as { seconds: number }).seconds, 0);
+    assert.equal(unfinished.seconds, Math.round(secondsBefore), 'training time so far, from the logged epochs');
+    // Epoch 0 as if it had taken 1000 s in an earlier session: the final report must count it.
+    const logged = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { seconds: number });
+    logged[0]!.seconds = 1000;
+    writeFileSync(join(out, 'metrics.jsonl'), logged.map((l) => JSON.stringify(l) + '\n').join(''));
     assert.ok(unfinished.epochs >= 1 && unfinished.epochs <= 3, `epochs ${unfinished.epochs}`);
     const resumed = mopo([...args, '--resume', '--quiet']);
     assert.equal(resumed.code, 0, resumed.stderr);
@@ -318,7 +324,9 @@ test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the 
     assert.deepEqual(epochs, epochs.map((_, i) => i), 'every epoch exactly once');
     assert.ok(existsSync(join(out, 'ensemble', 'ensemble.json')));
     assert.ok(!existsSync(join(out, 'checkpoint')), 'the training state is removed when done');
-    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { validation: { mse: number[] } };
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { seconds: number; validation: { mse: number[] } };
+    const secondsAll = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').reduce((sum, l) => sum + (JSON.parse(l) as { seconds: number }).seconds, 0);
+    assert.ok(secondsAll >= 1000 && report.seconds >= Math.floor(secondsAll), `the report's wall time (${report.seconds} s) counts the epochs before the resume too (${secondsAll} s)`);
     const shown = mopo(['runs', 'show', out]);
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, /\(train-dynamics\): done\n {2}dynamics +\{.*"status":"done","epochs":4,"stoppedBy":"maxEpochs","seconds":\d+/);

@@ -60,14 +60,14 @@ interface DynamicsRunInfo {
   bestValidationMse: number | null;
   status: 'done' | 'in progress or killed' | 'not started';
   stoppedBy: string | null;
-  /** Wall time of the finished training (report.json); null while it runs. */
+  /** Training wall time so far, summed over the logged epochs (across resumes); null before the first. */
   seconds: number | null;
 }
 
 /** Also a MOPO run's `dynamics/` stage, which is laid out as a train-dynamics run. */
 function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
   const report = readJson<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'report.json'));
-  const lines = readJsonLines<{ valMse: number[] }>(join(run, 'metrics.jsonl'));
+  const lines = readJsonLines<{ valMse: number[]; seconds: number }>(join(run, 'metrics.jsonl'));
   const mses = lines.flatMap((l) => l.valMse);
   const status: DynamicsRunInfo['status'] = report ? 'done' : lines.length > 0 || existsSync(join(run, 'checkpoint')) ? 'in progress or killed' : 'not started';
   return {
@@ -79,7 +79,7 @@ function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
     bestValidationMse: report ? Math.min(...report.validation.mse) : mses.length > 0 ? Math.min(...mses) : null,
     status,
     stoppedBy: report?.stoppedBy ?? null,
-    seconds: report?.seconds ?? null,
+    seconds: lines.length > 0 ? Math.round(lines.reduce((sum, l) => sum + l.seconds, 0)) : null,
   };
 }
 

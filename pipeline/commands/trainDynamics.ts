@@ -60,6 +60,7 @@ export interface TrainDynamicsReport {
   dataset: string;
   epochs: number;
   stoppedBy: string;
+  /** Wall time of the whole training, summed over its epochs across resumes, plus the final save. */
   seconds: number;
   elites: number[];
   validation: { rows: number; mse: number[]; nll: number[] };
@@ -113,7 +114,7 @@ async function trainDynamicsLocked(
   await writeFileAtomic(metricsPath, epochs.map((e) => JSON.stringify(e) + '\n').join(''));
   // No total: early stopping decides when it ends (maxEpochs is only a cap), so no ETA either.
   const bar = new ProgressBar({ label: 'train-dynamics', unit: 'epochs', quiet: opts.quiet, initial: resume?.epoch ?? 0 });
-  const t0 = performance.now();
+  let lastEpochAt = performance.now();
   const done = (await lastValueFrom(
     trainEnsembleFrom(() => openTransitions(opts.dataset, opts.read), config, {
       ...(resume ? { resume } : {}),
@@ -127,6 +128,7 @@ async function trainDynamicsLocked(
       tap((e) => {
         if (e.type !== 'epoch') return;
         epochs.push(e);
+        lastEpochAt = performance.now();
         appendFileSync(metricsPath, JSON.stringify(e) + '\n');
         const best = Math.min(...e.valMse);
         bar.update(e.epoch + 1, `best val MSE ${best.toFixed(4)}, ${e.epochsSinceImprovement}/${config.patience} epochs without a > ${100 * config.improvementThreshold} % improvement (stops at ${config.patience}, or after epoch ${config.maxEpochs})`);
@@ -153,7 +155,8 @@ async function trainDynamicsLocked(
     dataset: opts.dataset,
     epochs: done.epochs,
     stoppedBy: done.stoppedBy,
-    seconds: Math.round((performance.now() - t0) / 1000),
+    // A run of hours is resumed across sessions: the epochs' own times, not this process's.
+    seconds: Math.round(epochs.reduce((sum, e) => sum + e.seconds, 0) + (performance.now() - lastEpochAt) / 1000),
     elites: done.ensemble.elites.slice(),
     validation: { rows: done.validation.rows, mse: done.validation.mse, nll: done.validation.nll },
   };
