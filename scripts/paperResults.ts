@@ -1,0 +1,99 @@
+// `node dist/scripts/paperResults.js <run-dir>...`: MOPO's table as reproduced here (README
+// "Results"). For each MOPO run (finished or still going): task, horizon, λ and penalty, the epochs
+// done, the last evaluation's D4RL score ± std over its episodes, the mean of the last five
+// evaluations (a single seed's last point is noisy), the best evaluation and its epoch, the
+// learner's hours summed over every epoch across resumes (summary.json only knows the last
+// process), and the process memory over the run (RSS at the first and last epoch, and its peak).
+// Prints a Markdown table; `--json` prints the rows instead.
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readJsonLines } from '../pipeline/atomic.js';
+import { taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
+
+export interface PaperRow {
+  run: string;
+  task: string;
+  horizon: number;
+  lambda: number;
+  penalty: string;
+  epochs: number;
+  plannedEpochs: number;
+  done: boolean;
+  last: { epoch: number; score: number; scoreStd: number } | null;
+  /** Mean score of the last five evaluations (fewer when there are fewer). */
+  lastFiveMean: number | null;
+  best: { epoch: number; score: number } | null;
+  /** Σ over epochs of (updates / updates per second) plus evaluation time. */
+  learnerHours: number;
+  rssMB: { first: number; last: number; max: number } | null;
+}
+
+const readJson = <T>(p: string): T => JSON.parse(readFileSync(p, 'utf8')) as T;
+
+/** A MOPO run's row; null for a directory that is not a MOPO run or has no epoch yet. */
+export function readPaperRow(dir: string): PaperRow | null {
+  const run = resolve(dir);
+  if (!existsSync(join(run, 'config.json')) || !existsSync(join(run, 'metrics.jsonl'))) return null;
+  const cfg = readJson<{ dataset?: string; rollout?: { horizon: number; lambda: number; penalty: string }; learner?: { epochs: number; epochLength: number } }>(join(run, 'config.json'));
+  if (!cfg.rollout || !cfg.learner || !cfg.dataset) return null;
+  const lines = readJsonLines<MetricsLine>(join(run, 'metrics.jsonl'));
+  if (lines.length === 0) return null;
+  const summary = existsSync(join(run, 'summary.json')) ? readJson<{ stoppedEarly: boolean; epochs: number }>(join(run, 'summary.json')) : null;
+  const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).map((l) => ({ epoch: l.epoch, score: l.evaluation!.score!, scoreStd: l.evaluation!.scoreStd ?? 0 }));
+  const lastFive = evals.slice(-5);
+  const best = evals.reduce<{ epoch: number; score: number } | null>((b, e) => (b === null || e.score > b.score ? { epoch: e.epoch, score: e.score } : b), null);
+  let learnerSeconds = 0;
+  let previousUpdates = 0;
+  for (const l of lines) {
+    learnerSeconds += (l.updates - previousUpdates) / l.updatesPerSecond + (l.evaluation?.seconds ?? 0);
+    previousUpdates = l.updates;
+  }
+  const rss = lines.filter((l) => l.memory !== undefined).map((l) => l.memory.rssMB);
+  return {
+    run,
+    task: taskOfDataset(cfg.dataset) ?? basename(cfg.dataset),
+    horizon: cfg.rollout.horizon,
+    lambda: cfg.rollout.lambda,
+    penalty: cfg.rollout.penalty,
+    epochs: lines[lines.length - 1]!.epoch + 1,
+    plannedEpochs: cfg.learner.epochs,
+    done: summary !== null && !summary.stoppedEarly && summary.epochs >= cfg.learner.epochs,
+    last: evals.length > 0 ? evals[evals.length - 1]! : null,
+    lastFiveMean: lastFive.length > 0 ? lastFive.reduce((s, e) => s + e.score, 0) / lastFive.length : null,
+    best,
+    learnerHours: learnerSeconds / 3600,
+    rssMB: rss.length > 0 ? { first: rss[0]!, last: rss[rss.length - 1]!, max: Math.max(...rss) } : null,
+  };
+}
+
+const f1 = (x: number | null) => (x === null ? 'n/a' : x.toFixed(1));
+
+export function paperTableMarkdown(rows: readonly PaperRow[]): string {
+  const lines = [
+    '| run | task | h, λ (penalty) | epochs | last score ± std | mean of last 5 evaluations | best (epoch) | learner hours | RSS first → last (peak) |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const epochs = r.done ? `${r.epochs}` : `${r.epochs} of ${r.plannedEpochs} (running)`;
+    const last = r.last ? `${f1(r.last.score)} ± ${f1(r.last.scoreStd)}` : 'n/a';
+    const best = r.best ? `${f1(r.best.score)} (${r.best.epoch})` : 'n/a';
+    const rss = r.rssMB ? `${r.rssMB.first} → ${r.rssMB.last} MB (${r.rssMB.max})` : 'n/a';
+    lines.push(`| ${basename(r.run)} | ${r.task} | ${r.horizon}, ${r.lambda} (${r.penalty}) | ${epochs} | ${last} | ${f1(r.lastFiveMean)} | ${best} | ${r.learnerHours.toFixed(1)} | ${rss} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const json = args.includes('--json');
+  const dirs = args.filter((a) => a !== '--json');
+  if (dirs.length === 0) {
+    process.stderr.write('usage: node dist/scripts/paperResults.js <run-dir>... [--json]\n');
+    process.exit(2);
+  }
+  const rows = dirs.map(readPaperRow).filter((r): r is PaperRow => r !== null);
+  const skipped = dirs.length - rows.length;
+  if (skipped > 0) process.stderr.write(`${skipped} of ${dirs.length} directories are not MOPO runs with an epoch yet; left out\n`);
+  process.stdout.write(json ? JSON.stringify(rows, null, 2) + '\n' : paperTableMarkdown(rows));
+}

@@ -1,0 +1,56 @@
+// MOPO's table as reproduced: per run the last / last-five / best evaluation, learner hours summed
+// over every epoch (a run resumed across sessions), memory over the run; not-yet-MOPO dirs left out.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { paperTableMarkdown, readPaperRow } from '../scripts/paperResults.js';
+
+function fakeRun(root: string, name: string, scores: (number | null)[], o: { planned: number; summary?: { epochs: number; stoppedEarly: boolean } }): string {
+  const dir = join(root, name);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: '/d/halfcheetah-medium-replay.parquet', rollout: { horizon: 5, lambda: 1, penalty: 'max-aleatoric' }, learner: { epochs: o.planned, epochLength: 1000 } }));
+  const lines = scores.map((s, epoch) => ({
+    epoch,
+    updates: 1000 * (epoch + 1),
+    updatesPerSecond: epoch < 2 ? 40 : 20, // 25 s, then 50 s an epoch
+    evaluation: s === null ? null : { mean: 100 * s, std: 1, score: s, scoreStd: s / 10, seconds: 10 },
+    memory: { rssMB: 500 + 10 * epoch, heapUsedMB: 50, learnerTensors: 40 },
+  }));
+  writeFileSync(join(dir, 'metrics.jsonl'), lines.map((l) => JSON.stringify(l) + '\n').join('') + '{"epoch": 9, "upd'); // a killed append
+  if (o.summary) writeFileSync(join(dir, 'summary.json'), JSON.stringify(o.summary));
+  return dir;
+}
+
+test('paper results: last, last five and best evaluations, learner hours over all epochs, memory, running runs marked', () => {
+  const root = mkdtempSync(join(tmpdir(), 'mopo-paper-'));
+  try {
+    const done = readPaperRow(fakeRun(root, 'done', [null, 10, null, 30, 20, 40, 50, 60], { planned: 8, summary: { epochs: 8, stoppedEarly: false } }))!;
+    assert.equal(done.task, 'medium-replay');
+    assert.deepEqual([done.epochs, done.done], [8, true]);
+    assert.deepEqual(done.last, { epoch: 7, score: 60, scoreStd: 6 });
+    assert.equal(done.lastFiveMean, (30 + 20 + 40 + 50 + 60) / 5);
+    assert.deepEqual(done.best, { epoch: 7, score: 60 });
+    // 2 epochs at 25 s + 6 at 50 s + 6 evaluations of 10 s.
+    assert.ok(Math.abs(done.learnerHours - (2 * 25 + 6 * 50 + 6 * 10) / 3600) < 1e-12, `${done.learnerHours}`);
+    assert.deepEqual(done.rssMB, { first: 500, last: 570, max: 570 });
+
+    const running = readPaperRow(fakeRun(root, 'running', [null, 5, 70, 1], { planned: 1000, summary: { epochs: 4, stoppedEarly: true } }))!;
+    assert.equal(running.done, false, 'stopped by Ctrl-C: still running');
+    assert.deepEqual(running.best, { epoch: 2, score: 70 });
+    assert.equal(running.lastFiveMean, (5 + 70 + 1) / 3);
+
+    assert.equal(readPaperRow(join(root, 'missing')), null);
+    mkdirSync(join(root, 'dyn'));
+    writeFileSync(join(root, 'dyn', 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: '/d/x.parquet' }));
+    writeFileSync(join(root, 'dyn', 'metrics.jsonl'), '{"epoch":0}\n');
+    assert.equal(readPaperRow(join(root, 'dyn')), null, 'a train-dynamics run is not a MOPO run');
+
+    const md = paperTableMarkdown([done, running]);
+    assert.match(md, /\| done \| medium-replay \| 5, 1 \(max-aleatoric\) \| 8 \| 60\.0 ± 6\.0 \| 40\.0 \| 60\.0 \(7\) \| 0\.1 \| 500 → 570 MB \(570\) \|/);
+    assert.match(md, /\| running \| medium-replay \| .* \| 4 of 1000 \(running\) \| 1\.0 ± 0\.1 \| 25\.3 \| 70\.0 \(2\) \|/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
