@@ -5,11 +5,11 @@
 // learner's hours summed over every epoch across resumes (summary.json only knows the last
 // process), and the process memory over the run (RSS at the first and last epoch, and its peak).
 // Prints a Markdown table; `--json` prints the rows instead.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readJsonLines } from '../pipeline/atomic.js';
 import { taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
+import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
 
 export interface PaperRow {
   run: string;
@@ -28,8 +28,6 @@ export interface PaperRow {
   learnerHours: number;
   rssMB: { first: number; last: number; max: number } | null;
 }
-
-const readJson = <T>(p: string): T => JSON.parse(readFileSync(p, 'utf8')) as T;
 
 /** A MOPO run's row; null for a directory that is not a MOPO run or has no epoch yet. */
 export function readPaperRow(dir: string): PaperRow | null {
@@ -67,8 +65,6 @@ export function readPaperRow(dir: string): PaperRow | null {
   };
 }
 
-const f1 = (x: number | null) => (x === null ? 'n/a' : x.toFixed(1));
-
 export function paperTableMarkdown(rows: readonly PaperRow[]): string {
   const lines = [
     '| run | task | h, λ (penalty) | epochs | last score ± std | mean of last 5 evaluations | best (epoch) | learner hours | RSS first → last (peak) |',
@@ -84,16 +80,6 @@ export function paperTableMarkdown(rows: readonly PaperRow[]): string {
   return lines.join('\n') + '\n';
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const args = process.argv.slice(2);
-  const json = args.includes('--json');
-  const dirs = args.filter((a) => a !== '--json');
-  if (dirs.length === 0) {
-    process.stderr.write('usage: node dist/scripts/paperResults.js <run-dir>... [--json]\n');
-    process.exit(2);
-  }
-  const rows = dirs.map(readPaperRow).filter((r): r is PaperRow => r !== null);
-  const skipped = dirs.length - rows.length;
-  if (skipped > 0) process.stderr.write(`${skipped} of ${dirs.length} directories are not MOPO runs with an epoch yet; left out\n`);
-  process.stdout.write(json ? JSON.stringify(rows, null, 2) + '\n' : paperTableMarkdown(rows));
+if (isMain(import.meta.url)) {
+  tableScriptMain({ script: 'paperResults', kind: 'MOPO runs with an epoch yet', read: readPaperRow, rows: (r) => r, markdown: paperTableMarkdown });
 }

@@ -4,10 +4,10 @@
 // `mopo diagnose penalty` measured on that best run for the same estimator: Spearman correlation
 // with the true next-state error and with the reward W1, and how often λ·u covered the next-state
 // error. Prints a Markdown table; `--json` prints the rows instead.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { taskOfDataset } from '../pipeline/mopo.js';
+import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
 
 export interface SweepRun {
   run: string;
@@ -28,8 +28,6 @@ export interface PenaltyRow {
   /** From <best>/diagnose-penalty.json, for the estimator `<penalty>/all`; null when not diagnosed. */
   diagnostic: { spearmanObs: number; spearmanRewardW1: number; coverageObs: number } | null;
 }
-
-const readJson = <T>(p: string): T => JSON.parse(readFileSync(p, 'utf8')) as T;
 
 /** A finished run's task, penalty, λ and final score; null for a directory that is not one. */
 export function readSweepRun(dir: string): SweepRun | null {
@@ -71,7 +69,6 @@ export function penaltyRows(runs: readonly SweepRun[]): PenaltyRow[] {
   return rows.sort((a, b) => a.task.localeCompare(b.task) || a.penalty.localeCompare(b.penalty));
 }
 
-const f1 = (x: number | null) => (x === null ? 'n/a' : x.toFixed(1));
 const f2 = (x: number) => x.toFixed(2);
 
 export function penaltyTableMarkdown(rows: readonly PenaltyRow[]): string {
@@ -88,17 +85,6 @@ export function penaltyTableMarkdown(rows: readonly PenaltyRow[]): string {
   return lines.join('\n') + '\n';
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const args = process.argv.slice(2);
-  const json = args.includes('--json');
-  const dirs = args.filter((a) => a !== '--json');
-  if (dirs.length === 0) {
-    process.stderr.write('usage: node dist/scripts/penaltyTable.js <run-dir>... [--json]\n');
-    process.exit(2);
-  }
-  const runs = dirs.map(readSweepRun).filter((r): r is SweepRun => r !== null);
-  const skipped = dirs.length - runs.length;
-  if (skipped > 0) process.stderr.write(`${skipped} of ${dirs.length} directories are not finished MOPO runs; left out\n`);
-  const rows = penaltyRows(runs);
-  process.stdout.write(json ? JSON.stringify(rows, null, 2) + '\n' : penaltyTableMarkdown(rows));
+if (isMain(import.meta.url)) {
+  tableScriptMain({ script: 'penaltyTable', kind: 'finished MOPO runs', read: readSweepRun, rows: penaltyRows, markdown: penaltyTableMarkdown });
 }
