@@ -495,7 +495,11 @@ export class DynamicsEnsemble {
   /** Records a validation result and picks the elites from it (lowest loss first). */
   setValidation(ev: EnsembleEvaluation): void {
     this.validation = ev;
-    const loss = this.validationLoss(ev);
+    this.chooseElites(this.validationLoss(ev));
+  }
+
+  /** The elites: the config.elites members of lowest validation loss (ties: lower index first). */
+  chooseElites(loss: readonly number[]): void {
     const order = Array.from(loss.keys()).sort((i, j) => loss[i]! - loss[j]! || i - j);
     this.eliteIdx = order.slice(0, this.config.elites);
   }
@@ -883,6 +887,20 @@ export async function loadEnsembleTrainingState(dir: string): Promise<EnsembleTr
     stopping: { ...json.stopping, best: json.stopping.best.map((b) => b ?? Infinity) },
     shuffleRng: json.shuffleRng,
   };
+}
+
+/**
+ * An unfinished training's ensemble as it would be handed over if it stopped now: every member at
+ * its best epoch so far, elites by those best validation losses (what the finished training's
+ * final validation gives for the same weights). Null when `dir` holds no training state.
+ */
+export async function loadBestSoFar(dir: string): Promise<{ ensemble: DynamicsEnsemble; afterEpoch: number } | null> {
+  const state = await loadEnsembleTrainingState(dir);
+  if (state === null) return null;
+  state.ensemble.restoreMembers(state.best, new Array<boolean>(state.ensemble.members).fill(true));
+  for (const t of state.best) t.dispose();
+  state.ensemble.chooseElites(state.stopping.best);
+  return { ensemble: state.ensemble, afterEpoch: state.epoch - 1 };
 }
 
 /**

@@ -118,3 +118,33 @@ test('diagnose dynamics reads the dataset as the run did (an ensemble trained on
     assert.equal(report.rows, 1500, 'the 1,500 rows it was trained on, not the file’s 3,000');
   });
 });
+
+test('diagnose dynamics on an unfinished training: its best weights so far, written beside (not as) the final report', { timeout: 120_000 }, async () => {
+  const { join } = await import('node:path');
+  const { readFileSync, existsSync } = await import('node:fs');
+  const { withPendulumDataset } = await import('./pendulumFixture.js');
+  const { trainDynamicsInto } = await import('../pipeline/commands/trainDynamics.js');
+  const { runDiagnoseDynamics } = await import('../pipeline/commands/diagnose.js');
+  await withPendulumDataset('mopo-diag-sofar-', { steps: 2000, seed: 3 }, async ({ dir, dataset, backend }) => {
+    const out = join(dir, 'dyn');
+    // Ctrl-C during the first epoch: the training stops after it, its state saved.
+    await assert.rejects(
+      trainDynamicsInto(out, { dataset, read: {}, ensemble: { members: 2, elites: 1, hidden: [16, 16], maxEpochs: 3, workers: 1 }, backend, quiet: true, stopRequested: () => true }),
+      /stopped after epoch 0/,
+    );
+    const write = process.stdout.write;
+    let printed = '';
+    process.stdout.write = ((s: string) => ((printed += s), true)) as typeof process.stdout.write;
+    try {
+      await runDiagnoseDynamics({ run: out, states: 30, horizon: 2, seed: 0, json: false, quiet: true });
+    } finally {
+      process.stdout.write = write;
+    }
+    assert.match(printed, /^training unfinished: the best weights after epoch 0\n/);
+    const report = JSON.parse(readFileSync(join(out, 'diagnose-dynamics-after-epoch-0.json'), 'utf8')) as { unfinished: { afterEpoch: number }; validation: { ratio: number } };
+    assert.deepEqual(report.unfinished, { afterEpoch: 0 });
+    assert.ok(Number.isFinite(report.validation.ratio));
+    assert.ok(!existsSync(join(out, 'diagnose-dynamics.json')), 'the final report is the finished ensemble\'s alone (queues wait for it)');
+    await assert.rejects(runDiagnoseDynamics({ run: dir, states: 30, horizon: 2, seed: 0, json: true, quiet: true, dataset }), /no ensemble here .*or an unfinished training's checkpoint/);
+  });
+});

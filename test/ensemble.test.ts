@@ -509,3 +509,33 @@ test('training state saved after an epoch and resumed continues exactly as the u
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('loadBestSoFar: an unfinished training, looked at now, is the ensemble its finish would hand over', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { saveEnsembleTrainingState, loadEnsembleTrainingState, loadBestSoFar, trainEnsembleFrom } = await import('../operators/ensemble.js');
+  const data = linearGaussian(2000, 48);
+  // A large step size, so the last epoch is not every member's best: the best weights must be put back.
+  const cfg = { members: 4, elites: 2, hidden: [16, 16], batchSize: 64, maxEpochs: 6, patience: 100, shuffleBuffer: 700, seed: 6, lr: 0.02 };
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-ens-sofar-'));
+  try {
+    // The finished training of 5 epochs, and a longer one whose state is saved after every epoch
+    // but the last (the finish follows it): after epoch 4 it had trained exactly the same.
+    const done = (await lastValueFrom(from(data).pipe(trainEnsemble({ ...cfg, maxEpochs: 5 })))) as EnsembleDoneEvent;
+    await lastValueFrom(trainEnsembleFrom(from(data), cfg, { onEpochState: (s) => saveEnsembleTrainingState(join(dir, 'ckpt'), s) }));
+    const state = (await loadEnsembleTrainingState(join(dir, 'ckpt')))!;
+    const current = state.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    state.ensemble.dispose();
+    for (const t of state.best) t.dispose();
+    const sofar = (await loadBestSoFar(join(dir, 'ckpt')))!;
+    assert.equal(sofar.afterEpoch, 4);
+    const w = sofar.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    assert.deepEqual(w, done.ensemble.net.params().map((t) => Array.from(t.dataSync())), 'the best weights, as the finished training restored them');
+    assert.notDeepEqual(w, current, 'not the last epoch\'s weights');
+    assert.deepEqual(sofar.ensemble.elites, done.ensemble.elites, 'the same elites');
+    assert.equal(await loadBestSoFar(join(dir, 'nothing')), null);
+    sofar.ensemble.dispose();
+    done.ensemble.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

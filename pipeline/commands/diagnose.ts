@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { initBackend } from '../backend.js';
-import { DynamicsEnsemble } from '../../operators/ensemble.js';
+import { DynamicsEnsemble, loadBestSoFar } from '../../operators/ensemble.js';
 import { diagnoseDynamics, type DynamicsDiagnostics } from '../diagnose/dynamics.js';
 import { writeFileAtomic } from '../atomic.js';
 import { lineChartSvg } from '../plot.js';
@@ -24,11 +24,16 @@ export interface DiagnoseDynamicsArgs extends InputArgs {
   quiet: boolean;
 }
 
-/** The ensemble directory of a run (run/ensemble) or the directory itself when it holds one. */
-function ensembleDirOf(run: string): string {
-  if (existsSync(join(run, 'ensemble', 'ensemble.json'))) return join(run, 'ensemble');
-  if (existsSync(join(run, 'ensemble.json'))) return run;
-  throw new UserError(`${run}: no ensemble here (expected ${join(run, 'ensemble', 'ensemble.json')}); pass a directory made by mopo train-dynamics`);
+/**
+ * The ensemble of a run (run/ensemble, or the directory itself when it holds one); for a training
+ * still going (or killed), its best weights so far, so a run of hours can be looked at on the way.
+ */
+async function loadEnsembleOf(run: string): Promise<{ ensemble: DynamicsEnsemble; afterEpoch: number | null }> {
+  if (existsSync(join(run, 'ensemble', 'ensemble.json'))) return { ensemble: await DynamicsEnsemble.load(join(run, 'ensemble')), afterEpoch: null };
+  if (existsSync(join(run, 'ensemble.json'))) return { ensemble: await DynamicsEnsemble.load(run), afterEpoch: null };
+  const sofar = await loadBestSoFar(join(run, 'checkpoint'));
+  if (sofar) return sofar;
+  throw new UserError(`${run}: no ensemble here (expected ${join(run, 'ensemble', 'ensemble.json')}, or an unfinished training's checkpoint/); pass a directory made by mopo train-dynamics`);
 }
 
 /**
@@ -47,11 +52,13 @@ function datasetOf(run: string, given: string | undefined): { dataset: string; r
 
 export async function runDiagnoseDynamics(args: DiagnoseDynamicsArgs): Promise<void> {
   const run = resolve(args.run);
-  const ensDir = ensembleDirOf(run);
   const { dataset, read: recorded } = datasetOf(run, args.dataset);
   const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
   await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
-  const ensemble = await DynamicsEnsemble.load(ensDir);
+  const { ensemble, afterEpoch } = await loadEnsembleOf(run);
+  // An unfinished training's figures go beside, not over, the final ones (which queues wait for).
+  const name = afterEpoch === null ? 'diagnose-dynamics' : `diagnose-dynamics-after-epoch-${afterEpoch}`;
+  if (afterEpoch !== null) log(`${run}: training unfinished; diagnosing its best weights after epoch ${afterEpoch}`);
   const bar = new ProgressBar({ label: 'diagnose', total: ensemble.normalizer.rows, unit: 'rows', quiet: args.quiet || args.json });
   let report: DynamicsDiagnostics;
   try {
@@ -68,12 +75,13 @@ export async function runDiagnoseDynamics(args: DiagnoseDynamicsArgs): Promise<v
     ensemble.dispose();
   }
   bar.finish();
-  await writeFileAtomic(join(run, 'diagnose-dynamics.json'), JSON.stringify(report, null, 2) + '\n');
+  if (afterEpoch !== null) report.unfinished = { afterEpoch };
+  await writeFileAtomic(join(run, `${name}.json`), JSON.stringify(report, null, 2) + '\n');
   const ms = report.multiStep;
   if (ms.starts > 0) {
     const steps = ms.eliteMean.map((s) => s.step);
     await writeFileAtomic(
-      join(run, 'diagnose-dynamics.svg'),
+      join(run, `${name}.svg`),
       lineChartSvg({
         title: `Open-loop model error vs MuJoCo (${ms.starts} held-out starts)`,
         xLabel: 'step',
@@ -90,7 +98,7 @@ export async function runDiagnoseDynamics(args: DiagnoseDynamicsArgs): Promise<v
     return;
   }
   process.stdout.write(formatReport(report) + '\n');
-  log(`written ${join(run, 'diagnose-dynamics.json')}${ms.starts > 0 ? ' and diagnose-dynamics.svg' : ''}`);
+  log(`written ${join(run, `${name}.json`)}${ms.starts > 0 ? ` and ${name}.svg` : ''}`);
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
@@ -99,6 +107,7 @@ function formatReport(r: DynamicsDiagnostics): string {
   const v = r.validation;
   const s = r.simulator;
   const lines = [
+    ...(r.unfinished ? [`training unfinished: the best weights after epoch ${r.unfinished.afterEpoch}`] : []),
     `dataset ${r.dataset} (${r.env}, ${r.rows} rows), ${r.members} members, elites ${r.elites.join(',')}`,
     `validation (${v.rows} held-out rows, normalized Δs and r):`,
     `  member MSE ${v.memberMse.map((x) => x.toFixed(4)).join(' ')}`,

@@ -43,6 +43,8 @@ export interface Calibration {
 }
 
 export interface DynamicsDiagnostics {
+  /** Set when the ensemble is an unfinished training's best weights so far. */
+  unfinished?: { afterEpoch: number };
   dataset: string;
   env: string;
   rows: number;
