@@ -119,7 +119,8 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
   for (const r of runs) {
     if (r.kind === 'dynamics') {
       const mse = r.bestValidationMse !== null ? `best val MSE ${r.bestValidationMse.toFixed(4)}` : 'no epoch yet';
-      process.stdout.write(`${r.run}  dynamics  ${r.epochs} epochs  ${mse}  ${r.status}${r.stoppedBy ? ` (stopped by ${r.stoppedBy})` : ''}\n`);
+      const hours = r.seconds !== null ? ` (${(r.seconds / 3600).toFixed(1)} h)` : '';
+      process.stdout.write(`${r.run}  dynamics  ${r.epochs} epochs${hours}  ${mse}  ${r.status}${r.stoppedBy ? ` (stopped by ${r.stoppedBy})` : ''}\n`);
       continue;
     }
     const score = r.lastScore !== null ? `score ${r.lastScore.toFixed(1)}` : r.lastReturn !== null ? `return ${r.lastReturn.toFixed(1)}` : 'no evaluation yet';
