@@ -216,7 +216,7 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     assert.equal(ls.code, 0, ls.stderr);
     const listed = JSON.parse(ls.stdout) as { run: string; kind: string; epochs: number; status: string; bestValidationMse: number }[];
     assert.deepEqual(listed.map((r) => [r.run, r.kind, r.epochs, r.status]), [[join(dir, 'dyn'), 'dynamics', 2, 'done']], 'the dataset directory is not a run');
-    assert.equal(listed[0]!.bestValidationMse, Math.min(...rep.validation.mse.map(Number), listed[0]!.bestValidationMse));
+    assert.equal(listed[0]!.bestValidationMse, Math.min(...rep.validation.mse.map(Number)), 'the saved ensemble\'s best member');
     // The diagnostics on the same run: the held-out rows, the linear baseline, the simulator.
     const d = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn'), '--states', '200', '--horizon', '3', '--json', '--quiet']);
     assert.equal(d.code, 0, d.stderr);
