@@ -22,9 +22,12 @@ export interface LineChart {
   height?: number;
   /** Room right of the plot for the legend (default 160 px). */
   legendWidth?: number;
+  /** A log y axis for values falling by decades (a validation loss); values ≤ 0 are clamped to the smallest positive one. */
+  yScale?: 'linear' | 'log';
 }
 
-const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
+/** Series colours in order: enough for a 7-member ensemble's curves before one repeats. */
+export const PALETTE: readonly string[] = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f'];
 
 /** "Nice" tick values covering [lo, hi]. */
 export function ticks(lo: number, hi: number, count = 6): number[] {
@@ -47,15 +50,22 @@ export function lineChartSvg(c: LineChart): string {
   const xs = c.series.flatMap((s) => s.x);
   const ys = c.series.flatMap((s) => s.y.flatMap((y, i) => (s.band ? [y - s.band[i]!, y + s.band[i]!] : [y])));
   for (const h of c.hlines ?? []) ys.push(h.y);
+  const log = c.yScale === 'log';
+  const positive = ys.filter((y) => y > 0);
+  const floor = positive.length ? Math.min(...positive) : 1;
+  // On a log axis the plot works in log10 units: toAxis maps a value there, ticks come back as values.
+  const toAxis = log ? (y: number) => Math.log10(Math.max(y, floor)) : (y: number) => y;
+  const ts = ys.map(toAxis);
   let [x0, x1] = xs.length ? [Math.min(...xs), Math.max(...xs)] : [0, 1];
-  let [y0, y1] = ys.length ? [Math.min(...ys), Math.max(...ys)] : [0, 1];
+  let [y0, y1] = ts.length ? [Math.min(...ts), Math.max(...ts)] : [0, 1];
   if (x1 === x0) x1 = x0 + 1;
   if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
   const pad = (y1 - y0) * 0.05;
   y0 -= pad;
   y1 += pad;
   const px = (x: number) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r);
-  const py = (y: number) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const py = (y: number) => H - m.b - ((toAxis(y) - y0) / (y1 - y0)) * (H - m.t - m.b);
+  const yTicks = log ? logTicks(10 ** y0, 10 ** y1) : ticks(y0, y1);
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
@@ -64,9 +74,9 @@ export function lineChartSvg(c: LineChart): string {
     parts.push(`<line x1="${px(t)}" x2="${px(t)}" y1="${m.t}" y2="${H - m.b}" stroke="#eee"/>`);
     parts.push(`<text x="${px(t)}" y="${H - m.b + 16}" text-anchor="middle">${fmt(t)}</text>`);
   }
-  for (const t of ticks(y0, y1)) {
-    parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(t)}" y2="${py(t)}" stroke="#eee"/>`);
-    parts.push(`<text x="${m.l - 6}" y="${py(t) + 4}" text-anchor="end">${fmt(t)}</text>`);
+  for (const v of yTicks) {
+    parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(v)}" y2="${py(v)}" stroke="#eee"/>`);
+    parts.push(`<text x="${m.l - 6}" y="${py(v) + 4}" text-anchor="end">${log ? fmtTick(v) : fmt(v)}</text>`);
   }
   parts.push(`<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="none" stroke="#333"/>`);
   parts.push(`<text x="${(m.l + W - m.r) / 2}" y="${H - 12}" text-anchor="middle">${esc(c.xLabel)}</text>`);

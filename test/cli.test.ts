@@ -200,7 +200,7 @@ test('sac writes a run directory whose policy collect accepts; a mismatched poli
 });
 
 test('train-dynamics trains, saves the ensemble and reports per-member validation', async () => {
-  const { existsSync, mkdirSync } = await import('node:fs');
+  const { existsSync, mkdirSync, readFileSync } = await import('node:fs');
   await withTempDir('mopo-dyn-', async (dir) => {
     mkdirSync(join(dir, 'start'));
     assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', join(dir, 'start', 'pendulum-random.parquet'), '--quiet']).code, 0);
@@ -217,6 +217,16 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     const listed = JSON.parse(ls.stdout) as { run: string; kind: string; epochs: number; status: string; bestValidationMse: number }[];
     assert.deepEqual(listed.map((r) => [r.run, r.kind, r.epochs, r.status]), [[join(dir, 'dyn'), 'dynamics', 2, 'done']], 'the dataset directory is not a run');
     assert.equal(listed[0]!.bestValidationMse, Math.min(...rep.validation.mse.map(Number)), 'the saved ensemble\'s best member');
+    // runs plot of a train-dynamics run: each member's validation MSE by epoch; mixed kinds refused.
+    const plot = mopo(['runs', 'plot', join(dir, 'dyn'), '--out', join(dir, 'val.svg')]);
+    assert.equal(plot.code, 0, plot.stderr);
+    const valSvg = readFileSync(join(dir, 'val.svg'), 'utf8');
+    assert.equal((valSvg.match(/<polyline/g) ?? []).length, 3, 'one curve a member');
+    assert.match(valSvg, />member 2</);
+    assert.match(valSvg, />validation MSE/);
+    const mixed = mopo(['runs', 'plot', join(dir, 'dyn'), join(dir, 'start'), '--out', join(dir, 'val.svg')]);
+    assert.equal(mixed.code, 2);
+    assert.match(mixed.stderr, /start: not a train-dynamics run; plot train-dynamics runs and MOPO runs separately/);
     // The diagnostics on the same run: the held-out rows, the linear baseline, the simulator.
     const d = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn'), '--states', '200', '--horizon', '3', '--json', '--quiet']);
     assert.equal(d.code, 0, d.stderr);

@@ -40,4 +40,11 @@ test('SVG line chart: nice ticks, one polyline per series, escaped labels', () =
   assert.equal((svg.match(/<polyline/g) ?? []).length, 1);
   assert.match(svg, /a &lt; b/);
   assert.match(svg, /<\/svg>\n$/);
+  // A log y axis: decades as ticks, equal ratios at equal distances, a zero clamped, not NaN.
+  const logSvg = lineChartSvg({ title: 'loss', xLabel: 'epoch', yLabel: 'mse', yScale: 'log', series: [{ name: 'm', x: [0, 1, 2, 3], y: [0.1, 0.01, 0.001, 0] }] });
+  assert.deepEqual([...logSvg.matchAll(/text-anchor="end">([^<]+)</g)].map((m) => m[1]), ['0.001', '0.01', '0.1']);
+  const cy = [...logSvg.matchAll(/<circle cx="[\d.]+" cy="([\d.]+)"/g)].map((m) => Number(m[1]));
+  assert.ok(Math.abs(cy[1]! - cy[0]! - (cy[2]! - cy[1]!)) < 0.2, `equal steps per decade: ${cy}`);
+  assert.equal(cy[3], cy[2], 'the zero sits at the smallest positive value');
+  assert.doesNotMatch(logSvg, /NaN/);
 });

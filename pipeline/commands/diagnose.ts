@@ -28,12 +28,18 @@ export interface DiagnoseDynamicsArgs extends InputArgs {
  * The ensemble of a run (run/ensemble, or the directory itself when it holds one); for a training
  * still going (or killed), its best weights so far, so a run of hours can be looked at on the way.
  */
-async function loadEnsembleOf(run: string): Promise<{ ensemble: DynamicsEnsemble; afterEpoch: number | null }> {
-  if (existsSync(join(run, 'ensemble', 'ensemble.json'))) return { ensemble: await DynamicsEnsemble.load(join(run, 'ensemble')), afterEpoch: null };
-  if (existsSync(join(run, 'ensemble.json'))) return { ensemble: await DynamicsEnsemble.load(run), afterEpoch: null };
-  const sofar = await loadBestSoFar(join(run, 'checkpoint'));
-  if (sofar) return sofar;
+function ensembleSourceOf(run: string): { dir: string; unfinished: boolean } {
+  if (existsSync(join(run, 'ensemble', 'ensemble.json'))) return { dir: join(run, 'ensemble'), unfinished: false };
+  if (existsSync(join(run, 'ensemble.json'))) return { dir: run, unfinished: false };
+  if (existsSync(join(run, 'checkpoint')) || existsSync(join(run, 'checkpoint.old'))) return { dir: join(run, 'checkpoint'), unfinished: true };
   throw new UserError(`${run}: no ensemble here (expected ${join(run, 'ensemble', 'ensemble.json')}, or an unfinished training's checkpoint/); pass a directory made by mopo train-dynamics`);
+}
+
+async function loadEnsembleOf(source: { dir: string; unfinished: boolean }): Promise<{ ensemble: DynamicsEnsemble; afterEpoch: number | null }> {
+  if (!source.unfinished) return { ensemble: await DynamicsEnsemble.load(source.dir), afterEpoch: null };
+  const sofar = await loadBestSoFar(source.dir);
+  if (!sofar) throw new UserError(`${source.dir}: no saved training state in it (a training killed before its first epoch ended); nothing to diagnose yet`);
+  return sofar;
 }
 
 /**
@@ -52,10 +58,11 @@ function datasetOf(run: string, given: string | undefined): { dataset: string; r
 
 export async function runDiagnoseDynamics(args: DiagnoseDynamicsArgs): Promise<void> {
   const run = resolve(args.run);
+  const source = ensembleSourceOf(run);
   const { dataset, read: recorded } = datasetOf(run, args.dataset);
   const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
   await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
-  const { ensemble, afterEpoch } = await loadEnsembleOf(run);
+  const { ensemble, afterEpoch } = await loadEnsembleOf(source);
   // An unfinished training's figures go beside, not over, the final ones (which queues wait for).
   const name = afterEpoch === null ? 'diagnose-dynamics' : `diagnose-dynamics-after-epoch-${afterEpoch}`;
   if (afterEpoch !== null) log(`${run}: training unfinished; diagnosing its best weights after epoch ${afterEpoch}`);

@@ -7,6 +7,7 @@ import { UserError } from '../errors.js';
 import { readJsonLines, writeFileAtomic } from '../atomic.js';
 import { lineChartSvg } from '../plot.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
+import { validationChartSvg } from './trainDynamics.js';
 
 interface RunInfo {
   run: string;
@@ -173,6 +174,8 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
  * each run named by its directory; `references` draws labelled horizontal lines (a paper's score).
  */
 export async function runRunsPlot(args: { runs: string[]; out: string; references: string[]; title?: string | undefined }): Promise<void> {
+  const dynamics = args.runs.map((r) => trainDynamicsRun(resolve(r)));
+  if (dynamics.some((d) => d !== null)) return plotDynamicsRuns(args, dynamics);
   type Line = { epoch: number; evaluation: { mean: number; std: number; score: number | null; scoreStd: number | null } | null };
   const curves = args.runs.map((r) => {
     const run = resolve(r);
@@ -203,4 +206,31 @@ export async function runRunsPlot(args: { runs: string[]; out: string; reference
   });
   await writeFileAtomic(resolve(args.out), svg);
   process.stderr.write(`written ${resolve(args.out)} (${curves.length} runs, ${useScore ? 'score' : 'return'})\n`);
+}
+
+/**
+ * `runs plot` of train-dynamics runs, finished or still training: one run, each member's validation
+ * MSE by epoch (its validation.svg, drawn now); several, each run's best member by epoch.
+ */
+async function plotDynamicsRuns(args: { runs: string[]; out: string; title?: string | undefined }, runs: (DynamicsRunInfo | null)[]): Promise<void> {
+  const i = runs.findIndex((r) => r === null);
+  if (i >= 0) throw new UserError(`${resolve(args.runs[i]!)}: not a train-dynamics run; plot train-dynamics runs and MOPO runs separately`);
+  const curves = (runs as DynamicsRunInfo[]).map((r) => {
+    const epochs = readJsonLines<{ epoch: number; valMse: number[] }>(join(r.run, 'metrics.jsonl'));
+    if (epochs.length === 0) throw new UserError(`${r.run}: no epoch logged yet`);
+    return { name: basename(r.run), epochs };
+  });
+  const svg =
+    curves.length === 1
+      ? validationChartSvg(args.title ?? `Dynamics ensemble ${curves[0]!.name}`, curves[0]!.epochs)
+      : lineChartSvg({
+          title: args.title ?? 'Dynamics ensembles: best member',
+          xLabel: 'epoch',
+          yLabel: 'validation MSE (normalized Δs, r)',
+          yScale: 'log',
+          series: curves.map((c) => ({ name: c.name, x: c.epochs.map((e) => e.epoch), y: c.epochs.map((e) => Math.min(...e.valMse)) })),
+          legendWidth: Math.max(160, 7 * Math.max(...curves.map((c) => c.name.length)) + 40),
+        });
+  await writeFileAtomic(resolve(args.out), svg);
+  process.stderr.write(`written ${resolve(args.out)} (${curves.length} train-dynamics run${curves.length > 1 ? 's' : ''}, validation MSE)\n`);
 }

@@ -56,6 +56,18 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
   log(`run directory ${out}: config.json, metrics.jsonl, validation.svg, ensemble/, report.json`);
 }
 
+/** Each member's validation MSE by epoch, on a log axis (it falls by a decade or more). */
+export function validationChartSvg(title: string, epochs: readonly { epoch: number; valMse: number[] }[]): string {
+  const members = epochs[0]?.valMse.length ?? 0;
+  return lineChartSvg({
+    title,
+    xLabel: 'epoch',
+    yLabel: 'validation MSE (normalized Δs, r)',
+    yScale: 'log',
+    series: Array.from({ length: members }, (_, m) => ({ name: `member ${m}`, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.valMse[m]!) })),
+  });
+}
+
 export interface TrainDynamicsReport {
   dataset: string;
   epochs: number;
@@ -144,13 +156,7 @@ async function trainDynamicsLocked(
   bar.finish(`stopped by ${done.stoppedBy} after ${done.epochs} epochs`);
   tracePhase('dynamics-save');
   await done.ensemble.save(join(out, 'ensemble'));
-  const svg = lineChartSvg({
-    title: `Dynamics ensemble on ${basename(opts.dataset)}`,
-    xLabel: 'epoch',
-    yLabel: 'validation MSE (normalized Δs, r)',
-    series: Array.from({ length: config.members }, (_, m) => ({ name: `member ${m}`, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.valMse[m]!) })),
-  });
-  await writeFileAtomic(join(out, 'validation.svg'), svg);
+  await writeFileAtomic(join(out, 'validation.svg'), validationChartSvg(`Dynamics ensemble on ${basename(opts.dataset)}`, epochs));
   const report: TrainDynamicsReport = {
     dataset: opts.dataset,
     epochs: done.epochs,

@@ -40,7 +40,7 @@ import { makeEnv, stateFromObservation } from '../envs/env.js';
 import { Rng } from '../random.js';
 import { UserError } from '../errors.js';
 import { writeFileAtomic } from '../atomic.js';
-import { lineChartSvg, scatterSvg } from '../plot.js';
+import { PALETTE, lineChartSvg, scatterSvg } from '../plot.js';
 import { eliteMixture } from './dynamics.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -811,7 +811,6 @@ export function penaltyReportHtml(r: PenaltyDiagnostics): string {
       legendWidth: 175,
     });
   };
-  const palette = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f'];
   const curves = <S extends Slice>(slices: S[], xOf: (s: S) => number, xLabel: string, title: string, yLabel: string, y: (s: S, name: string) => number | null) =>
     lineChartSvg({
       title,
@@ -822,7 +821,7 @@ export function penaltyReportHtml(r: PenaltyDiagnostics): string {
       height: 340,
       series: est.map((e, k) => {
         const pts = slices.map((s) => [xOf(s), y(s, e.name)] as const).filter((p): p is readonly [number, number] => p[1] !== null && Number.isFinite(p[1]));
-        return { name: e.name + (e.configured ? ' *' : ''), x: pts.map((p) => p[0]), y: pts.map((p) => p[1]), color: palette[k % palette.length]! };
+        return { name: e.name + (e.configured ? ' *' : ''), x: pts.map((p) => p[0]), y: pts.map((p) => p[1]), color: PALETTE[k % PALETTE.length]! };
       }),
     });
   const errCurves = <S extends Slice>(slices: S[], xOf: (s: S) => number, xLabel: string, title: string) => {
@@ -835,7 +834,7 @@ export function penaltyReportHtml(r: PenaltyDiagnostics): string {
       width: 580,
       height: 340,
       series: [
-        ...(['transitionW1', 'transition', 'rewardW1', 'reward'] as TrueError[]).map((e, k) => ({ name: `error: ${e}`, x: slices.map(xOf), y: slices.map((s) => s.error[e].mean), color: palette[k]! })),
+        ...(['transitionW1', 'transition', 'rewardW1', 'reward'] as TrueError[]).map((e, k) => ({ name: `error: ${e}`, x: slices.map(xOf), y: slices.map((s) => s.error[e].mean), color: PALETTE[k]! })),
         { name: `λ·u (${conf.name})`, x: slices.map(xOf), y: slices.map((s) => r.lambda * s.estimators[conf.name]!.mean), color: '#000' },
       ],
     });
