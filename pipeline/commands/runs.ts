@@ -63,12 +63,16 @@ interface DynamicsRunInfo {
   stoppedBy: string | null;
   /** Training wall time so far, summed over the logged epochs (across resumes); null before the first. */
   seconds: number | null;
+  /** Epochs in a row without a member improving enough, after the last logged one (stops at patience). */
+  epochsSinceImprovement: number | null;
+  patience: number | null;
 }
 
 /** Also a MOPO run's `dynamics/` stage, which is laid out as a train-dynamics run. */
 function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
   const report = readJson<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'report.json'));
-  const lines = readJsonLines<{ valMse: number[]; seconds: number }>(join(run, 'metrics.jsonl'));
+  const lines = readJsonLines<{ valMse: number[]; seconds: number; epochsSinceImprovement: number }>(join(run, 'metrics.jsonl'));
+  const cfg = readJson<{ ensemble?: { patience?: number } }>(join(run, 'config.json'));
   const mses = lines.flatMap((l) => l.valMse);
   const status: DynamicsRunInfo['status'] = report ? 'done' : lines.length > 0 || existsSync(join(run, 'checkpoint')) ? 'in progress or killed' : 'not started';
   return {
@@ -81,6 +85,8 @@ function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
     status,
     stoppedBy: report?.stoppedBy ?? null,
     seconds: lines.length > 0 ? Math.round(lines.reduce((sum, l) => sum + l.seconds, 0)) : null,
+    epochsSinceImprovement: lines.length > 0 ? lines[lines.length - 1]!.epochsSinceImprovement : null,
+    patience: cfg?.ensemble?.patience ?? null,
   };
 }
 
@@ -121,7 +127,8 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
     if (r.kind === 'dynamics') {
       const mse = r.bestValidationMse !== null ? `best val MSE ${r.bestValidationMse.toFixed(4)}` : 'no epoch yet';
       const hours = r.seconds !== null ? ` (${(r.seconds / 3600).toFixed(1)} h)` : '';
-      process.stdout.write(`${r.run}  dynamics  ${r.epochs} epochs${hours}  ${mse}  ${r.status}${r.stoppedBy ? ` (stopped by ${r.stoppedBy})` : ''}\n`);
+      const stopping = r.status !== 'done' && r.epochsSinceImprovement !== null && r.patience !== null ? ` (${r.epochsSinceImprovement}/${r.patience} epochs without improvement)` : '';
+      process.stdout.write(`${r.run}  dynamics  ${r.epochs} epochs${hours}  ${mse}  ${r.status}${r.stoppedBy ? ` (stopped by ${r.stoppedBy})` : stopping}\n`);
       continue;
     }
     const score = r.lastScore !== null ? `score ${r.lastScore.toFixed(1)}` : r.lastReturn !== null ? `return ${r.lastReturn.toFixed(1)}` : 'no evaluation yet';
@@ -130,8 +137,8 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
 }
 
 function dynamicsStageView(d: DynamicsRunInfo): Record<string, unknown> {
-  const { run, epochs, stoppedBy, seconds, bestValidationMse, status } = d;
-  return { dir: run, status: status === 'done' ? 'done' : 'training unfinished (resumable)', epochs, stoppedBy, seconds, bestValidationMse };
+  const { run, epochs, stoppedBy, seconds, bestValidationMse, status, epochsSinceImprovement, patience } = d;
+  return { dir: run, status: status === 'done' ? 'done' : 'training unfinished (resumable)', epochs, stoppedBy, seconds, bestValidationMse, ...(status === 'done' ? {} : { epochsSinceImprovement, patience }) };
 }
 
 export async function runRunsShow(args: { run: string; json: boolean }): Promise<void> {
