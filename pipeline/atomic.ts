@@ -95,6 +95,11 @@ export function writeFileAtomicSync(target: string, data: Uint8Array | string): 
   }
 }
 
+/** A JSON file a run may or may not have written yet (written atomically, so whole or absent); null when absent. */
+export function readJsonIfExists<T>(path: string): T | null {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : null;
+}
+
 /**
  * The complete lines of a JSON Lines log that runs append to (metrics.jsonl): a kill mid-append
  * leaves a partial last line, which is dropped with anything after it. [] when there is no file.

@@ -7,7 +7,7 @@
 // Prints a Markdown table; `--json` prints the rows instead.
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { readJsonLines } from '../pipeline/atomic.js';
+import { readJsonIfExists, readJsonLines } from '../pipeline/atomic.js';
 import { taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
 import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
 
@@ -37,7 +37,7 @@ export function readPaperRow(dir: string): PaperRow | null {
   if (!cfg.rollout || !cfg.learner || !cfg.dataset) return null;
   const lines = readJsonLines<MetricsLine>(join(run, 'metrics.jsonl'));
   if (lines.length === 0) return null;
-  const summary = existsSync(join(run, 'summary.json')) ? readJson<{ stoppedEarly: boolean; epochs: number }>(join(run, 'summary.json')) : null;
+  const summary = readJsonIfExists<{ stoppedEarly: boolean; epochs: number }>(join(run, 'summary.json'));
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).map((l) => ({ epoch: l.epoch, score: l.evaluation!.score!, scoreStd: l.evaluation!.scoreStd ?? 0 }));
   const lastFive = evals.slice(-5);
   const best = evals.reduce<{ epoch: number; score: number } | null>((b, e) => (b === null || e.score > b.score ? { epoch: e.epoch, score: e.score } : b), null);

@@ -1,10 +1,10 @@
 // `mopo runs ls [dir]` and `mopo runs show <run-dir>`: what runs there are, and for one run, its
 // stages and what each saved (rows, config hash, manifest hash, checkpoints, scores).
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readManifest, manifestHash } from '../../operators/shards.js';
 import { UserError } from '../errors.js';
-import { readJsonLines, writeFileAtomic } from '../atomic.js';
+import { readJsonIfExists, readJsonLines, writeFileAtomic } from '../atomic.js';
 import { lineChartSvg } from '../plot.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
 import { validationChartSvg } from './trainDynamics.js';
@@ -20,16 +20,15 @@ interface RunInfo {
   checkpoint: string | null;
 }
 
-const readJson = <T>(path: string): T | null => (existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as T) : null);
 
 function lastMetrics(run: string): { epoch: number; updates: number; evaluation: { mean: number; score: number | null } | null }[] {
   return readJsonLines(join(run, 'metrics.jsonl'));
 }
 
 export function runInfo(run: string): RunInfo {
-  const cfg = readJson<{ env?: string; learner?: { epochs?: number } }>(join(run, 'config.json'));
-  const summary = readJson<{ stoppedEarly: boolean }>(join(run, 'summary.json'));
-  const latest = readJson<{ checkpoint: string }>(join(run, 'checkpoints', 'latest.json'));
+  const cfg = readJsonIfExists<{ env?: string; learner?: { epochs?: number } }>(join(run, 'config.json'));
+  const summary = readJsonIfExists<{ stoppedEarly: boolean }>(join(run, 'summary.json'));
+  const latest = readJsonIfExists<{ checkpoint: string }>(join(run, 'checkpoints', 'latest.json'));
   const m = lastMetrics(run);
   const lastEval = [...m].reverse().find((x) => x.evaluation)?.evaluation ?? null;
   const last = m[m.length - 1];
@@ -68,17 +67,19 @@ interface DynamicsRunInfo {
   patience: number | null;
 }
 
-/** Also a MOPO run's `dynamics/` stage, which is laid out as a train-dynamics run. */
-function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
-  const report = readJson<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'report.json'));
+/** A train-dynamics run's config.json, as far as these commands read it. */
+type DynamicsConfig = { job?: string; dataset?: string; ensemble?: { patience?: number } };
+
+/** Also a MOPO run's `dynamics/` stage, which is laid out as a train-dynamics run; `cfg` is its config.json. */
+function dynamicsRunInfo(run: string, cfg: DynamicsConfig | null): DynamicsRunInfo {
+  const report = readJsonIfExists<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'report.json'));
   const lines = readJsonLines<{ valMse: number[]; seconds: number; epochsSinceImprovement: number }>(join(run, 'metrics.jsonl'));
-  const cfg = readJson<{ ensemble?: { patience?: number } }>(join(run, 'config.json'));
   const mses = lines.flatMap((l) => l.valMse);
   const status: DynamicsRunInfo['status'] = report ? 'done' : lines.length > 0 || existsSync(join(run, 'checkpoint')) ? 'in progress or killed' : 'not started';
   return {
     run,
     kind: 'dynamics',
-    dataset,
+    dataset: cfg?.dataset ?? null,
     epochs: report?.epochs ?? lines.length,
     // The saved ensemble's own validation once finished; the best logged epoch while it trains.
     bestValidationMse: report ? Math.min(...report.validation.mse) : mses.length > 0 ? Math.min(...mses) : null,
@@ -90,18 +91,23 @@ function dynamicsRunInfo(run: string, dataset: string | null): DynamicsRunInfo {
   };
 }
 
-/** A train-dynamics run directory (its config.json names the job), or null. */
+/** Whether a directory is a train-dynamics run (its config.json names the job). */
+function isTrainDynamicsRun(dir: string): boolean {
+  return readJsonIfExists<DynamicsConfig>(join(dir, 'config.json'))?.job === 'train-dynamics';
+}
+
+/** A train-dynamics run directory's info, or null when it is not one. */
 function trainDynamicsRun(dir: string): DynamicsRunInfo | null {
-  const cfg = readJson<{ job?: string; dataset?: string }>(join(dir, 'config.json'));
-  return cfg?.job === 'train-dynamics' ? dynamicsRunInfo(dir, cfg.dataset ?? null) : null;
+  const cfg = readJsonIfExists<DynamicsConfig>(join(dir, 'config.json'));
+  return cfg?.job === 'train-dynamics' ? dynamicsRunInfo(dir, cfg) : null;
 }
 
 /** What a directory under `runs ls` is: a MOPO run (with or without a pipeline file), a train-dynamics run, or neither. */
 function listedRun(dir: string): ((RunInfo & { kind: 'mopo' }) | DynamicsRunInfo) | null {
   if (existsSync(join(dir, PIPELINE_FILE))) return { ...runInfo(dir), kind: 'mopo' };
-  const cfg = readJson<{ job?: string; dataset?: string; learner?: unknown }>(join(dir, 'config.json'));
+  const cfg = readJsonIfExists<DynamicsConfig & { learner?: unknown }>(join(dir, 'config.json'));
   if (!cfg) return null;
-  if (cfg.job === 'train-dynamics') return trainDynamicsRun(dir);
+  if (cfg.job === 'train-dynamics') return dynamicsRunInfo(dir, cfg);
   if (cfg.learner !== undefined) return { ...runInfo(dir), kind: 'mopo' };
   return null;
 }
@@ -157,7 +163,7 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
     const m = await readManifest(pre);
     stages['preprocess'] = { dir: pre, rows: m.rows, shards: m.shards.length, complete: m.complete, configHash: m.configHash, manifestHash: manifestHash(m) };
   }
-  const dyn = dynamicsRunInfo(join(run, 'dynamics'), null);
+  const dyn = dynamicsRunInfo(join(run, 'dynamics'), readJsonIfExists<DynamicsConfig>(join(run, 'dynamics', 'config.json')));
   if (dyn.status !== 'not started') stages['dynamics'] = dynamicsStageView(dyn);
   const ro = join(run, 'stages', 'rollout');
   if (existsSync(ro)) {
@@ -165,7 +171,7 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
     stages['rollout'] = { dir: ro, roundsSaved: rounds.length, first: rounds[0] ?? null, last: rounds[rounds.length - 1] ?? null };
   }
   stages['sac'] = { epochs: info.epochs, updates: info.updates, lastScore: info.lastScore, lastReturn: info.lastReturn, checkpoint: info.checkpoint, status: info.status };
-  const replay = readJson<unknown>(join(run, 'replay.json'));
+  const replay = readJsonIfExists<unknown>(join(run, 'replay.json'));
   const out = { ...info, ...(replay ? { replayOf: replay } : {}), stages };
   if (args.json) {
     process.stdout.write(JSON.stringify(out) + '\n');
@@ -175,14 +181,16 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
   for (const [name, s] of Object.entries(stages)) process.stdout.write(`  ${name.padEnd(10)} ${JSON.stringify(s)}\n`);
 }
 
+/** Room for a legend of run names (about 7 px a character), at least the chart's default. */
+const legendWidthFor = (names: readonly string[]): number => Math.max(160, 7 * Math.max(...names.map((n) => n.length)) + 40);
+
 /**
  * `mopo runs plot <run>... --out <svg>`: the evaluation curves of several MOPO runs in one chart
  * (D4RL-normalized score when every run has one, else the return), mean ± std over the episodes,
  * each run named by its directory; `references` draws labelled horizontal lines (a paper's score).
  */
 export async function runRunsPlot(args: { runs: string[]; out: string; references: string[]; title?: string | undefined }): Promise<void> {
-  const dynamics = args.runs.map((r) => trainDynamicsRun(resolve(r)));
-  if (dynamics.some((d) => d !== null)) return plotDynamicsRuns(args, dynamics);
+  if (args.runs.some((r) => isTrainDynamicsRun(resolve(r)))) return plotDynamicsRuns(args);
   type Line = { epoch: number; evaluation: { mean: number; std: number; score: number | null; scoreStd: number | null } | null };
   const curves = args.runs.map((r) => {
     const run = resolve(r);
@@ -209,7 +217,7 @@ export async function runRunsPlot(args: { runs: string[]; out: string; reference
       band: c.evals.map((l) => (useScore ? l.evaluation!.scoreStd! : l.evaluation!.std)),
     })),
     hlines,
-    legendWidth: Math.max(160, 7 * Math.max(...curves.map((c) => c.name.length)) + 40),
+    legendWidth: legendWidthFor(curves.map((c) => c.name)),
   });
   await writeFileAtomic(resolve(args.out), svg);
   process.stderr.write(`written ${resolve(args.out)} (${curves.length} runs, ${useScore ? 'score' : 'return'})\n`);
@@ -219,13 +227,14 @@ export async function runRunsPlot(args: { runs: string[]; out: string; reference
  * `runs plot` of train-dynamics runs, finished or still training: one run, each member's validation
  * MSE by epoch (its validation.svg, drawn now); several, each run's best member by epoch.
  */
-async function plotDynamicsRuns(args: { runs: string[]; out: string; title?: string | undefined }, runs: (DynamicsRunInfo | null)[]): Promise<void> {
-  const i = runs.findIndex((r) => r === null);
-  if (i >= 0) throw new UserError(`${resolve(args.runs[i]!)}: not a train-dynamics run; plot train-dynamics runs and MOPO runs separately`);
-  const curves = (runs as DynamicsRunInfo[]).map((r) => {
-    const epochs = readJsonLines<{ epoch: number; valMse: number[] }>(join(r.run, 'metrics.jsonl'));
-    if (epochs.length === 0) throw new UserError(`${r.run}: no epoch logged yet`);
-    return { name: basename(r.run), epochs };
+async function plotDynamicsRuns(args: { runs: string[]; out: string; title?: string | undefined }): Promise<void> {
+  const runs = args.runs.map((r) => resolve(r));
+  const other = runs.find((r) => !isTrainDynamicsRun(r));
+  if (other !== undefined) throw new UserError(`${other}: not a train-dynamics run; plot train-dynamics runs and MOPO runs separately`);
+  const curves = runs.map((run) => {
+    const epochs = readJsonLines<{ epoch: number; valMse: number[] }>(join(run, 'metrics.jsonl'));
+    if (epochs.length === 0) throw new UserError(`${run}: no epoch logged yet`);
+    return { name: basename(run), epochs };
   });
   const svg =
     curves.length === 1
@@ -236,7 +245,7 @@ async function plotDynamicsRuns(args: { runs: string[]; out: string; title?: str
           yLabel: 'validation MSE (normalized Δs, r)',
           yScale: 'log',
           series: curves.map((c) => ({ name: c.name, x: c.epochs.map((e) => e.epoch), y: c.epochs.map((e) => Math.min(...e.valMse)) })),
-          legendWidth: Math.max(160, 7 * Math.max(...curves.map((c) => c.name.length)) + 40),
+          legendWidth: legendWidthFor(curves.map((c) => c.name)),
         });
   await writeFileAtomic(resolve(args.out), svg);
   process.stderr.write(`written ${resolve(args.out)} (${curves.length} train-dynamics run${curves.length > 1 ? 's' : ''}, validation MSE)\n`);
