@@ -14,12 +14,14 @@ source scripts/runSteps.sh
 
 # A step that fails or is interrupted (Ctrl-C, exit 130) stops the script: nothing later starts.
 D=data/datasets
-# Two lines of work keep both cores busy: the medium ensemble beside the random one, then the
-# medium-replay ensemble and the first MOPO run.
+# Two lines of work keep both cores busy: each trains an ensemble on one core, then goes on to the
+# next ensemble or a MOPO run (two threads), whichever line finishes first, so no core sits idle
+# while the other line's ensemble is still training.
 { dynamics dyn-hc-random $D/halfcheetah-random.parquet && diagnose dyn-hc-random &&
-  dynamics dyn-hc-medium-replay $D/halfcheetah-medium-replay.parquet && diagnose dyn-hc-medium-replay &&
   mopo mopo-hc-random-paper $D/halfcheetah-random.parquet dyn-hc-random; } &
-{ dynamics dyn-hc-medium $D/halfcheetah-medium.parquet && diagnose dyn-hc-medium; } &
+{ dynamics dyn-hc-medium $D/halfcheetah-medium.parquet && diagnose dyn-hc-medium &&
+  dynamics dyn-hc-medium-replay $D/halfcheetah-medium-replay.parquet && diagnose dyn-hc-medium-replay &&
+  mopo mopo-hc-medium-replay-paper $D/halfcheetah-medium-replay.parquet dyn-hc-medium-replay; } &
 wait
 for d in dyn-hc-random dyn-hc-medium-replay dyn-hc-medium; do [ -f "runs/$d/diagnose-dynamics.json" ] || exit 1; done
 
