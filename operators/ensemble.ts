@@ -873,6 +873,14 @@ export async function saveEnsembleTrainingState(dir: string, s: EnsembleTraining
   await fsp.rm(old, { recursive: true, force: true });
 }
 
+/**
+ * Whether `dir` holds a training state (or `dir.old`, after a kill mid-swap): saveEnsembleTrainingState
+ * only ever renames complete directories into these names, so their presence is the whole test.
+ */
+export function hasEnsembleTrainingState(dir: string): boolean {
+  return existsSync(dir) || existsSync(`${dir}.old`);
+}
+
 /** The state saveEnsembleTrainingState wrote (or null when `dir` holds none; `dir.old` counts after a kill mid-swap). */
 export async function loadEnsembleTrainingState(dir: string): Promise<EnsembleTrainingState | null> {
   const where = existsSync(join(dir, 'best', TRAINING_STATE.headerFile)) ? dir : existsSync(join(`${dir}.old`, 'best', TRAINING_STATE.headerFile)) ? `${dir}.old` : null;

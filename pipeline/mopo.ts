@@ -22,7 +22,7 @@ import { basename, join, resolve } from 'node:path';
 import { Subject, lastValueFrom, tap } from 'rxjs';
 import * as tf from '@tensorflow/tfjs';
 import type { ReadOptions } from '../operators/readTransitions.js';
-import { resolveEnsembleConfig, type EnsembleConfig } from '../operators/ensemble.js';
+import { hasEnsembleTrainingState, resolveEnsembleConfig, type EnsembleConfig } from '../operators/ensemble.js';
 import { ArrowReplayBuffer } from '../operators/replayBuffer.js';
 import { SacAgent, resolveSacConfig, type SacConfig } from '../operators/sac.js';
 import { RateLimiter } from '../operators/rateLimiter.js';
@@ -252,7 +252,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
     const dynDir = join(runDir, 'dynamics');
     // Trained when its report is there (trainDynamicsInto writes it last; ensemble/ comes before it).
     const trained = existsSync(join(dynDir, 'report.json')) && existsSync(join(ensembleDir, 'ensemble.json'));
-    const unfinished = existsSync(join(dynDir, 'checkpoint')) || existsSync(join(dynDir, 'checkpoint.old'));
+    const unfinished = hasEnsembleTrainingState(join(dynDir, 'checkpoint'));
     if (!trained || unfinished) {
       if (!trained) log(`training the dynamics ensemble on ${config.dataset}${config.ensembleRows ? ` (first ${config.ensembleRows} rows)` : ''}`);
       const read: ReadOptions = config.ensembleRows ? { ...config.read, rows: { start: 0, end: config.ensembleRows } } : config.read;

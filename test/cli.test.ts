@@ -318,6 +318,10 @@ test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the 
     assert.doesNotMatch(stderr, STACK);
     assert.ok(existsSync(join(out, 'checkpoint')), 'the training state is kept');
     assert.ok(!existsSync(join(out, 'report.json')), 'no report for an unfinished training');
+    const over = mopo([...args, '--quiet']);
+    assert.notEqual(over.code, 0, 'a new training does not overwrite an unfinished one');
+    assert.match(over.stderr, /dyn holds an unfinished ensemble training \(checkpoint\/\); continue it with --resume, or choose another --out/);
+    assert.doesNotMatch(over.stderr, STACK);
     // runs show knows a train-dynamics run (it once listed it as a SAC run of 0 updates).
     const unfinished = JSON.parse(mopo(['runs', 'show', out, '--json']).stdout) as { kind: string; status: string; epochs: number; seconds: number | null; epochsSinceImprovement: number; patience: number };
     assert.deepEqual([unfinished.kind, unfinished.status, unfinished.patience], ['dynamics', 'in progress or killed', 5]);

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { initBackend } from '../backend.js';
-import { DynamicsEnsemble, loadBestSoFar } from '../../operators/ensemble.js';
+import { DynamicsEnsemble, hasEnsembleTrainingState, loadBestSoFar } from '../../operators/ensemble.js';
 import { diagnoseDynamics, type DynamicsDiagnostics } from '../diagnose/dynamics.js';
 import { writeFileAtomic } from '../atomic.js';
 import { lineChartSvg } from '../plot.js';
@@ -31,7 +31,7 @@ export interface DiagnoseDynamicsArgs extends InputArgs {
 function ensembleSourceOf(run: string): { dir: string; unfinished: boolean } {
   if (existsSync(join(run, 'ensemble', 'ensemble.json'))) return { dir: join(run, 'ensemble'), unfinished: false };
   if (existsSync(join(run, 'ensemble.json'))) return { dir: run, unfinished: false };
-  if (existsSync(join(run, 'checkpoint')) || existsSync(join(run, 'checkpoint.old'))) return { dir: join(run, 'checkpoint'), unfinished: true };
+  if (hasEnsembleTrainingState(join(run, 'checkpoint'))) return { dir: join(run, 'checkpoint'), unfinished: true };
   throw new UserError(`${run}: no ensemble here (expected ${join(run, 'ensemble', 'ensemble.json')}, or an unfinished training's checkpoint/); pass a directory made by mopo train-dynamics`);
 }
 

@@ -7,7 +7,7 @@ import { join, resolve, basename } from 'node:path';
 import { lastValueFrom, tap, filter } from 'rxjs';
 import { initBackend } from '../backend.js';
 import type { ReadOptions } from '../../operators/readTransitions.js';
-import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleStoppedEvent } from '../../operators/ensemble.js';
+import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, hasEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleStoppedEvent } from '../../operators/ensemble.js';
 import { readJsonLines, tempPathFor, writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
@@ -113,7 +113,7 @@ async function trainDynamicsLocked(
     return JSON.parse(readFileSync(reportPath, 'utf8')) as TrainDynamicsReport;
   }
   const resume = opts.resume ? await loadEnsembleTrainingState(checkpointDir) : null;
-  if (!opts.resume && (existsSync(join(checkpointDir, 'best')) || existsSync(join(`${checkpointDir}.old`, 'best')))) {
+  if (!opts.resume && hasEnsembleTrainingState(checkpointDir)) {
     throw new UserError(`${out} holds an unfinished ensemble training (checkpoint/); continue it with --resume, or choose another --out`);
   }
   // A resumed run keeps its own config, except the thread count (speed only, not results).
