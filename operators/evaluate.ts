@@ -10,6 +10,11 @@ export interface EvaluateConfig {
   env: string;
   /** Evaluate after every this many epochs (and after the last one). */
   every: number;
+  /**
+   * Also after each of the final this many epochs (default 1: the last only). MOPO's reported score
+   * is the mean of its last 10 evaluations, one an epoch (the reference's d4rl_results.py, LAST_K).
+   */
+  lastEpochs?: number;
   episodes: number;
   /** Episode i of every evaluation resets with seed + i (the same start states each time). */
   seed: number;
@@ -77,9 +82,14 @@ export function makeEvaluationEnvs(config: Pick<EvaluateConfig, 'env' | 'episode
   return Promise.all(Array.from({ length: config.episodes }, () => makeEnv(config.env)));
 }
 
+/** Whether `epoch` gets an evaluation: every `every` epochs, and each of the last `lastEpochs` before `lastEpoch`. */
+export function evaluationDue(epoch: number, config: Pick<EvaluateConfig, 'every' | 'lastEpochs'>, lastEpoch?: number): boolean {
+  return (epoch + 1) % config.every === 0 || (lastEpoch !== undefined && epoch <= lastEpoch && epoch > lastEpoch - (config.lastEpochs ?? 1));
+}
+
 /**
  * Operator over epoch events carrying the learner (SacEpochEvent): adds `evaluation` every
- * `every` epochs and at `lastEpoch`, null in between.
+ * `every` epochs and at each of the last `lastEpochs` up to `lastEpoch`, null in between.
  */
 export function evaluatePolicyEvery<T extends { epoch: number; agent: { actorPolicy: Actor } }>(
   config: EvaluateConfig,
@@ -87,12 +97,12 @@ export function evaluatePolicyEvery<T extends { epoch: number; agent: { actorPol
   opts: { lastEpoch?: number } = {},
 ): OperatorFunction<T, T & { evaluation: Evaluation | null }> {
   if (!Number.isInteger(config.every) || config.every < 1) throw new UserError(`evaluate: every must be a positive integer, got ${config.every}`);
+  if (config.lastEpochs !== undefined && (!Number.isInteger(config.lastEpochs) || config.lastEpochs < 1)) throw new UserError(`evaluate: lastEpochs must be a positive integer, got ${config.lastEpochs}`);
   if (envs.length !== config.episodes) throw new RangeError(`evaluate: ${envs.length} environments for ${config.episodes} episodes`);
   return (source) =>
     source.pipe(
       map((e) => {
-        const due = (e.epoch + 1) % config.every === 0 || e.epoch === opts.lastEpoch;
-        if (!due) return { ...e, evaluation: null };
+        if (!evaluationDue(e.epoch, config, opts.lastEpoch)) return { ...e, evaluation: null };
         const t0 = performance.now();
         const returns = evaluateEpisodes(e.agent.actorPolicy, envs, envs.map((_, i) => config.seed + i));
         return { ...e, evaluation: summarizeReturns(config.env, returns, (performance.now() - t0) / 1000) };

@@ -175,6 +175,8 @@ function buildCli(argv: string[]): Argv {
           .option('real-buffer', { type: 'number', describe: 'most real transitions held for that share (default: all); a larger dataset is sampled through a uniform reservoir of this size, refreshed as the stream passes' })
           .option('eval-every', { type: 'number', describe: 'evaluate every this many epochs' })
           .option('eval-episodes', { type: 'number', describe: 'episodes per evaluation' })
+          .option('eval-last', { type: 'number', describe: "also evaluate after each of the final this many epochs (paper preset: 10, MOPO's score is their mean)" })
+          .option('target-entropy', { type: 'number', describe: "SAC's entropy target (paper preset: -3 as MOPO's D4RL configs; otherwise -|A|)" })
           .option('checkpoint-every', { type: 'number', describe: 'checkpoint every this many epochs' })
           .option('seed', { type: 'number', default: 0 })
           .example('$0 train --dataset data/datasets/halfcheetah-random.parquet', "MOPO with the paper's settings for halfcheetah-random (h 5, λ 0.5)")

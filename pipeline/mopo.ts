@@ -31,7 +31,7 @@ import { rolloutInWorker, type RolloutRequest } from '../operators/rolloutWorker
 import { replayRollouts, saveRound } from '../operators/rolloutShards.js';
 import { RealDataReservoir } from '../operators/reservoir.js';
 import { sacConsumer, resolveSacConsumerConfig, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
-import { evaluatePolicyEvery, makeEvaluationEnvs, type Evaluation } from '../operators/evaluate.js';
+import { evaluatePolicyEvery, evaluationDue, makeEvaluationEnvs, type Evaluation } from '../operators/evaluate.js';
 import { envSpec, isEnvName, type EnvName } from './envs/env.js';
 import { Rng } from './random.js';
 import { UserError } from './errors.js';
@@ -64,7 +64,8 @@ export interface MopoConfig {
   learner: Omit<SacConsumerConfig, 'seed' | 'rolloutEvery'>;
   /** Rounds of rollouts the model buffer keeps. */
   retainEpochs: number;
-  evaluate: { every: number; episodes: number };
+  /** lastEpochs: also evaluate after each of the final this many epochs (operators/evaluate.ts). */
+  evaluate: { every: number; episodes: number; lastEpochs?: number };
   /** Checkpoint every this many epochs (and at the end or on a stop). */
   checkpointEvery: number;
   /** Tee every inserted rollout round to <run>/stages/rollout (operators/rolloutShards.ts). */
@@ -104,13 +105,17 @@ export function presetConfig(preset: Preset, env: EnvName, dataset: string, task
     sac: { hidden: [256, 256], batchSize: 256, gamma: 0.99, tau: 0.005, actorLr: 3e-4, criticLr: 3e-4 },
     learner: { realRatio: 0.05, epochLength: 1000, epochs: 1000, metricsEvery: 50 },
     retainEpochs: 5,
-    evaluate: { every: 10, episodes: 10 },
+    // Scored as the reference does (d4rl_results.py): the mean of the last 10 evaluations, one an epoch.
+    evaluate: { every: 10, episodes: 10, lastEpochs: 10 },
     checkpointEvery: 10,
   };
   if (env !== 'pendulum') {
     const t = task ?? 'random';
     const [h, lambda] = PAPER_H_LAMBDA[env][t];
     base.rollout = { ...base.rollout, horizon: h, lambda };
+    // MOPO's D4RL configs (examples/config/d4rl/base.py) set the entropy target to −3 for every task,
+    // not SAC's usual −|A| (−6 for HalfCheetah and Walker2d; Hopper's −3 is the same).
+    base.sac = { ...base.sac, targetEntropy: -3 };
   }
   if (preset === 'quick') {
     // Minutes, not hours: the ensemble on 100k rows for 3 epochs, small rollout rounds, 5 epochs.
@@ -118,7 +123,7 @@ export function presetConfig(preset: Preset, env: EnvName, dataset: string, task
     base.ensemble = { ...base.ensemble, maxEpochs: 3 };
     base.rollout = { ...base.rollout, batch: 10_000 };
     base.learner = { ...base.learner, epochs: 5 };
-    base.evaluate = { every: 5, episodes: 5 };
+    base.evaluate = { every: 5, episodes: 5, lastEpochs: 1 };
     base.checkpointEvery = 5;
   }
   return base;
@@ -347,9 +352,9 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
             : {}),
         }),
         tap((e) => {
-          if ((e.epoch + 1) % config.evaluate.every === 0 || e.epoch === learner.epochs - 1) tracePhase(`evaluate ${e.epoch}`);
+          if (evaluationDue(e.epoch, config.evaluate, learner.epochs - 1)) tracePhase(`evaluate ${e.epoch}`);
         }),
-        evaluatePolicyEvery({ env: config.env, every: config.evaluate.every, episodes: config.evaluate.episodes, seed: config.seed + 1_000_000 }, evalEnvs, { lastEpoch: learner.epochs - 1 }),
+        evaluatePolicyEvery({ env: config.env, ...config.evaluate, seed: config.seed + 1_000_000 }, evalEnvs, { lastEpoch: learner.epochs - 1 }),
         tap((e) => {
           last = e;
           tracePhase(`epoch-end ${e.epoch}`);
@@ -428,6 +433,20 @@ export interface MetricsLine {
    * hours must hold steady; RSS includes the rollout worker's thread and its wasm memory.
    */
   memory: { rssMB: number; heapUsedMB: number; learnerTensors: number };
+}
+
+/**
+ * A run's score as MOPO reports it (the reference's scripts/d4rl_results.py, LAST_K = 10): the mean
+ * D4RL score of its last `k` evaluations (fewer when it has fewer; the paper preset evaluates each of
+ * the final 10 epochs), their spread, and the epochs they span. Null before any scored evaluation.
+ */
+export function scoreOfLastEvaluations(lines: readonly Pick<MetricsLine, 'epoch' | 'evaluation'>[], k = 10): { mean: number; std: number; evaluations: number; fromEpoch: number; toEpoch: number } | null {
+  const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).slice(-k);
+  if (evals.length === 0) return null;
+  const scores = evals.map((l) => l.evaluation!.score!);
+  const mean = scores.reduce((s, x) => s + x, 0) / scores.length;
+  const std = Math.sqrt(scores.reduce((s, x) => s + (x - mean) ** 2, 0) / scores.length);
+  return { mean, std, evaluations: scores.length, fromEpoch: evals[0]!.epoch, toEpoch: evals[evals.length - 1]!.epoch };
 }
 
 function metricsLine(e: SacEpochEvent & { evaluation: Evaluation | null }): MetricsLine {

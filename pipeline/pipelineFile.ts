@@ -65,12 +65,16 @@ const sacStage = z.strictObject({
   tau: num({ min: 0, max: 1 }).optional(),
   actorLr: num({ min: 0, exclusiveMin: true }).optional(),
   criticLr: num({ min: 0, exclusiveMin: true }).optional(),
+  /** The entropy target of α's tuning (default −|A|; MOPO's D4RL configs use −3). */
+  targetEntropy: num({}).optional(),
 });
 
 const evaluateStage = z.strictObject({
   stage: z.literal('evaluate'),
   every: num({ int: true, min: 1 }).optional(),
   episodes: num({ int: true, min: 1 }).optional(),
+  /** Also evaluate after each of the final this many epochs (MOPO's score: the mean of the last 10). */
+  lastEpochs: num({ int: true, min: 1 }).optional(),
 });
 
 const MOPO_STAGES = ['dynamics', 'rollout', 'sac', 'evaluate'] as const;
@@ -270,10 +274,10 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
       penaltyMembers: r.penaltyMembers ?? 'all',
       rolloutEvery: every,
     },
-    sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr }),
+    sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr, targetEntropy: s.targetEntropy }),
     learner: { realRatio: s.realRatio ?? 0.05, epochLength: every, epochs: s.epochs ?? 1000, metricsEvery: 50 },
     retainEpochs: r.retainEpochs ?? 5,
-    evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10 },
+    evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10, ...(e.lastEpochs !== undefined ? { lastEpochs: e.lastEpochs } : {}) },
     checkpointEvery: f.checkpointEvery ?? 10,
     ...(r.tee ? { teeRollouts: true } : {}),
     ...(r.from ? { rolloutsFrom: r.from } : {}),
@@ -305,7 +309,7 @@ export function mopoConfigToPipeline(c: MopoConfig, preprocess: PreprocessStageS
         ...(c.rolloutsFrom ? { from: c.rolloutsFrom } : {}),
       },
       { stage: 'sac', epochs: c.learner.epochs, realRatio: c.learner.realRatio, ...(c.realBufferRows ? { realBuffer: c.realBufferRows } : {}), ...c.sac },
-      { stage: 'evaluate', every: c.evaluate.every, episodes: c.evaluate.episodes },
+      { stage: 'evaluate', every: c.evaluate.every, episodes: c.evaluate.episodes, ...(c.evaluate.lastEpochs !== undefined ? { lastEpochs: c.evaluate.lastEpochs } : {}) },
     ],
     checkpointEvery: c.checkpointEvery,
   };

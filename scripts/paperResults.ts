@@ -1,14 +1,14 @@
 // `node dist/scripts/paperResults.js <run-dir>...`: MOPO's table as reproduced here (README
 // "Results"). For each MOPO run (finished or still going): task, horizon, λ and penalty, the epochs
-// done, the last evaluation's D4RL score ± std over its episodes, the mean of the last five
-// evaluations (a single seed's last point is noisy), the best evaluation and its epoch, the
+// done, the last evaluation's D4RL score ± std over its episodes, MOPO's score (the mean of the last
+// 10 evaluations, as the reference's d4rl_results.py), the best evaluation and its epoch, the
 // learner's hours summed over every epoch across resumes (summary.json only knows the last
 // process), and the process memory over the run (RSS at the first and last epoch, and its peak).
 // Prints a Markdown table; `--json` prints the rows instead.
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readJsonIfExists, readJsonLines } from '../pipeline/atomic.js';
-import { taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
+import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
 import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
 
 export interface PaperRow {
@@ -21,8 +21,8 @@ export interface PaperRow {
   plannedEpochs: number;
   done: boolean;
   last: { epoch: number; score: number; scoreStd: number } | null;
-  /** Mean score of the last five evaluations (fewer when there are fewer). */
-  lastFiveMean: number | null;
+  /** MOPO's score: the mean of the last 10 evaluations (fewer when there are fewer), spread, epochs. */
+  score: ReturnType<typeof scoreOfLastEvaluations>;
   best: { epoch: number; score: number } | null;
   /** Σ over epochs of (updates / updates per second) plus evaluation time. */
   learnerHours: number;
@@ -39,7 +39,6 @@ export function readPaperRow(dir: string): PaperRow | null {
   if (lines.length === 0) return null;
   const summary = readJsonIfExists<{ stoppedEarly: boolean; epochs: number }>(join(run, 'summary.json'));
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).map((l) => ({ epoch: l.epoch, score: l.evaluation!.score!, scoreStd: l.evaluation!.scoreStd ?? 0 }));
-  const lastFive = evals.slice(-5);
   const best = evals.reduce<{ epoch: number; score: number } | null>((b, e) => (b === null || e.score > b.score ? { epoch: e.epoch, score: e.score } : b), null);
   let learnerSeconds = 0;
   let previousUpdates = 0;
@@ -58,7 +57,7 @@ export function readPaperRow(dir: string): PaperRow | null {
     plannedEpochs: cfg.learner.epochs,
     done: summary !== null && !summary.stoppedEarly && summary.epochs >= cfg.learner.epochs,
     last: evals.length > 0 ? evals[evals.length - 1]! : null,
-    lastFiveMean: lastFive.length > 0 ? lastFive.reduce((s, e) => s + e.score, 0) / lastFive.length : null,
+    score: scoreOfLastEvaluations(lines),
     best,
     learnerHours: learnerSeconds / 3600,
     rssMB: rss.length > 0 ? { first: rss[0]!, last: rss[rss.length - 1]!, max: Math.max(...rss) } : null,
@@ -67,7 +66,7 @@ export function readPaperRow(dir: string): PaperRow | null {
 
 export function paperTableMarkdown(rows: readonly PaperRow[]): string {
   const lines = [
-    '| run | task | h, λ (penalty) | epochs | last score ± std | mean of last 5 evaluations | best (epoch) | learner hours | RSS first → last (peak) |',
+    '| run | task | h, λ (penalty) | epochs | last score ± std | score as MOPO reports it: mean ± std of the last 10 evaluations (epochs) | best (epoch) | learner hours | RSS first → last (peak) |',
     '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
@@ -75,7 +74,8 @@ export function paperTableMarkdown(rows: readonly PaperRow[]): string {
     const last = r.last ? `${f1(r.last.score)} ± ${f1(r.last.scoreStd)}` : 'n/a';
     const best = r.best ? `${f1(r.best.score)} (${r.best.epoch})` : 'n/a';
     const rss = r.rssMB ? `${r.rssMB.first} → ${r.rssMB.last} MB (${r.rssMB.max})` : 'n/a';
-    lines.push(`| ${basename(r.run)} | ${r.task} | ${r.horizon}, ${r.lambda} (${r.penalty}) | ${epochs} | ${last} | ${f1(r.lastFiveMean)} | ${best} | ${r.learnerHours.toFixed(1)} | ${rss} |`);
+    const score = r.score ? `${f1(r.score.mean)} ± ${f1(r.score.std)} (${r.score.fromEpoch}–${r.score.toEpoch})` : 'n/a';
+    lines.push(`| ${basename(r.run)} | ${r.task} | ${r.horizon}, ${r.lambda} (${r.penalty}) | ${epochs} | ${last} | ${score} | ${best} | ${r.learnerHours.toFixed(1)} | ${rss} |`);
   }
   return lines.join('\n') + '\n';
 }

@@ -1,12 +1,13 @@
 // `node dist/scripts/penaltyTable.js <run-dir>...`: the penalty experiment's table (README "Which
 // uncertainty tracks the real model error?"). Groups finished MOPO runs by task and penalty, lists
-// each λ tried with its final score, picks the best λ per penalty, and sets beside it what
+// each λ tried with its score (MOPO's: the mean of the last 10 evaluations), picks the best λ per penalty, and sets beside it what
 // `mopo diagnose penalty` measured on that best run for the same estimator: Spearman correlation
 // with the true next-state error and with the reward W1, and how often λ·u covered the next-state
 // error. Prints a Markdown table; `--json` prints the rows instead.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { taskOfDataset } from '../pipeline/mopo.js';
+import { readJsonLines } from '../pipeline/atomic.js';
+import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
 import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
 
 export interface SweepRun {
@@ -15,6 +16,7 @@ export interface SweepRun {
   penalty: string;
   lambda: number;
   epochs: number;
+  /** Mean and std of the last 10 evaluations' scores. */
   score: number | null;
   scoreStd: number | null;
 }
@@ -29,21 +31,22 @@ export interface PenaltyRow {
   diagnostic: { spearmanObs: number; spearmanRewardW1: number; coverageObs: number } | null;
 }
 
-/** A finished run's task, penalty, λ and final score; null for a directory that is not one. */
+/** A finished run's task, penalty, λ and score; null for a directory that is not one. */
 export function readSweepRun(dir: string): SweepRun | null {
   const run = resolve(dir);
-  if (!existsSync(join(run, 'summary.json')) || !existsSync(join(run, 'config.json'))) return null;
+  if (!['summary.json', 'config.json', 'metrics.jsonl'].every((f) => existsSync(join(run, f)))) return null;
   const cfg = readJson<{ dataset: string; rollout: { penalty: string; lambda: number } }>(join(run, 'config.json'));
-  const summary = readJson<{ epochs: number; stoppedEarly: boolean; evaluation: { score: number | null; scoreStd: number | null } | null }>(join(run, 'summary.json'));
+  const summary = readJson<{ epochs: number; stoppedEarly: boolean }>(join(run, 'summary.json'));
   if (summary.stoppedEarly) return null;
+  const score = scoreOfLastEvaluations(readJsonLines<MetricsLine>(join(run, 'metrics.jsonl')));
   return {
     run,
     task: taskOfDataset(cfg.dataset) ?? cfg.dataset,
     penalty: cfg.rollout.penalty,
     lambda: cfg.rollout.lambda,
     epochs: summary.epochs,
-    score: summary.evaluation?.score ?? null,
-    scoreStd: summary.evaluation?.scoreStd ?? null,
+    score: score?.mean ?? null,
+    scoreStd: score?.std ?? null,
   };
 }
 
@@ -73,7 +76,7 @@ const f2 = (x: number) => x.toFixed(2);
 
 export function penaltyTableMarkdown(rows: readonly PenaltyRow[]): string {
   const lines = [
-    '| task | penalty | λ tried: score | best λ | score at best λ | Spearman u vs next-state error | Spearman u vs reward W1 | λ·u ≥ next-state error |',
+    '| task | penalty | λ tried: score | best λ | score at best λ (mean ± std of the last 10 evaluations) | Spearman u vs next-state error | Spearman u vs reward W1 | λ·u ≥ next-state error |',
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {

@@ -1,4 +1,4 @@
-// MOPO's table as reproduced: per run the last / last-five / best evaluation, learner hours summed
+// MOPO's table as reproduced: per run the last evaluation, MOPO's score (mean of the last 10), the best, learner hours summed
 // over every epoch (a run resumed across sessions), memory over the run; not-yet-MOPO dirs left out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,14 +23,14 @@ function fakeRun(root: string, name: string, scores: (number | null)[], o: { pla
   return dir;
 }
 
-test('paper results: last, last five and best evaluations, learner hours over all epochs, memory, running runs marked', () => {
+test('paper results: last evaluation, mean of the last 10, best, learner hours over all epochs, memory, running runs marked', () => {
   const root = mkdtempSync(join(tmpdir(), 'mopo-paper-'));
   try {
     const done = readPaperRow(fakeRun(root, 'done', [null, 10, null, 30, 20, 40, 50, 60], { planned: 8, summary: { epochs: 8, stoppedEarly: false } }))!;
     assert.equal(done.task, 'medium-replay');
     assert.deepEqual([done.epochs, done.done], [8, true]);
     assert.deepEqual(done.last, { epoch: 7, score: 60, scoreStd: 6 });
-    assert.equal(done.lastFiveMean, (30 + 20 + 40 + 50 + 60) / 5);
+    assert.deepEqual(done.score, { mean: 35, std: Math.sqrt((25 ** 2 + 5 ** 2 + 15 ** 2 + 5 ** 2 + 15 ** 2 + 25 ** 2) / 6), evaluations: 6, fromEpoch: 1, toEpoch: 7 }, 'fewer than 10: all of them');
     assert.deepEqual(done.best, { epoch: 7, score: 60 });
     // 2 epochs at 25 s + 6 at 50 s + 6 evaluations of 10 s.
     assert.ok(Math.abs(done.learnerHours - (2 * 25 + 6 * 50 + 6 * 10) / 3600) < 1e-12, `${done.learnerHours}`);
@@ -39,7 +39,9 @@ test('paper results: last, last five and best evaluations, learner hours over al
     const running = readPaperRow(fakeRun(root, 'running', [null, 5, 70, 1], { planned: 1000, summary: { epochs: 4, stoppedEarly: true } }))!;
     assert.equal(running.done, false, 'stopped by Ctrl-C: still running');
     assert.deepEqual(running.best, { epoch: 2, score: 70 });
-    assert.equal(running.lastFiveMean, (5 + 70 + 1) / 3);
+    assert.equal(running.score?.mean, (5 + 70 + 1) / 3);
+    const long = readPaperRow(fakeRun(root, 'long', Array.from({ length: 15 }, (_, i) => (i < 5 ? 1000 : i)), { planned: 15 }))!;
+    assert.deepEqual([long.score?.mean, long.score?.evaluations, long.score?.fromEpoch], [9.5, 10, 5], 'the last 10 only');
 
     assert.equal(readPaperRow(join(root, 'missing')), null);
     mkdirSync(join(root, 'dyn'));
@@ -48,8 +50,8 @@ test('paper results: last, last five and best evaluations, learner hours over al
     assert.equal(readPaperRow(join(root, 'dyn')), null, 'a train-dynamics run is not a MOPO run');
 
     const md = paperTableMarkdown([done, running]);
-    assert.match(md, /\| done \| medium-replay \| 5, 1 \(max-aleatoric\) \| 8 \| 60\.0 ± 6\.0 \| 40\.0 \| 60\.0 \(7\) \| 0\.1 \| 500 → 570 MB \(570\) \|/);
-    assert.match(md, /\| running \| medium-replay \| .* \| 4 of 1000 \(running\) \| 1\.0 ± 0\.1 \| 25\.3 \| 70\.0 \(2\) \|/);
+    assert.match(md, /\| done \| medium-replay \| 5, 1 \(max-aleatoric\) \| 8 \| 60\.0 ± 6\.0 \| 35\.0 ± 17\.1 \(1–7\) \| 60\.0 \(7\) \| 0\.1 \| 500 → 570 MB \(570\) \|/);
+    assert.match(md, /\| running \| medium-replay \| .* \| 4 of 1000 \(running\) \| 1\.0 ± 0\.1 \| 25\.3 ± 31\.6 \(1–3\) \| 70\.0 \(2\) \|/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

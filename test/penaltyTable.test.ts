@@ -1,4 +1,5 @@
-// The penalty experiment's table: runs grouped by task and penalty, the best λ by final score, the
+// The penalty experiment's table: runs grouped by task and penalty, the best λ by MOPO's score (the
+// mean of the last 10 evaluations), the
 // diagnostic of the best run for its own estimator, unfinished runs left out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,12 @@ function fakeRun(root: string, name: string, o: { dataset: string; penalty: stri
   const dir = join(root, name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: o.dataset, rollout: { penalty: o.penalty, lambda: o.lambda } }));
-  writeFileSync(join(dir, 'summary.json'), JSON.stringify({ epochs: 50, stoppedEarly: o.stoppedEarly ?? false, evaluation: { score: o.score, scoreStd: 1.5 } }));
+  writeFileSync(join(dir, 'summary.json'), JSON.stringify({ epochs: 50, stoppedEarly: o.stoppedEarly ?? false }));
+  // 50 epochs evaluated every 10 and each of the last 10: the score is the mean of epochs 40–49
+  // (o.score ± 1.5 alternating), the earlier ones far off so that taking them would show.
+  const evaluated = [9, 19, 29, 39, ...Array.from({ length: 10 }, (_, i) => 40 + i)];
+  const lines = evaluated.map((epoch) => ({ epoch, evaluation: { score: epoch < 40 ? -100 : o.score + (epoch % 2 ? 1.5 : -1.5) } }));
+  writeFileSync(join(dir, 'metrics.jsonl'), lines.map((l) => JSON.stringify(l) + '\n').join(''));
   if (o.spearman !== undefined) {
     const est = { spearman: { obs: o.spearman, rewardW1: o.spearman / 2 }, coverage: { obs: 0.25 } };
     writeFileSync(join(dir, 'diagnose-penalty.json'), JSON.stringify({ overall: { estimators: { [`${o.penalty}/all`]: est, 'other/all': { spearman: { obs: -1, rewardW1: -1 }, coverage: { obs: 0 } } } } }));

@@ -6,7 +6,8 @@ import { readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parsePipeline, applySet, loadPipelineFile, pipelineToMopoConfig, mopoConfigToPipeline } from '../pipeline/pipelineFile.js';
-import { presetConfig, type Task } from '../pipeline/mopo.js';
+import { presetConfig, resolveMopoConfig, type Task } from '../pipeline/mopo.js';
+import { evaluationDue } from '../operators/evaluate.js';
 import { UserError } from '../pipeline/errors.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -81,6 +82,22 @@ test('the presets in data/pipelines/ are what mopo train --preset runs, and roun
     assert.deepEqual(pipelineToMopoConfig(parsed), want, f);
     assert.deepEqual(pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(want), 'x')), want, `${f}: config → pipeline → config`);
   }
+});
+
+test("the paper preset takes MOPO's D4RL settings: entropy target −3, scored over each of the last 10 epochs", () => {
+  const paper = presetConfig('paper', 'halfcheetah', 'd.parquet', 'random');
+  assert.equal(resolveMopoConfig(paper).sac.targetEntropy, -3, 'examples/config/d4rl/base.py, not −|A| = −6');
+  assert.equal(resolveMopoConfig(presetConfig('quick', 'pendulum', 'd.parquet', null)).sac.targetEntropy, null, "elsewhere SAC's −|A|");
+  const due = Array.from({ length: 1000 }, (_, e) => e).filter((e) => evaluationDue(e, paper.evaluate, 999));
+  assert.deepEqual(due.slice(-12), [979, 989, 990, 991, 992, 993, 994, 995, 996, 997, 998, 999]);
+  assert.equal(due.length, 99 + 10);
+  assert.deepEqual([0, 1, 2, 3, 4].filter((e) => evaluationDue(e, { every: 10 }, 4)), [4], 'by default the last epoch only');
+  // Both reach a run's config through the pipeline file, and a bad value names its place.
+  const doc = mopoConfigToPipeline(paper);
+  assert.deepEqual(pipelineToMopoConfig(parsePipeline(doc, 'x')).sac.targetEntropy, -3);
+  const stages = doc.stages as { stage: string; lastEpochs?: number }[];
+  stages.find((x) => x.stage === 'evaluate')!.lastEpochs = 0;
+  assert.match(errorOf(doc), /stages\[3\]\.lastEpochs: expected an integer ≥ 1/);
 });
 
 test('a preprocessing pipeline: dropNonFinite sees the non-finite rows, tee writes its stage, an unchanged rerun reuses the shards', async () => {

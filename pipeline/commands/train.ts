@@ -33,6 +33,8 @@ export interface TrainArgs extends InputArgs {
   realBuffer?: number | undefined;
   evalEvery?: number | undefined;
   evalEpisodes?: number | undefined;
+  evalLast?: number | undefined;
+  targetEntropy?: number | undefined;
   checkpointEvery?: number | undefined;
   seed: number;
   backend?: string | undefined;
@@ -46,7 +48,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
   let config: MopoConfig;
   if (args.resume) {
     runDir = resolve(args.resume);
-    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer'] as const) {
+    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer', 'targetEntropy'] as const) {
       if (args[flag] !== undefined) throw new UserError(`--resume continues a run with its own config.json; drop --${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
     }
     config = {} as MopoConfig; // read from the run directory by runMopo
@@ -89,6 +91,8 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     if (args.realBuffer !== undefined) config.realBufferRows = args.realBuffer;
     if (args.evalEvery !== undefined) config.evaluate.every = args.evalEvery;
     if (args.evalEpisodes !== undefined) config.evaluate.episodes = args.evalEpisodes;
+    if (args.evalLast !== undefined) config.evaluate.lastEpochs = args.evalLast;
+    if (args.targetEntropy !== undefined) config.sac.targetEntropy = args.targetEntropy;
     if (args.checkpointEvery !== undefined) config.checkpointEvery = args.checkpointEvery;
     runDir = resolve(args.out ?? join('runs', `mopo-${basename(args.dataset).replace(/\.parquet$/i, '')}-${preset}-seed${args.seed}`));
   }
