@@ -584,7 +584,8 @@ export async function runKillTest(o: KillTestOptions, command = 'runKillTest'): 
   const rng = new Rng(o.seed, 'kill-test');
   const dataset = join(out, 'pendulum.parquet');
   await writeTransitionsFile(dataset, pendulumRandomDataset({ steps: 3000, seed: o.seed }));
-  const pipelineFile = join(out, 'pipeline.json');
+  // Not named pipeline.json: the workspace is not itself a run (mopo runs ls would list it).
+  const pipelineFile = join(out, 'kill-test.pipeline.json');
   writeFileSync(pipelineFile, JSON.stringify(killTestPipeline(dataset, o.epochs, o.seed), null, 2) + '\n');
   const backendArgs = ['--backend', o.backend];
   const freshArgs = (dir: string) => ['run', pipelineFile, '--out', dir, ...backendArgs];
