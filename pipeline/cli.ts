@@ -329,6 +329,11 @@ function buildCli(argv: string[]): Argv {
 }
 
 async function main(argv: string[]): Promise<void> {
+  // A reader that closes early (`mopo runs ls | head -1`) is not an error: stop quietly, as Unix tools do.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(0);
+  });
   try {
     await buildCli(argv).parseAsync();
   } catch (e) {

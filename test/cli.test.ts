@@ -199,6 +199,19 @@ test('sac writes a run directory whose policy collect accepts; a mismatched poli
   });
 });
 
+test('a reader that closes early (mopo runs ls | head -1) ends the command quietly with exit 0', async () => {
+  const { spawn } = await import('node:child_process');
+  await withTempDir('mopo-epipe-', async (dir) => {
+    const child = spawn(process.execPath, [CLI, 'runs', 'ls', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy(); // closed before the command writes: its write meets EPIPE
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((res) => child.on('close', res));
+    assert.equal(code, 0, stderr);
+    assert.doesNotMatch(stderr, STACK);
+  });
+});
+
 test('train-dynamics trains, saves the ensemble and reports per-member validation', async () => {
   const { existsSync, mkdirSync, readFileSync } = await import('node:fs');
   await withTempDir('mopo-dyn-', async (dir) => {

@@ -47,4 +47,10 @@ test('SVG line chart: nice ticks, one polyline per series, escaped labels', () =
   assert.ok(Math.abs(cy[1]! - cy[0]! - (cy[2]! - cy[1]!)) < 0.2, `equal steps per decade: ${cy}`);
   assert.equal(cy[3], cy[2], 'the zero sits at the smallest positive value');
   assert.doesNotMatch(logSvg, /NaN/);
+  // A title too long to centre over the plot is moved right so that it starts inside the image.
+  const title = 'Dynamics ensembles (best member): random to early stopping, medium training';
+  const long = lineChartSvg({ title, xLabel: 'epoch', yLabel: 'mse', series: [{ name: 'm', x: [0, 1], y: [1, 2] }] });
+  const x = Number(/<text x="([\d.]+)" y="22" text-anchor="middle" font-size="15">Dynamics/.exec(long)![1]);
+  assert.ok(x - (title.length * 15 * 0.55) / 2 >= 8, `title centre ${x}`);
+  assert.match(svg, /<text x="280" y="22" text-anchor="middle" font-size="15">a &lt; b/, 'a short one stays over the plot');
 });
