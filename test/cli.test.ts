@@ -378,6 +378,7 @@ test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume comm
     const stoppedAt = JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8')).epoch as number;
     assert.ok(stoppedAt < 7, `stopped early: ${stoppedAt}`);
     assert.equal(stdout.trim().split('\n').pop()?.startsWith('score: '), true, 'the score of the last evaluation is still printed');
+    assert.match(mopo(['runs', 'ls', dir]).stdout, new RegExp(`/run {2}pendulum {2}${stoppedAt + 1} of 8 epochs {2}return -?\\d+\\.\\d {2}stopped`), 'how far of how many');
 
     const bad = mopo(['train', '--resume', run, '--lambda', '2', '--quiet']);
     assert.equal(bad.code, 2);

@@ -13,6 +13,8 @@ interface RunInfo {
   run: string;
   env: string | null;
   epochs: number | null;
+  /** The epochs the run's config asks for. */
+  plannedEpochs: number | null;
   updates: number | null;
   lastScore: number | null;
   lastReturn: number | null;
@@ -39,6 +41,7 @@ export function runInfo(run: string): RunInfo {
     run,
     env: cfg?.env ?? null,
     epochs: last ? last.epoch + 1 : null,
+    plannedEpochs: cfg?.learner?.epochs ?? null,
     updates: last ? last.updates : null,
     lastScore: lastEval?.score ?? null,
     lastReturn: lastEval?.mean ?? null,
@@ -138,7 +141,8 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
       continue;
     }
     const score = r.lastScore !== null ? `score ${r.lastScore.toFixed(1)}` : r.lastReturn !== null ? `return ${r.lastReturn.toFixed(1)}` : 'no evaluation yet';
-    process.stdout.write(`${r.run}  ${r.env ?? '?'}  ${r.epochs ?? 0} epochs  ${score}  ${r.status}${r.checkpoint ? `  (checkpoint ${r.checkpoint})` : ''}\n`);
+    const of = r.status !== 'done' && r.plannedEpochs !== null ? ` of ${r.plannedEpochs}` : '';
+    process.stdout.write(`${r.run}  ${r.env ?? '?'}  ${r.epochs ?? 0}${of} epochs  ${score}  ${r.status}${r.checkpoint ? `  (checkpoint ${r.checkpoint})` : ''}\n`);
   }
 }
 
