@@ -20,7 +20,7 @@ export interface LineChart {
   hlines?: { y: number; label: string }[];
   width?: number;
   height?: number;
-  /** Room right of the plot for the legend (default 160 px). */
+  /** Room right of the plot for the legend (default: the longest series name's, at least 160 px). */
   legendWidth?: number;
   /** A log y axis for values falling by decades (a validation loss); values ≤ 0 are clamped to the smallest positive one. */
   yScale?: 'linear' | 'log';
@@ -55,7 +55,8 @@ const fmt = (v: number) => (Math.abs(v) >= 1e4 ? `${(v / 1e3).toFixed(Math.abs(v
 export function lineChartSvg(c: LineChart): string {
   const W = c.width ?? 720;
   const H = c.height ?? 400;
-  const m = { l: 70, r: c.legendWidth ?? 160, t: 40, b: 50 };
+  // About 7 px a character of the 12 px legend text, after its 30 px swatch.
+  const m = { l: 70, r: c.legendWidth ?? Math.max(160, 7 * Math.max(0, ...c.series.map((s) => s.name.length)) + 40), t: 40, b: 50 };
   const xs = c.series.flatMap((s) => s.x);
   const ys = c.series.flatMap((s) => s.y.flatMap((y, i) => (s.band ? [y - s.band[i]!, y + s.band[i]!] : [y])));
   for (const h of c.hlines ?? []) ys.push(h.y);

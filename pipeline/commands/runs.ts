@@ -185,9 +185,6 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
   for (const [name, s] of Object.entries(stages)) process.stdout.write(`  ${name.padEnd(10)} ${JSON.stringify(s)}\n`);
 }
 
-/** Room for a legend of run names (about 7 px a character), at least the chart's default. */
-const legendWidthFor = (names: readonly string[]): number => Math.max(160, 7 * Math.max(...names.map((n) => n.length)) + 40);
-
 /**
  * `mopo runs plot <run>... --out <svg>`: the evaluation curves of several MOPO runs in one chart
  * (D4RL-normalized score when every run has one, else the return), mean ± std over the episodes,
@@ -221,7 +218,6 @@ export async function runRunsPlot(args: { runs: string[]; out: string; reference
       band: c.evals.map((l) => (useScore ? l.evaluation!.scoreStd! : l.evaluation!.std)),
     })),
     hlines,
-    legendWidth: legendWidthFor(curves.map((c) => c.name)),
   });
   await writeFileAtomic(resolve(args.out), svg);
   process.stderr.write(`written ${resolve(args.out)} (${curves.length} runs, ${useScore ? 'score' : 'return'})\n`);
@@ -249,7 +245,6 @@ async function plotDynamicsRuns(args: { runs: string[]; out: string; title?: str
           yLabel: 'validation MSE (normalized Δs, r)',
           yScale: 'log',
           series: curves.map((c) => ({ name: c.name, x: c.epochs.map((e) => e.epoch), y: c.epochs.map((e) => Math.min(...e.valMse)) })),
-          legendWidth: legendWidthFor(curves.map((c) => c.name)),
         });
   await writeFileAtomic(resolve(args.out), svg);
   process.stderr.write(`written ${resolve(args.out)} (${curves.length} train-dynamics run${curves.length > 1 ? 's' : ''}, validation MSE)\n`);
