@@ -39,7 +39,7 @@ sweep random mopo-hc-random-paper dyn-hc-random
 sweep medium-replay mopo-hc-medium-replay-paper dyn-hc-medium-replay
 
 # The diagnostic on each penalty's best run, then the table.
-for best in $(node dist/scripts/penaltyTable.js runs/sweep-* --json | node -e 'for (const r of JSON.parse(require("fs").readFileSync(0, "utf8"))) console.log(require("path").basename(r.best.run))'); do
+for best in $(node dist/scripts/penaltyTable.js runs/sweep-*/ --json | node -e 'for (const r of JSON.parse(require("fs").readFileSync(0, "utf8"))) console.log(require("path").basename(r.best.run))'); do
   diagnose_penalty "$best" || exit 1
 done
-node dist/scripts/penaltyTable.js runs/sweep-* | tee runs/penalty-table.md
+node dist/scripts/penaltyTable.js runs/sweep-*/ | tee runs/penalty-table.md
