@@ -220,7 +220,7 @@ export async function runRunsPlot(args: { runs: string[]; out: string; reference
     hlines,
   });
   await writeFileAtomic(resolve(args.out), svg);
-  process.stderr.write(`written ${resolve(args.out)} (${curves.length} runs, ${useScore ? 'score' : 'return'})\n`);
+  process.stderr.write(`written ${resolve(args.out)} (${curves.length} run${curves.length > 1 ? 's' : ''}, ${useScore ? 'score' : 'return'})\n`);
 }
 
 /**
