@@ -277,7 +277,7 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
     sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr, targetEntropy: s.targetEntropy }),
     learner: { realRatio: s.realRatio ?? 0.05, epochLength: every, epochs: s.epochs ?? 1000, metricsEvery: 50 },
     retainEpochs: r.retainEpochs ?? 5,
-    evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10, ...(e.lastEpochs !== undefined ? { lastEpochs: e.lastEpochs } : {}) },
+    evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10, ...defined({ lastEpochs: e.lastEpochs }) },
     checkpointEvery: f.checkpointEvery ?? 10,
     ...(r.tee ? { teeRollouts: true } : {}),
     ...(r.from ? { rolloutsFrom: r.from } : {}),
@@ -309,7 +309,7 @@ export function mopoConfigToPipeline(c: MopoConfig, preprocess: PreprocessStageS
         ...(c.rolloutsFrom ? { from: c.rolloutsFrom } : {}),
       },
       { stage: 'sac', epochs: c.learner.epochs, realRatio: c.learner.realRatio, ...(c.realBufferRows ? { realBuffer: c.realBufferRows } : {}), ...c.sac },
-      { stage: 'evaluate', every: c.evaluate.every, episodes: c.evaluate.episodes, ...(c.evaluate.lastEpochs !== undefined ? { lastEpochs: c.evaluate.lastEpochs } : {}) },
+      { stage: 'evaluate', ...c.evaluate },
     ],
     checkpointEvery: c.checkpointEvery,
   };

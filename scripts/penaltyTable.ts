@@ -1,7 +1,7 @@
 // `node dist/scripts/penaltyTable.js <run-dir>...`: the penalty experiment's table (README "Which
 // uncertainty tracks the real model error?"). Groups finished MOPO runs by task and penalty, lists
-// each λ tried with its score (MOPO's: the mean of the last 10 evaluations), picks the best λ per penalty, and sets beside it what
-// `mopo diagnose penalty` measured on that best run for the same estimator: Spearman correlation
+// each λ tried with its score (MOPO's: the mean of the last 10 evaluations), picks the best λ per
+// penalty, and sets beside it what `mopo diagnose penalty` measured on that best run for the same estimator: Spearman correlation
 // with the true next-state error and with the reward W1, and how often λ·u covered the next-state
 // error. Prints a Markdown table; `--json` prints the rows instead.
 import { existsSync } from 'node:fs';
