@@ -216,6 +216,8 @@ export interface MopoSummary {
   updates: number;
   stoppedEarly: boolean;
   evaluation: Evaluation | null;
+  /** The run's score as MOPO reports it: the mean of its last 10 scored evaluations (`scoreOfLastEvaluations`); null without a D4RL score. */
+  score: ReturnType<typeof scoreOfLastEvaluations>;
   /** This process's times (a run resumed across sessions: metrics.jsonl holds every epoch's rate). */
   seconds: { total: number; dynamics: number; learner: number };
   waits: { learnerFraction: number; producerFraction: number };
@@ -400,6 +402,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
     updates: end ? end.updates : checkpoint?.position.updates ?? 0,
     stoppedEarly,
     evaluation: lastEvaluation,
+    score: scoreOfLastEvaluations(history),
     seconds: { total: (performance.now() - t0) / 1000, dynamics: dynamicsSeconds, learner: learnerSeconds },
     // Over this invocation (the counters are cumulative across resumes).
     waits: end
@@ -440,7 +443,7 @@ export interface MetricsLine {
  * D4RL score of its last `k` evaluations (fewer when it has fewer; the paper preset evaluates each of
  * the final 10 epochs), their spread, and the epochs they span. Null before any scored evaluation.
  */
-export function scoreOfLastEvaluations(lines: readonly Pick<MetricsLine, 'epoch' | 'evaluation'>[], k = 10): { mean: number; std: number; evaluations: number; fromEpoch: number; toEpoch: number } | null {
+export function scoreOfLastEvaluations(lines: readonly { epoch: number; evaluation: { score: number | null } | null }[], k = 10): { mean: number; std: number; evaluations: number; fromEpoch: number; toEpoch: number } | null {
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).slice(-k);
   if (evals.length === 0) return null;
   const scores = evals.map((l) => l.evaluation!.score!);

@@ -56,3 +56,22 @@ test('paper results: last evaluation, mean of the last 10, best, learner hours o
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('runs ls: a MOPO run shows its last evaluation and, once it has several, the mean of the last 10 as MOPO reports it', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const { runInfo } = await import('../pipeline/commands/runs.js');
+  const root = mkdtempSync(join(tmpdir(), 'mopo-runs-score-'));
+  try {
+    const run = fakeRun(root, 'long', Array.from({ length: 15 }, (_, i) => (i < 5 ? 1000 : i)), { planned: 20 });
+    assert.deepEqual(runInfo(run).score, { mean: 9.5, std: Math.sqrt(8.25), evaluations: 10, fromEpoch: 5, toEpoch: 14 });
+    fakeRun(root, 'one', [null, 7], { planned: 20 });
+    const cli = fileURLToPath(new URL('../pipeline/cli.js', import.meta.url));
+    const ls = spawnSync(process.execPath, [cli, 'runs', 'ls', root], { encoding: 'utf8' });
+    assert.equal(ls.status, 0, ls.stderr);
+    assert.match(ls.stdout, /\/long {2}\? {2}15 of 20 epochs {2}score 14\.0 \(last 10: 9\.5 ± 2\.9\) {2}in progress or killed/);
+    assert.match(ls.stdout, /\/one {2}\? {2}2 of 20 epochs {2}score 7\.0 {2}in progress/, 'one evaluation: nothing to average');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -8,6 +8,7 @@ import { readJsonIfExists, readJsonLines, writeFileAtomic } from '../atomic.js';
 import { lineChartSvg } from '../plot.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
 import { validationChartSvg } from './trainDynamics.js';
+import { scoreOfLastEvaluations } from '../mopo.js';
 
 interface RunInfo {
   run: string;
@@ -18,6 +19,8 @@ interface RunInfo {
   updates: number | null;
   lastScore: number | null;
   lastReturn: number | null;
+  /** The mean score of the last 10 evaluations, as MOPO reports a run (null without a D4RL score). */
+  score: ReturnType<typeof scoreOfLastEvaluations>;
   status: 'done' | 'stopped' | 'in progress or killed' | 'not started';
   checkpoint: string | null;
 }
@@ -45,6 +48,7 @@ export function runInfo(run: string): RunInfo {
     updates: last ? last.updates : null,
     lastScore: lastEval?.score ?? null,
     lastReturn: lastEval?.mean ?? null,
+    score: scoreOfLastEvaluations(m),
     status,
     checkpoint: latest?.checkpoint ?? null,
   };
@@ -140,7 +144,8 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
       process.stdout.write(`${r.run}  dynamics  ${r.epochs} epochs${hours}  ${mse}  ${r.status}${r.stoppedBy ? ` (stopped by ${r.stoppedBy})` : stopping}\n`);
       continue;
     }
-    const score = r.lastScore !== null ? `score ${r.lastScore.toFixed(1)}` : r.lastReturn !== null ? `return ${r.lastReturn.toFixed(1)}` : 'no evaluation yet';
+    const lastTen = r.score && r.score.evaluations > 1 ? ` (last ${r.score.evaluations}: ${r.score.mean.toFixed(1)} ± ${r.score.std.toFixed(1)})` : '';
+    const score = r.lastScore !== null ? `score ${r.lastScore.toFixed(1)}${lastTen}` : r.lastReturn !== null ? `return ${r.lastReturn.toFixed(1)}` : 'no evaluation yet';
     const of = r.status !== 'done' && r.plannedEpochs !== null ? ` of ${r.plannedEpochs}` : '';
     process.stdout.write(`${r.run}  ${r.env ?? '?'}  ${r.epochs ?? 0}${of} epochs  ${score}  ${r.status}${r.checkpoint ? `  (checkpoint ${r.checkpoint})` : ''}\n`);
   }

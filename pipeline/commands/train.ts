@@ -133,6 +133,8 @@ export async function runPipelineCommand(runDir: string, parsed: ParsedPipeline 
     if (summary.stoppedEarly) o.log(`stopped after epoch ${summary.epochs - 1}; continue with: ${resumeWith}`);
     o.log(`run directory ${runDir}: pipeline.json, config.json, dynamics/, metrics.jsonl, learning-curve.svg, penalty.svg, checkpoints/, summary.json`);
     const ev = summary.evaluation;
+    const s = summary.score;
+    if (s && s.evaluations > 1) o.log(`score as MOPO reports it (mean of the last ${s.evaluations} evaluations, epochs ${s.fromEpoch}–${s.toEpoch}): ${s.mean.toFixed(1)} ± ${s.std.toFixed(1)}`);
     if (ev) {
       const score = ev.score !== null ? ev.score.toFixed(1) : 'n/a';
       process.stdout.write(`score: ${score} (return ${ev.mean.toFixed(1)} ± ${ev.std.toFixed(1)})\n`);
