@@ -16,12 +16,13 @@ source scripts/runSteps.sh
 D=data/datasets
 # Two lines of work keep both cores busy: each trains an ensemble on one core, then goes on to the
 # next ensemble or a MOPO run (two threads), whichever line finishes first, so no core sits idle
-# while the other line's ensemble is still training.
+# while the other line's ensemble is still training. λ = 0 on random runs beside the paper run, as
+# early as it can: the pair says whether the penalty is what sets the random score.
 { dynamics dyn-hc-random $D/halfcheetah-random.parquet && diagnose dyn-hc-random &&
   mopo mopo-hc-random-paper $D/halfcheetah-random.parquet dyn-hc-random; } &
 { dynamics dyn-hc-medium $D/halfcheetah-medium.parquet && diagnose dyn-hc-medium &&
   dynamics dyn-hc-medium-replay $D/halfcheetah-medium-replay.parquet && diagnose dyn-hc-medium-replay &&
-  mopo mopo-hc-medium-replay-paper $D/halfcheetah-medium-replay.parquet dyn-hc-medium-replay; } &
+  mopo mopo-hc-random-lambda0 $D/halfcheetah-random.parquet dyn-hc-random --lambda 0; } &
 wait
 for d in dyn-hc-random dyn-hc-medium-replay dyn-hc-medium; do [ -f "runs/$d/diagnose-dynamics.json" ] || exit 1; done
 
