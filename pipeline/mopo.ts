@@ -392,7 +392,7 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   const epochsDone = end ? end.epoch + 1 : startEpoch;
   const stoppedEarly = epochsDone < learner.epochs;
   lastEvaluation ??= [...history].reverse().find((m) => m.evaluation !== null)?.evaluation ?? null;
-  bar.finish(stoppedEarly ? 'stopped' : 'done');
+  bar.finish(stoppedEarly ? 'stopped' : 'done', { complete: !stoppedEarly });
   tracePhase('finish');
   if (end === null && history.length > 0) await writePlots(runDir, history, config.env);
   const summary: MopoSummary = {

@@ -45,11 +45,12 @@ export class ProgressBar {
     }
   }
 
-  finish(extra?: string): void {
+  /** `complete: false` (work stopped early, e.g. by Ctrl-C) keeps the count where it got to; otherwise the bar ends full. */
+  finish(extra?: string, opts: { complete?: boolean } = {}): void {
     if (this.finished) return;
     this.finished = true;
     if (extra !== undefined) this.extra = extra;
-    if (this.opts.total !== undefined) this.done = Math.max(this.done, this.opts.total);
+    if (this.opts.total !== undefined && opts.complete !== false) this.done = Math.max(this.done, this.opts.total);
     this.draw(true);
   }
 

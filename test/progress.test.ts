@@ -27,3 +27,16 @@ test('progress: slow work shows time per unit; without a total, no bar and no ET
   bar.finish('done');
   assert.equal(lines.at(-1), 'job 18 epochs 4m30s/epoch 9m00s done');
 });
+
+test('progress: work stopped early ends the bar where it got to, not full', () => {
+  const { bar, lines, advance } = fakeBar({ total: 1000, initial: 170, unit: 'epochs' });
+  advance(100);
+  bar.update(239);
+  bar.finish('stopped', { complete: false });
+  assert.match(lines.at(-1)!, /^job \[######------------------\]  24% 239\/1000 epochs .* stopped$/);
+  const done = fakeBar({ total: 10, unit: 'steps' });
+  done.advance(1);
+  done.bar.update(9);
+  done.bar.finish('done');
+  assert.match(done.lines.at(-1)!, /^job \[#{24}\] 100% 10\/10 steps /, 'finished work ends full');
+});

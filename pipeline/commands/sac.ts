@@ -117,7 +117,7 @@ export async function runSac(args: SacArgs): Promise<void> {
       agentRef = a;
     },
   });
-  bar.finish(lastEval);
+  bar.finish(lastEval, { complete: !stop.signal.aborted });
   await saving;
   await result.agent.saveCheckpoint(join(out, 'checkpoint'));
   await result.agent.savePolicy(join(out, 'policy'));
