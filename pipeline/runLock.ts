@@ -90,6 +90,17 @@ function isStaleLock(path: string): boolean {
   return holder.host === hostname() && holder.pid !== process.pid && !alive(holder.pid);
 }
 
+/** Who is writing `dir` now: its lock's holder, unless the lock is missing or stale (a holder on another host is taken at its word). */
+export function runLockHolder(dir: string): LockInfo | null {
+  const path = join(dir, LOCK_FILE);
+  if (!existsSync(path) || isStaleLock(path)) return null;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Visits every entry under `dir`, depth first. `visit` gets the entry's path, name, parent directory
  * and a lazy, cached `isDir` (false when the entry cannot be stat'ed, e.g. it vanished), and returns

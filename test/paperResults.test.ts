@@ -57,7 +57,7 @@ test('paper results: last evaluation, mean of the last 10, best, learner hours o
   }
 });
 
-test('runs ls: a MOPO run shows its last evaluation and, once it has several, the mean of the last 10 as MOPO reports it', async () => {
+test('runs ls: a MOPO run shows its last evaluation and, once it has several, the mean of the last 10 as MOPO reports it; running only while its lock is held', async () => {
   const { spawnSync } = await import('node:child_process');
   const { fileURLToPath } = await import('node:url');
   const { runInfo } = await import('../pipeline/commands/runs.js');
@@ -69,8 +69,16 @@ test('runs ls: a MOPO run shows its last evaluation and, once it has several, th
     const cli = fileURLToPath(new URL('../pipeline/cli.js', import.meta.url));
     const ls = spawnSync(process.execPath, [cli, 'runs', 'ls', root], { encoding: 'utf8' });
     assert.equal(ls.status, 0, ls.stderr);
-    assert.match(ls.stdout, /\/long {2}\? {2}15 of 20 epochs {2}score 14\.0 \(last 10: 9\.5 ± 2\.9\) {2}in progress or killed/);
-    assert.match(ls.stdout, /\/one {2}\? {2}2 of 20 epochs {2}score 7\.0 {2}in progress/, 'one evaluation: nothing to average');
+    assert.match(ls.stdout, /\/long {2}\? {2}15 of 20 epochs {2}score 14\.0 \(last 10: 9\.5 ± 2\.9\) {2}killed/);
+    assert.match(ls.stdout, /\/one {2}\? {2}2 of 20 epochs {2}score 7\.0 {2}killed/, 'one evaluation: nothing to average');
+    // A live process holding the run's lock: running; a lock left by a dead one: still killed.
+    const { hostname } = await import('node:os');
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    writeFileSync(join(run, 'LOCK'), JSON.stringify({ pid: process.pid, host: hostname(), started: '2026-11-26T00:00:00Z' }));
+    writeFileSync(join(root, 'one', 'LOCK'), JSON.stringify({ pid: dead, host: hostname(), started: '2026-11-26T00:00:00Z' }));
+    const ls2 = spawnSync(process.execPath, [cli, 'runs', 'ls', root], { encoding: 'utf8' });
+    assert.match(ls2.stdout, /\/long {2}.* {2}running/);
+    assert.match(ls2.stdout, /\/one {2}.* {2}killed/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -7,6 +7,7 @@ import { UserError } from '../errors.js';
 import { readJsonIfExists, readJsonLines, writeFileAtomic } from '../atomic.js';
 import { lineChartSvg } from '../plot.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
+import { runLockHolder } from '../runLock.js';
 import { validationChartSvg } from './trainDynamics.js';
 import { scoreOfLastEvaluations } from '../mopo.js';
 
@@ -21,7 +22,8 @@ interface RunInfo {
   lastReturn: number | null;
   /** The mean score of the last 10 evaluations, as MOPO reports a run (null without a D4RL score). */
   score: ReturnType<typeof scoreOfLastEvaluations>;
-  status: 'done' | 'stopped' | 'in progress or killed' | 'not started';
+  /** running: a live process holds the run's lock; stopped: Ctrl-C, resumable; killed: ended without a summary, resumable from its last checkpoint. */
+  status: 'running' | 'done' | 'stopped' | 'killed' | 'not started';
   checkpoint: string | null;
 }
 
@@ -38,8 +40,9 @@ export function runInfo(run: string): RunInfo {
   const lastEval = [...m].reverse().find((x) => x.evaluation)?.evaluation ?? null;
   const last = m[m.length - 1];
   let status: RunInfo['status'] = 'not started';
-  if (summary) status = summary.stoppedEarly ? 'stopped' : 'done';
-  else if (m.length > 0 || existsSync(join(run, 'dynamics'))) status = 'in progress or killed';
+  if (runLockHolder(run)) status = 'running';
+  else if (summary) status = summary.stoppedEarly ? 'stopped' : 'done';
+  else if (m.length > 0 || existsSync(join(run, 'dynamics'))) status = 'killed';
   return {
     run,
     env: cfg?.env ?? null,
@@ -65,7 +68,7 @@ interface DynamicsRunInfo {
   dataset: string | null;
   epochs: number;
   bestValidationMse: number | null;
-  status: 'done' | 'in progress or killed' | 'not started';
+  status: 'running' | 'done' | 'killed' | 'not started';
   stoppedBy: string | null;
   /** Training wall time so far, summed over the logged epochs (across resumes); null before the first. */
   seconds: number | null;
@@ -82,7 +85,8 @@ function dynamicsRunInfo(run: string, cfg: DynamicsConfig | null): DynamicsRunIn
   const report = readJsonIfExists<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'report.json'));
   const lines = readJsonLines<{ valMse: number[]; seconds: number; epochsSinceImprovement: number }>(join(run, 'metrics.jsonl'));
   const mses = lines.flatMap((l) => l.valMse);
-  const status: DynamicsRunInfo['status'] = report ? 'done' : lines.length > 0 || existsSync(join(run, 'checkpoint')) ? 'in progress or killed' : 'not started';
+  const started = lines.length > 0 || existsSync(join(run, 'checkpoint'));
+  const status: DynamicsRunInfo['status'] = report ? 'done' : runLockHolder(run) ? 'running' : started ? 'killed' : 'not started';
   return {
     run,
     kind: 'dynamics',
@@ -153,7 +157,7 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
 
 function dynamicsStageView(d: DynamicsRunInfo): Record<string, unknown> {
   const { run, epochs, stoppedBy, seconds, bestValidationMse, status, epochsSinceImprovement, patience } = d;
-  return { dir: run, status: status === 'done' ? 'done' : 'training unfinished (resumable)', epochs, stoppedBy, seconds, bestValidationMse, ...(status === 'done' ? {} : { epochsSinceImprovement, patience }) };
+  return { dir: run, status: status === 'done' ? 'done' : status === 'running' ? 'training' : 'training unfinished (resumable)', epochs, stoppedBy, seconds, bestValidationMse, ...(status === 'done' ? {} : { epochsSinceImprovement, patience }) };
 }
 
 export async function runRunsShow(args: { run: string; json: boolean }): Promise<void> {
