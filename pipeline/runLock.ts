@@ -19,6 +19,15 @@ interface LockInfo {
   started: string;
 }
 
+/** A lock file's holder; null when the file is missing or unreadable (written by a process killed mid-write). */
+function readLock(path: string): LockInfo | null {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+  } catch {
+    return null;
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -45,12 +54,8 @@ export function acquireRunLock(dir: string, log: (m: string) => void = () => {})
       writeSync(fd, JSON.stringify(me) + '\n');
       closeSync(fd);
       const release = () => {
-        try {
-          const cur = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
-          if (cur.pid === me.pid && cur.host === me.host) rmSync(path, { force: true });
-        } catch {
-          /* already gone */
-        }
+        const cur = readLock(path); // null: already gone
+        if (cur && cur.pid === me.pid && cur.host === me.host) rmSync(path, { force: true });
         process.removeListener('exit', release);
       };
       process.once('exit', release);
@@ -58,12 +63,7 @@ export function acquireRunLock(dir: string, log: (m: string) => void = () => {})
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    let holder: LockInfo | null = null;
-    try {
-      holder = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
-    } catch {
-      holder = null; // unreadable: written by a process killed mid-write
-    }
+    const holder = readLock(path);
     if (holder && holder.host !== me.host) {
       throw new UserError(`${dir} is locked by pid ${holder.pid} on ${holder.host} (since ${holder.started}); if that run is gone, delete ${path}`);
     }
@@ -78,27 +78,20 @@ export function acquireRunLock(dir: string, log: (m: string) => void = () => {})
 }
 
 
+/** Whether a holder read from a lock file (null: unreadable, left by a killed writer) is gone: on this host and no longer running. */
+function isStale(holder: LockInfo | null): boolean {
+  return holder === null || (holder.host === hostname() && holder.pid !== process.pid && !alive(holder.pid));
+}
+
 /** A lock file whose holder (on this host) is no longer running, or that a killed writer left unreadable. */
 function isStaleLock(path: string): boolean {
-  let holder: LockInfo | null = null;
-  try {
-    holder = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
-  } catch {
-    holder = null;
-  }
-  if (holder === null) return true;
-  return holder.host === hostname() && holder.pid !== process.pid && !alive(holder.pid);
+  return isStale(readLock(path));
 }
 
 /** Who is writing `dir` now: its lock's holder, unless the lock is missing or stale (a holder on another host is taken at its word). */
 export function runLockHolder(dir: string): LockInfo | null {
-  const path = join(dir, LOCK_FILE);
-  if (!existsSync(path) || isStaleLock(path)) return null;
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
-  } catch {
-    return null;
-  }
+  const holder = readLock(join(dir, LOCK_FILE));
+  return holder === null || isStale(holder) ? null : holder;
 }
 
 /**
