@@ -14,7 +14,10 @@
 // Model (defaults = ENSEMBLE_DEFAULTS = the reference settings):
 //   input   x = normalized (s, a) (operators/normalize.ts), in = obsDim + actDim
 //   net     in -> 200 -> 200 -> 200 -> 200 (swish) -> 2D, D = obsDim + 1; out = [μ | raw]
-//   targets y = normalized (Δs, r) (Δs = s' − s)
+//   targets y = normalized (Δs, r) (Δs = s' − s), or raw (Δs, r) with targets 'raw' (the official
+//           code's BNN, whose scaler normalizes inputs only: the bounds' init, the bound penalty and
+//           the decay then act in the data's units, which changes how far the variance stretches
+//           away from the data)
 //   bounds  learned maxLV, minLV ([1, D], shared by the members, init 0.5 and −10 as the official
 //           code), softly applied to the raw log-variance:
 //             lv₁ = maxLV − softplus(maxLV − raw);  lv = minLV + softplus(lv₁ − minLV)
@@ -35,8 +38,8 @@
 // interleaved in one process) ~68 ms a step vs ~66 ms for bench/dense.ts's plain-NLL fixture.
 //
 // Validation and elites: the validation loss that ranks members (elites) and drives early stopping
-// is the per-member MSE of μ in normalized space (selectBy 'mse', what the official code uses), or
-// the NLL (selectBy 'nll').
+// is the per-member MSE of μ in the model's output space (selectBy 'mse', what the official code
+// uses; with targets 'raw' it is the raw MSE, as there), or the NLL (selectBy 'nll').
 //
 // Training loop (trainEnsemble): see the comment above trainEnsemble.
 import { existsSync, promises as fsp } from 'node:fs';
@@ -49,7 +52,7 @@ import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from
 import { UserError } from '../pipeline/errors.js';
 import { DivergenceError } from '../pipeline/divergence.js';
 import type { TransitionBatch, TransitionDims } from '../schemas/transition.js';
-import { Normalizer, NormalizerAccumulator, type NormalizerJson } from './normalize.js';
+import { Normalizer, NormalizerAccumulator, type ModelBatch, type NormalizerJson } from './normalize.js';
 import { EnsembleWorkerPool } from './ensembleWorkerPool.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -76,6 +79,8 @@ export interface EnsembleConfig {
   boundPenalty: number;
   /** 'sum' (Σ over dims, mean over rows) or 'mean' (mean over both) in the NLL. */
   nllReduction: 'sum' | 'mean';
+  /** The model's output space: normalized (Δs, r) or raw (Δs, r) as the official code. */
+  targets: 'normalized' | 'raw';
   /** Validation loss ranking elites and driving early stopping. */
   selectBy: 'mse' | 'nll';
   // --- training loop (trainEnsemble) ---
@@ -116,6 +121,7 @@ export const ENSEMBLE_DEFAULTS: Readonly<EnsembleConfig> = Object.freeze({
   minLogVarInit: -10,
   boundPenalty: 0.01,
   nllReduction: 'sum',
+  targets: 'normalized',
   selectBy: 'mse',
   holdoutFraction: 0.2,
   holdoutMax: 1000,
@@ -153,6 +159,7 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
   if (!(c.maxLogVarInit > c.minLogVarInit)) throw new UserError('ensemble config: maxLogVarInit must exceed minLogVarInit');
   if (!(c.boundPenalty >= 0)) throw new UserError(`ensemble config: boundPenalty must be ≥ 0, got ${c.boundPenalty}`);
   if (c.nllReduction !== 'sum' && c.nllReduction !== 'mean') throw new UserError(`ensemble config: nllReduction must be 'sum' or 'mean'`);
+  if (c.targets !== 'normalized' && c.targets !== 'raw') throw new UserError(`ensemble config: targets must be 'normalized' or 'raw', got ${c.targets}`);
   if (c.selectBy !== 'mse' && c.selectBy !== 'nll') throw new UserError(`ensemble config: selectBy must be 'mse' or 'nll'`);
   if (!(c.holdoutFraction > 0 && c.holdoutFraction < 1)) throw new UserError(`ensemble config: holdoutFraction must be in (0, 1), got ${c.holdoutFraction}`);
   posInt('holdoutMax');
@@ -165,7 +172,7 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
 // The ensemble
 
 export interface EnsembleEvaluation {
-  /** Per member: mean over rows and dims of (μ − y)² (normalized space). */
+  /** Per member: mean over rows and dims of (μ − y)² (the model's output space, config.targets). */
   mse: number[];
   /** Per member: the NLL as trained (without bound penalty and decay). */
   nll: number[];
@@ -481,10 +488,21 @@ export class DynamicsEnsemble {
     return { mse: Array.from(se, (v) => v / (n * D)), nll: Array.from(nll, (v) => v * c), rows: n };
   }
 
-  /** evaluate() on raw transitions (normalized with this ensemble's normalizer). */
+  /** A batch in the model's input and output space (config.targets). */
+  toModelBatch(b: TransitionBatch): ModelBatch {
+    return this.normalizer.toModelBatch(b, this.config.targets);
+  }
+
+  /** evaluate() on transitions as they are (put in the model's space first). */
   evaluateBatch(b: TransitionBatch): EnsembleEvaluation {
-    const mb = this.normalizer.toModelBatch(b);
+    const mb = this.toModelBatch(b);
     return this.evaluate(mb.inputs, mb.targets);
+  }
+
+  /** Shift and scale from the model's output space to (Δs, r) in the data's units. */
+  private targetScaling(): { mean: Float32Array; std: Float32Array } {
+    if (this.config.targets === 'raw') return { mean: new Float32Array(this.outDim), std: new Float32Array(this.outDim).fill(1) };
+    return { mean: this.normalizer.targetMean, std: this.normalizer.targetStd };
   }
 
   /** The per-member validation loss that ranks members (config.selectBy). */
@@ -507,7 +525,7 @@ export class DynamicsEnsemble {
   /**
    * Per-member predictions for n rows of observations [n, obsDim] and actions [n, actDim] (raw
    * scale), in the original scale: next-state mean s + μ_Δ·σ_Δ + m_Δ, variance exp(lv)·σ_Δ²; reward
-   * mean μ_r·σ_r + m_r, variance exp(lv)·σ_r².
+   * mean μ_r·σ_r + m_r, variance exp(lv)·σ_r² (m = 0, σ = 1 with targets 'raw').
    */
   predict(obs: Float32Array, act: Float32Array, n = obs.length / this.obsDim): EnsemblePrediction {
     const O = this.obsDim;
@@ -515,8 +533,7 @@ export class DynamicsEnsemble {
     const E = this.members;
     if (obs.length !== n * O || act.length !== n * this.actDim) throw new RangeError(`predict: expected ${n}×${O} observations and ${n}×${this.actDim} actions`);
     const x = this.normalizer.normalizeInputs(obs, act, n);
-    const tm = this.normalizer.targetMean;
-    const ts = this.normalizer.targetStd;
+    const { mean: tm, std: ts } = this.targetScaling();
     const nextObsMean = new Float32Array(E * n * O);
     const nextObsVar = new Float32Array(E * n * O);
     const rewardMean = new Float32Array(E * n);
@@ -1055,8 +1072,7 @@ export function trainEnsembleFrom(
         const first = val === null;
         pass(
           (b) => {
-            normalizer.checkDims(b);
-            const mb = normalizer.toModelBatch(b);
+            const mb = ens!.toModelBatch(b);
             const vIdx: number[] = [];
             for (let i = 0; i < mb.length; i++, row++) {
               if (isHoldoutRow(cfg.seed, row, p)) {

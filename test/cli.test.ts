@@ -268,6 +268,16 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     assert.equal(diag.multiStep.eliteMean.length, 3);
     assert.ok(diag.multiStep.starts > 100);
     for (const f of ['diagnose-dynamics.json', 'diagnose-dynamics.svg']) assert.ok(existsSync(join(dir, 'dyn', f)), f);
+    // The official code's loss (raw targets, NLL averaged over dims): recorded in the config, and
+    // the diagnostic scores members in the model's own space (training's numbers again).
+    const raw = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '2', '--max-epochs', '1', '--targets', 'raw', '--nll-reduction', 'mean', '--out', join(dir, 'dyn-raw'), '--quiet']);
+    assert.equal(raw.code, 0, raw.stderr);
+    const rawRep = JSON.parse(raw.stdout);
+    const rawCfg = JSON.parse(readFileSync(join(dir, 'dyn-raw', 'config.json'), 'utf8'));
+    assert.deepEqual([rawCfg.ensemble.targets, rawCfg.ensemble.nllReduction], ['raw', 'mean']);
+    const dRaw = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn-raw'), '--states', '50', '--horizon', '2', '--json', '--quiet']);
+    assert.equal(dRaw.code, 0, dRaw.stderr);
+    assert.deepEqual(JSON.parse(dRaw.stdout).validation.memberMse, rawRep.validation.mse);
     const wrong = mopo(['diagnose', 'dynamics', '--run', join(dir, 'start'), '--quiet']);
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /no ensemble here/);

@@ -346,6 +346,65 @@ test('trainEnsemble learns a linear-Gaussian dataset, stops early, and returns t
   assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensors leak');
 });
 
+test("targets 'raw' (the official code's BNN): trains on (Δs, r) as they are; validation MSE and predict in the data's units", async () => {
+  // Rewards off mean 0 / std 1, so a raw model read as a normalized one (or the reverse) is off.
+  const data = linearGaussian(3000, 43).map((b) => {
+    const c = b.slice(0, b.length);
+    for (let i = 0; i < c.length; i++) c.reward[i] = 1 + 3 * c.reward[i]!;
+    return c;
+  });
+  const norm = Normalizer.ofBatch(data[0]!);
+  const mbRaw = norm.toModelBatch(data[0]!, 'raw');
+  const mbNorm = norm.toModelBatch(data[0]!);
+  assert.deepEqual(mbRaw.inputs, mbNorm.inputs, 'inputs are normalized either way');
+  const b0 = data[0]!;
+  for (const i of [0, 7, 499]) {
+    for (let j = 0; j < 3; j++) assert.equal(mbRaw.targets[i * 4 + j], Math.fround(b0.nextObservation[i * 3 + j]! - b0.observation[i * 3 + j]!));
+    assert.equal(mbRaw.targets[i * 4 + 3], b0.reward[i]);
+  }
+  const events: EnsembleTrainingEvent[] = await lastValueFrom(
+    from(data).pipe(
+      trainEnsemble({ members: 3, elites: 2, hidden: [32, 32], batchSize: 64, maxEpochs: 25, patience: 3, shuffleBuffer: 1000, seed: 3, targets: 'raw', nllReduction: 'mean' }),
+      toArray(),
+    ),
+  );
+  const done = events[events.length - 1] as EnsembleDoneEvent;
+  const ens = done.ensemble;
+  const dir = await mkdtemp(join(tmpdir(), 'mopo-ens-raw-'));
+  try {
+    assert.equal(ens.config.targets, 'raw');
+    // The validation MSE is the raw one: recomputed here from predict (the data's units).
+    const b = data[1]!;
+    const n = b.length;
+    const p = ens.predict(b.observation, b.action);
+    const ev = ens.evaluateBatch(b);
+    for (let e = 0; e < 3; e++) {
+      let se = 0;
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < 3; j++) se += (p.nextObsMean[(e * n + i) * 3 + j]! - b.nextObservation[i * 3 + j]!) ** 2;
+        se += (p.rewardMean[e * n + i]! - b.reward[i]!) ** 2;
+      }
+      assert.ok(Math.abs(se / (4 * n) - ev.mse[e]!) < 1e-3 * ev.mse[e]! + 1e-6, `member ${e}: ${se / (4 * n)} vs ${ev.mse[e]}`);
+      // and the model fits: its reward error is a small part of the reward's variance
+      let rse = 0;
+      for (let i = 0; i < n; i++) rse += (p.rewardMean[e * n + i]! - b.reward[i]!) ** 2;
+      assert.ok(rse / n < 0.05 * norm.std.reward[0]! ** 2, `member ${e} reward MSE ${rse / n}, variance ${norm.std.reward[0]! ** 2}`);
+    }
+    // The mode survives a save and load.
+    await ens.save(dir);
+    const back = await DynamicsEnsemble.load(dir);
+    try {
+      assert.equal(back.config.targets, 'raw');
+      assert.deepEqual(back.predict(b.observation, b.action).rewardMean, p.rewardMean);
+    } finally {
+      back.dispose();
+    }
+  } finally {
+    ens.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('trainEnsemble: empty dataset is a user error; unsubscribing mid-run frees everything; a given normalizer skips the first pass', async () => {
   await assert.rejects(lastValueFrom(from([] as TransitionBatch[]).pipe(trainEnsemble({ members: 2, elites: 1, hidden: [4] }))), UserError);
   const data = linearGaussian(1200, 43);

@@ -24,6 +24,8 @@ export interface TrainDynamicsArgs extends InputArgs {
   maxEpochs: number;
   seed: number;
   workers: number;
+  targets: EnsembleConfig['targets'];
+  nllReduction: EnsembleConfig['nllReduction'];
   resume: boolean;
   backend?: string | undefined;
   quiet: boolean;
@@ -41,7 +43,7 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
       return await trainDynamicsInto(out, {
         dataset: args.dataset,
         read: readOptionsFrom(args),
-        ensemble: { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers },
+        ensemble: { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction },
         backend,
         quiet: args.quiet,
         resume: args.resume,

@@ -52,7 +52,7 @@ export interface DynamicsDiagnostics {
   elites: number[];
   validation: {
     rows: number;
-    /** Per member, normalized (Δs, r), as trained. */
+    /** Per member, as trained: in the model's output space (normalized (Δs, r), or raw with targets 'raw'). */
     memberMse: number[];
     /** The mean of the elites' predicted means. */
     eliteMeanMse: number;
@@ -131,6 +131,8 @@ export async function diagnoseDynamics(ensemble: DynamicsEnsemble, opts: Diagnos
   const xrow = new Float64Array(K);
   const valX: Float32Array[] = [];
   const valY: Float32Array[] = [];
+  // The same rows' targets in the model's output space (differs from valY with targets 'raw').
+  const valYModel: Float32Array[] = [];
   const held: HeldOut[] = [];
   let open: HeldOut[] = [];
   let env = opts.env;
@@ -145,6 +147,7 @@ export async function diagnoseDynamics(ensemble: DynamicsEnsemble, opts: Diagnos
         }
         env ??= b.dims.env;
         const mb = norm.toModelBatch(b);
+        const modelTargets = ensemble.config.targets === 'normalized' ? mb.targets : ensemble.toModelBatch(b).targets;
         for (let i = 0; i < b.length; i++, row++) {
           // Continue the open windows first: row i continues a window when its observation is the
           // window's last next observation (same episode, no reset in between).
@@ -164,6 +167,7 @@ export async function diagnoseDynamics(ensemble: DynamicsEnsemble, opts: Diagnos
           if (isHoldoutRow(cfg.seed, row, p)) {
             valX.push(x.slice());
             valY.push(y.slice());
+            valYModel.push(modelTargets.slice(i * Out, (i + 1) * Out));
             if (held.length < opts.states) {
               const w: HeldOut = { obs: new Float32Array(H * O), act: new Float32Array(H * A), nextObs: new Float32Array(H * O), reward: new Float32Array(H), length: 0, open: true };
               appendRow(w, b, i, O, A);
@@ -201,7 +205,7 @@ export async function diagnoseDynamics(ensemble: DynamicsEnsemble, opts: Diagnos
   const vx = concatF32(valX);
   const vy = concatF32(valY);
   const V = valX.length;
-  const ev = ensemble.evaluate(vx, vy);
+  const ev = ensemble.evaluate(vx, concatF32(valYModel));
   const W = solveLeastSquares(xtx, xty, K, Out, trainRows);
   const linearMse = linearModelMse(W, vx, vy, V, In, Out);
   const eliteMeanMse = eliteMeanNormalizedMse(ensemble, vx, vy, V);
