@@ -1,6 +1,7 @@
 #!/bin/bash
 # The penalty experiment (README "Which uncertainty tracks the real model error?"): on
-# halfcheetah-random and halfcheetah-medium-replay, MOPO with each penalty at three λ, then the
+# halfcheetah-random (uniform actions, data/datasets/halfcheetah-uniform-random.parquet) and
+# halfcheetah-medium-replay, MOPO with each penalty at three λ, then the
 # diagnostic on each penalty's best run, then the table. Needs the paper runs first
 # (scripts/paperTable.sh): their ensembles are used, and their penalty diagnostic sets each
 # penalty's λ scale — λ such that the penalty's mean on the paper run's states equals the paper
@@ -35,7 +36,7 @@ sweep() { # task paper-run dynamics
   done
 }
 
-sweep random mopo-hc-random-paper dyn-hc-random
+sweep uniform-random mopo-hc-uniform-random-paper dyn-hc-uniform-random
 sweep medium-replay mopo-hc-medium-replay-paper dyn-hc-medium-replay
 
 # The diagnostic on each penalty's best run, then the table.
