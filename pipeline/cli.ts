@@ -106,7 +106,7 @@ function buildCli(argv: string[]): Argv {
           .option('out', { type: 'string', demandOption: true, describe: 'output .parquet file' })
           .option('noise', { type: 'boolean', default: false, describe: 'sample actions from a saved policy instead of its deterministic action' })
           .option('num-envs', { type: 'number', default: 10, describe: 'environment copies stepped together' })
-          .example('$0 collect --env halfcheetah --policy random --steps 1000000 --out data/datasets/halfcheetah-random.parquet', "D4RL's random dataset")
+          .example('$0 collect --env halfcheetah --policy uniform --steps 1000000 --out data/datasets/halfcheetah-uniform-random.parquet', "a random dataset as D4RL's generation script makes it")
           .example('$0 collect --env halfcheetah --policy runs/sac-halfcheetah-seed0/policy --noise --out data/datasets/halfcheetah-medium.parquet', 'a dataset of a trained policy'),
       async (args) => {
         await runCollect({ env: args.env, policy: args.policy, steps: args.steps, seed: args.seed, out: args.out, noise: args.noise, numEnvs: args.numEnvs, backend: args.backend, quiet: args.quiet });

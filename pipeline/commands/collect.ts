@@ -1,5 +1,6 @@
-// `mopo collect`: a D4RL-style transition dataset made by the tool itself: `uniform` random actions,
-// `random` (a randomly initialized SAC actor, sampled: D4RL's recipe), or a saved policy
+// `mopo collect`: a D4RL-style transition dataset made by the tool itself: `uniform` random actions
+// (what D4RL's generation script does for its random datasets), `random` (a randomly initialized SAC
+// actor, sampled: the D4RL paper's description), or a saved policy
 // (deterministic unless --noise). Written as Parquet, atomically, with a progress bar.
 import { lastValueFrom, tap } from 'rxjs';
 import { initBackend } from '../backend.js';

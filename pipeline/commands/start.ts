@@ -1,6 +1,6 @@
 // `mopo start` (what `npm start` runs): the main job on a built-in default. It makes the
 // halfcheetah-random dataset if none is present (1M steps of a randomly initialized SAC actor in
-// MuJoCo, D4RL's recipe, about a minute), then runs MOPO with the quick preset (minutes: the
+// MuJoCo, as the D4RL paper describes its random data, about a minute), then runs MOPO with the quick preset (minutes: the
 // ensemble on 100k rows, five SAC epochs of 1000 updates with rollouts on the second core) and
 // prints the D4RL-normalized score as its last line. runs/start is this command's own run
 // directory and is replaced on every start.
