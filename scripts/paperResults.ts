@@ -1,14 +1,15 @@
 // `node dist/scripts/paperResults.js <run-dir>...`: MOPO's table as reproduced here (README
 // "Results"). For each MOPO run (finished or still going): task, horizon, λ and penalty, the epochs
-// done, the last evaluation's D4RL score ± std over its episodes, MOPO's score (the mean of the last
+// done and the run's status, the last evaluation's D4RL score ± std over its episodes, MOPO's score (the mean of the last
 // 10 evaluations, as the reference's d4rl_results.py), the best evaluation and its epoch, the
 // learner's hours summed over every epoch across resumes (summary.json only knows the last
 // process), and the process memory over the run (RSS at the first and last epoch, and its peak).
 // Prints a Markdown table; `--json` prints the rows instead.
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { readJsonIfExists, readJsonLines } from '../pipeline/atomic.js';
+import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
+import { runInfo, type RunInfo } from '../pipeline/commands/runs.js';
 import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
 
 export interface PaperRow {
@@ -19,7 +20,8 @@ export interface PaperRow {
   penalty: string;
   epochs: number;
   plannedEpochs: number;
-  done: boolean;
+  /** As `mopo runs ls` says it: running (a live process holds the lock), done, stopped, killed. */
+  status: RunInfo['status'];
   last: { epoch: number; score: number; scoreStd: number } | null;
   /** MOPO's score: the mean of the last 10 evaluations (fewer when there are fewer), spread, epochs. */
   score: ReturnType<typeof scoreOfLastEvaluations>;
@@ -37,7 +39,6 @@ export function readPaperRow(dir: string): PaperRow | null {
   if (!cfg.rollout || !cfg.learner || !cfg.dataset) return null;
   const lines = readJsonLines<MetricsLine>(join(run, 'metrics.jsonl'));
   if (lines.length === 0) return null;
-  const summary = readJsonIfExists<{ stoppedEarly: boolean; epochs: number }>(join(run, 'summary.json'));
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).map((l) => ({ epoch: l.epoch, score: l.evaluation!.score!, scoreStd: l.evaluation!.scoreStd ?? 0 }));
   const best = evals.reduce<{ epoch: number; score: number } | null>((b, e) => (b === null || e.score > b.score ? { epoch: e.epoch, score: e.score } : b), null);
   let learnerSeconds = 0;
@@ -55,7 +56,7 @@ export function readPaperRow(dir: string): PaperRow | null {
     penalty: cfg.rollout.penalty,
     epochs: lines[lines.length - 1]!.epoch + 1,
     plannedEpochs: cfg.learner.epochs,
-    done: summary !== null && !summary.stoppedEarly && summary.epochs >= cfg.learner.epochs,
+    status: runInfo(run).status,
     last: evals.length > 0 ? evals[evals.length - 1]! : null,
     score: scoreOfLastEvaluations(lines),
     best,
@@ -70,7 +71,7 @@ export function paperTableMarkdown(rows: readonly PaperRow[]): string {
     '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
-    const epochs = r.done ? `${r.epochs}` : `${r.epochs} of ${r.plannedEpochs} (running)`;
+    const epochs = r.status === 'done' ? `${r.epochs}` : `${r.epochs} of ${r.plannedEpochs} (${r.status})`;
     const last = r.last ? `${f1(r.last.score)} ± ${f1(r.last.scoreStd)}` : 'n/a';
     const best = r.best ? `${f1(r.best.score)} (${r.best.epoch})` : 'n/a';
     const rss = r.rssMB ? `${r.rssMB.first} → ${r.rssMB.last} MB (${r.rssMB.max})` : 'n/a';

@@ -28,7 +28,7 @@ test('paper results: last evaluation, mean of the last 10, best, learner hours o
   try {
     const done = readPaperRow(fakeRun(root, 'done', [null, 10, null, 30, 20, 40, 50, 60], { planned: 8, summary: { epochs: 8, stoppedEarly: false } }))!;
     assert.equal(done.task, 'medium-replay');
-    assert.deepEqual([done.epochs, done.done], [8, true]);
+    assert.deepEqual([done.epochs, done.status], [8, 'done']);
     assert.deepEqual(done.last, { epoch: 7, score: 60, scoreStd: 6 });
     assert.deepEqual(done.score, { mean: 35, std: Math.sqrt((25 ** 2 + 5 ** 2 + 15 ** 2 + 5 ** 2 + 15 ** 2 + 25 ** 2) / 6), evaluations: 6, fromEpoch: 1, toEpoch: 7 }, 'fewer than 10: all of them');
     assert.deepEqual(done.best, { epoch: 7, score: 60 });
@@ -37,11 +37,12 @@ test('paper results: last evaluation, mean of the last 10, best, learner hours o
     assert.deepEqual(done.rssMB, { first: 500, last: 570, max: 570 });
 
     const running = readPaperRow(fakeRun(root, 'running', [null, 5, 70, 1], { planned: 1000, summary: { epochs: 4, stoppedEarly: true } }))!;
-    assert.equal(running.done, false, 'stopped by Ctrl-C: still running');
+    assert.equal(running.status, 'stopped', 'stopped by Ctrl-C, resumable');
     assert.deepEqual(running.best, { epoch: 2, score: 70 });
     assert.equal(running.score?.mean, (5 + 70 + 1) / 3);
     const long = readPaperRow(fakeRun(root, 'long', Array.from({ length: 15 }, (_, i) => (i < 5 ? 1000 : i)), { planned: 15 }))!;
     assert.deepEqual([long.score?.mean, long.score?.evaluations, long.score?.fromEpoch], [9.5, 10, 5], 'the last 10 only');
+    assert.equal(long.status, 'killed', 'no summary and no live process holding its lock');
 
     assert.equal(readPaperRow(join(root, 'missing')), null);
     mkdirSync(join(root, 'dyn'));
@@ -51,7 +52,7 @@ test('paper results: last evaluation, mean of the last 10, best, learner hours o
 
     const md = paperTableMarkdown([done, running]);
     assert.match(md, /\| done \| medium-replay \| 5, 1 \(max-aleatoric\) \| 8 \| 60\.0 ± 6\.0 \| 35\.0 ± 17\.1 \(1–7\) \| 60\.0 \(7\) \| 0\.1 \| 500 → 570 MB \(570\) \|/);
-    assert.match(md, /\| running \| medium-replay \| .* \| 4 of 1000 \(running\) \| 1\.0 ± 0\.1 \| 25\.3 ± 31\.6 \(1–3\) \| 70\.0 \(2\) \|/);
+    assert.match(md, /\| running \| medium-replay \| .* \| 4 of 1000 \(stopped\) \| 1\.0 ± 0\.1 \| 25\.3 ± 31\.6 \(1–3\) \| 70\.0 \(2\) \|/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

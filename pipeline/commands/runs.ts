@@ -11,7 +11,7 @@ import { runLockHolder } from '../runLock.js';
 import { validationChartSvg } from './trainDynamics.js';
 import { scoreOfLastEvaluations } from '../mopo.js';
 
-interface RunInfo {
+export interface RunInfo {
   run: string;
   env: string | null;
   epochs: number | null;
