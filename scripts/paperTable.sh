@@ -14,16 +14,19 @@ source scripts/runSteps.sh
 
 # A step that fails or is interrupted (Ctrl-C, exit 130) stops the script: nothing later starts.
 D=data/datasets
-# Two lines of work keep both cores busy. Line A: halfcheetah-random as D4RL's generation script
-# makes it (uniform random actions; README "Datasets"), its ensemble on one thread, then MOPO at the
-# paper's settings and λ = 0 on it. Line B: MOPO on medium-replay, then on medium, with the
-# ensembles already trained. (halfcheetah-random made by a randomly initialized actor — the first
-# random dataset — has its runs done or stopped: runs/mopo-hc-random-*; they are not resumed here.)
-{ dynamics dyn-hc-uniform-random $D/halfcheetah-uniform-random.parquet && diagnose dyn-hc-uniform-random &&
-  mopo mopo-hc-uniform-random-paper $D/halfcheetah-uniform-random.parquet dyn-hc-uniform-random &&
-  mopo mopo-hc-uniform-random-lambda0 $D/halfcheetah-uniform-random.parquet dyn-hc-uniform-random --lambda 0; } &
-{ for d in dyn-hc-medium-replay dyn-hc-medium; do [ -f "runs/$d/diagnose-dynamics.json" ] || exit 1; done
-  mopo mopo-hc-medium-replay-paper $D/halfcheetah-medium-replay.parquet dyn-hc-medium-replay &&
+# halfcheetah-random as D4RL's generation script makes it (uniform random actions; README
+# "Datasets") first: its ensemble on both cores (two worker threads), then two lines of work, one a
+# core: MOPO at the paper's settings on it, then on medium-replay; λ = 0 on it, then MOPO on medium.
+# (halfcheetah-random made by a randomly initialized actor — the first random dataset — has its runs
+# done or stopped: runs/mopo-hc-random-*; they are not resumed here.)
+dynamics dyn-hc-uniform-random $D/halfcheetah-uniform-random.parquet 2 && diagnose dyn-hc-uniform-random || exit 1
+for d in dyn-hc-medium-replay dyn-hc-medium; do [ -f "runs/$d/diagnose-dynamics.json" ] || exit 1; done
+{ mopo mopo-hc-uniform-random-paper $D/halfcheetah-uniform-random.parquet dyn-hc-uniform-random &&
+  mopo mopo-hc-medium-replay-paper $D/halfcheetah-medium-replay.parquet dyn-hc-medium-replay; } &
+a=$!
+{ mopo mopo-hc-uniform-random-lambda0 $D/halfcheetah-uniform-random.parquet dyn-hc-uniform-random --lambda 0 &&
   mopo mopo-hc-medium-paper $D/halfcheetah-medium.parquet dyn-hc-medium; } &
-wait
-echo "paper table: all runs finished"
+b=$!
+wait $a; ra=$?
+wait $b; rb=$?
+[ $ra = 0 ] && [ $rb = 0 ] && echo "paper table: all runs finished"

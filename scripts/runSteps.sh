@@ -14,10 +14,10 @@ wait_unlocked() { # name
     sleep 30
   done
 }
-dynamics() { # name dataset
+dynamics() { # name dataset [workers, default 1]
   wait_unlocked "$1"
   [ -f "runs/$1/report.json" ] && return 0
-  $MOPO train-dynamics --dataset "$2" --out "runs/$1" --workers 1 --resume >> "runs/$1.log" 2>&1
+  $MOPO train-dynamics --dataset "$2" --out "runs/$1" --workers "${3:-1}" --resume >> "runs/$1.log" 2>&1
 }
 diagnose() { # name
   [ -f "runs/$1/diagnose-dynamics.json" ] && return 0
