@@ -163,6 +163,10 @@ test('diagnose penalty end to end on a tiny Pendulum MOPO run: JSON, self-contai
     assert.equal(r.states.dataset, 150);
     assert.deepEqual(r.states.rolloutPerStep, [80, 80, 80]);
     assert.equal(r.states.rollout, 240);
+    // What SAC sees from the rollouts: r − λ·u with the run's λ (1), u the run's estimator on the same rows.
+    const rr = r.rolloutRewards!;
+    assert.ok(Math.abs(rr.penalized - (rr.model - 1 * rr.penalty)) < 1e-4 * (1 + Math.abs(rr.model)), JSON.stringify(rr));
+    assert.ok(Math.abs(rr.penalty - r.bySource.rollout!.estimators['max-aleatoric/all']!.mean) < 1e-4 * rr.penalty, `${rr.penalty} vs ${r.bySource.rollout!.estimators['max-aleatoric/all']!.mean}`);
     assert.equal(r.states.skippedInexact + r.states.skippedNonFinite, 0);
     assert.equal(r.overall.n, 390);
     assert.deepEqual(r.byStep.map((s) => [s.step, s.n]), [[1, 80], [2, 80], [3, 80]]);

@@ -84,6 +84,7 @@ export function formatPenaltyReport(r: PenaltyDiagnostics): string {
     `${r.run}: ${r.env}, λ ${r.lambda}, horizon ${r.horizon}, the run's penalty ${r.penalty}/${r.penaltyMembers} (*); ${policy}`,
     `${r.states.dataset} dataset + ${r.states.rollout} rollout pairs (${r.states.rolloutStarts} starts, per step ${r.states.rolloutPerStep.join('/')}) against MuJoCo` +
       (r.states.skippedInexact + r.states.skippedNonFinite > 0 ? `; skipped ${r.states.skippedInexact} inexact, ${r.states.skippedNonFinite} non-finite` : ''),
+    ...(r.rolloutRewards ? [`rollouts as SAC sees them (a step): model reward ${g3(r.rolloutRewards.model)}, penalty u ${g3(r.rolloutRewards.penalty)}, r − λu ${g3(r.rolloutRewards.penalized)}`] : []),
     `true error (mean): ‖Δs′‖ ${g3(o.error.obs.mean)}, |Δr| ${g3(o.error.reward.mean)}, W1(r) ${g3(o.error.rewardW1.mean)}, W1(s′,r) ${g3(o.error.transitionW1.mean)}; distance from the data (median) ${g3(o.distance.median)}`,
     `overall (ρ_S Spearman, ρ_P Pearson; λu≥e: share where the bound holds at λ ${r.lambda}; λ95: λ for 95 %):`,
     ...table(r, o),

@@ -254,6 +254,12 @@ export interface PenaltyDiagnostics {
     skippedInexact: number;
     skippedNonFinite: number;
   };
+  /**
+   * The rollouts as SAC learns from them (means over the rollout rows): the model's reward, the run's
+   * penalty u and the penalized reward r − λ·u. Comparing two policies' figures shows which one the
+   * penalized model objective prefers. Null without rollouts (--starts 0).
+   */
+  rolloutRewards: { model: number; penalty: number; penalized: number } | null;
   reference: { rows: number; of: string };
   datasetRows: number;
   w1Samples: number;
@@ -507,8 +513,9 @@ async function diagnoseWith(run: LoadedRun, ensemble: DynamicsEnsemble, policy: 
   }
   const nS = starts.size;
   const rolloutPerStep: number[] = [];
+  let rolloutRewards: PenaltyDiagnostics['rolloutRewards'] = null;
   if (nS > 0) {
-    rolloutRound(
+    const { stats } = rolloutRound(
       { ...c.rollout, batch: nS },
       {
         model: ensemble,
@@ -529,6 +536,7 @@ async function diagnoseWith(run: LoadedRun, ensemble: DynamicsEnsemble, policy: 
         },
       },
     );
+    rolloutRewards = { model: stats.rawReward.mean, penalty: stats.penalty.mean, penalized: stats.reward.mean };
   }
   const nAll = source.length;
   const obsAll = concat(pairObs, nAll * O);
@@ -663,6 +671,7 @@ async function diagnoseWith(run: LoadedRun, ensemble: DynamicsEnsemble, policy: 
       skippedInexact,
       skippedNonFinite,
     },
+    rolloutRewards,
     reference: { rows: nRef, of: Number.isFinite(refLimit) ? `the first ${refLimit} rows of the dataset (the ensemble's training rows)` : 'all rows of the dataset' },
     datasetRows,
     w1Samples: perElite * elites.length,
@@ -891,7 +900,7 @@ tr.conf { background: #fff6d5; }
 <body>
 <h1>Does the penalty bound the model error?</h1>
 <p>Run <code>${escHtml(r.run)}</code> (${escHtml(r.env)}; dataset <code>${escHtml(r.dataset)}</code>, ${r.datasetRows} rows). λ = ${r.lambda}, horizon ${r.horizon}, the run's penalty ${escHtml(r.penalty)} over ${r.penaltyMembers} members (marked *). Ensemble: ${r.ensemble.members} members, elites ${r.ensemble.elites.join(', ')}. Policy: ${policy}.</p>
-<p>${r.states.dataset} dataset states and ${r.states.rollout} model-rollout states (${r.states.rolloutStarts} starts, rows per step ${r.states.rolloutPerStep.join(' / ')}) simulated one step in the real simulator; skipped ${r.states.skippedInexact} whose state the observation cannot pin down and ${r.states.skippedNonFinite} non-finite. Distance from the data: nearest neighbour in the ensemble's normalized (s, a) space among ${r.reference.rows} rows from ${escHtml(r.reference.of)}. W₁ of (s′, r) from ${r.w1Samples} Monte Carlo samples a pair.</p>
+<p>${r.states.dataset} dataset states and ${r.states.rollout} model-rollout states (${r.states.rolloutStarts} starts, rows per step ${r.states.rolloutPerStep.join(' / ')}) simulated one step in the real simulator; skipped ${r.states.skippedInexact} whose state the observation cannot pin down and ${r.states.skippedNonFinite} non-finite. Distance from the data: nearest neighbour in the ensemble's normalized (s, a) space among ${r.reference.rows} rows from ${escHtml(r.reference.of)}. W₁ of (s′, r) from ${r.w1Samples} Monte Carlo samples a pair.${r.rolloutRewards ? ` The rollouts as SAC learns from them, a step: model reward ${r.rolloutRewards.model.toFixed(3)}, penalty u ${r.rolloutRewards.penalty.toFixed(3)}, r − λu ${r.rolloutRewards.penalized.toFixed(3)}.` : ''}</p>
 <h2>Overall (${o.n} pairs)</h2>
 ${table(o)}
 <p class="note">‖Δ(s′,r)‖ is the error of the model's mean; W₁ compares the model's whole distribution with the simulator's deterministic outcome, so it includes the model's own spread (a calibrated but noisy model has W₁ ≥ its spread even where its mean is right).</p>
