@@ -278,6 +278,9 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     const dRaw = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn-raw'), '--states', '50', '--horizon', '2', '--json', '--quiet']);
     assert.equal(dRaw.code, 0, dRaw.stderr);
     assert.deepEqual(JSON.parse(dRaw.stdout).validation.memberMse, rawRep.validation.mse);
+    const lsRaw = mopo(['runs', 'ls', dir]);
+    assert.match(lsRaw.stdout, /dyn-raw {2}dynamics .* best val MSE [\d.]+ \(raw units\)/);
+    assert.doesNotMatch(lsRaw.stdout, /dyn {2}dynamics .*raw units/);
     const wrong = mopo(['diagnose', 'dynamics', '--run', join(dir, 'start'), '--quiet']);
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /no ensemble here/);

@@ -68,6 +68,8 @@ interface DynamicsRunInfo {
   dataset: string | null;
   epochs: number;
   bestValidationMse: number | null;
+  /** The model's output space, which the validation MSE is in (ensemble config `targets`). */
+  targets: 'normalized' | 'raw';
   status: 'running' | 'done' | 'killed' | 'not started';
   stoppedBy: string | null;
   /** Training wall time so far, summed over the logged epochs (across resumes); null before the first. */
@@ -78,7 +80,7 @@ interface DynamicsRunInfo {
 }
 
 /** A train-dynamics run's config.json, as far as these commands read it. */
-type DynamicsConfig = { job?: string; dataset?: string; ensemble?: { patience?: number } };
+type DynamicsConfig = { job?: string; dataset?: string; ensemble?: { patience?: number; targets?: 'normalized' | 'raw' } };
 
 /** Also a MOPO run's `dynamics/` stage, which is laid out as a train-dynamics run; `cfg` is its config.json. */
 function dynamicsRunInfo(run: string, cfg: DynamicsConfig | null): DynamicsRunInfo {
@@ -94,6 +96,7 @@ function dynamicsRunInfo(run: string, cfg: DynamicsConfig | null): DynamicsRunIn
     epochs: report?.epochs ?? lines.length,
     // The saved ensemble's own validation once finished; the best logged epoch while it trains.
     bestValidationMse: report ? Math.min(...report.validation.mse) : mses.length > 0 ? Math.min(...mses) : null,
+    targets: cfg?.ensemble?.targets ?? 'normalized',
     status,
     stoppedBy: report?.stoppedBy ?? null,
     seconds: lines.length > 0 ? Math.round(lines.reduce((sum, l) => sum + l.seconds, 0)) : null,
@@ -142,7 +145,7 @@ export async function runRunsLs(args: { dir: string; json: boolean }): Promise<v
   }
   for (const r of runs) {
     if (r.kind === 'dynamics') {
-      const mse = r.bestValidationMse !== null ? `best val MSE ${r.bestValidationMse.toFixed(4)}` : 'no epoch yet';
+      const mse = r.bestValidationMse !== null ? `best val MSE ${r.bestValidationMse.toFixed(4)}${r.targets === 'raw' ? ' (raw units)' : ''}` : 'no epoch yet';
       const hours = r.seconds !== null ? ` (${(r.seconds / 3600).toFixed(1)} h)` : '';
       const stopping = r.status !== 'done' && r.epochsSinceImprovement !== null && r.patience !== null ? ` (${r.epochsSinceImprovement}/${r.patience} epochs without improvement)` : '';
       process.stdout.write(`${r.run}  dynamics  ${r.epochs} epochs${hours}  ${mse}  ${r.status}${r.stoppedBy ? ` (stopped by ${r.stoppedBy})` : stopping}\n`);
