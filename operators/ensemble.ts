@@ -16,8 +16,7 @@
 //   net     in -> 200 -> 200 -> 200 -> 200 (swish) -> 2D, D = obsDim + 1; out = [μ | raw]
 //   targets y = normalized (Δs, r) (Δs = s' − s), or raw (Δs, r) with targets 'raw' (the official
 //           code's BNN, whose scaler normalizes inputs only: the bounds' init, the bound penalty and
-//           the decay then act in the data's units, which changes how far the variance stretches
-//           away from the data)
+//           the decay then act in the data's units)
 //   bounds  learned maxLV, minLV ([1, D], shared by the members, init 0.5 and −10 as the official
 //           code), softly applied to the raw log-variance:
 //             lv₁ = maxLV − softplus(maxLV − raw);  lv = minLV + softplus(lv₁ − minLV)

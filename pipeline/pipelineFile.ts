@@ -33,6 +33,9 @@ const dynamicsStage = z.strictObject({
   maxEpochs: num({ int: true, min: 1 }).optional(),
   patience: num({ int: true, min: 1 }).optional(),
   workers: num({ int: true, min: 1 }).optional(),
+  /** The model's outputs and NLL: 'raw' and 'mean' train it as the official code's BNN. */
+  targets: oneOf(['normalized', 'raw'] as const).optional(),
+  nllReduction: oneOf(['sum', 'mean'] as const).optional(),
   /** Train on the first this many rows only. */
   rows: num({ int: true, min: 2 }).optional(),
 });
@@ -264,7 +267,7 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
     read: { ...defined(read), ...(allowNonFinite ? { allowNonFinite } : {}) },
     seed: f.seed ?? 0,
     dynamicsFrom: d.from ?? null,
-    ensemble: defined({ members: d.members, elites: d.elites, hidden: d.hidden, maxEpochs: d.maxEpochs, patience: d.patience, workers: d.workers }),
+    ensemble: defined({ members: d.members, elites: d.elites, hidden: d.hidden, maxEpochs: d.maxEpochs, patience: d.patience, workers: d.workers, targets: d.targets, nllReduction: d.nllReduction }),
     ensembleRows: d.rows ?? null,
     rollout: {
       batch: r.batch ?? 50_000,

@@ -67,6 +67,16 @@ test('--set overrides by path, by stage name and by index; values are JSON when 
   const bad = base();
   applySet(bad, 'stages.rollout.lambda="high"');
   assert.match(errorOf(bad), /stages\[1\]\.lambda: expected a number ≥ 0/);
+  // The official code's ensemble loss, from a pipeline file to the ensemble config and back.
+  const off = base();
+  applySet(off, 'stages.dynamics.targets=raw');
+  applySet(off, 'stages.dynamics.nllReduction=mean');
+  const cfg = pipelineToMopoConfig(parsePipeline(off, 'p.json'));
+  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction], ['raw', 'mean']);
+  assert.deepEqual(pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(cfg), 'again')).ensemble, cfg.ensemble);
+  const wrong = base();
+  applySet(wrong, 'stages.dynamics.targets=scaled');
+  assert.match(errorOf(wrong), /stages\[0\]\.targets: expected one of normalized, raw/);
 });
 
 test('the presets in data/pipelines/ are what mopo train --preset runs, and round-trip', () => {
