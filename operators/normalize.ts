@@ -204,6 +204,19 @@ export class Normalizer {
     return out;
   }
 
+  /** Targets [Δs, r] in the data's units (new array, n × (O + 1)): the official code's BNN. */
+  rawTargets(obs: Float32Array, nextObs: Float32Array, reward: Float32Array, n = reward.length): Float32Array {
+    const O = this.obsDim;
+    const W = O + 1;
+    const out = new Float32Array(n * W);
+    for (let i = 0; i < n; i++) {
+      const o = i * W;
+      for (let j = 0; j < O; j++) out[o + j] = nextObs[i * O + j]! - obs[i * O + j]!;
+      out[o + O] = reward[i]!;
+    }
+    return out;
+  }
+
   /**
    * The model's view of a batch (the batch is not modified): normalized inputs, and targets
    * normalized or, with targets 'raw' (the official code's BNN), (Δs, r) as they are.
@@ -215,7 +228,7 @@ export class Normalizer {
       obsDim: b.obsDim,
       actDim: b.actDim,
       inputs: this.normalizeInputs(b.observation, b.action, b.length),
-      targets: targets === 'raw' ? rawTargets(b.observation, b.nextObservation, b.reward, b.length) : this.normalizeTargets(b.observation, b.nextObservation, b.reward, b.length),
+      targets: targets === 'raw' ? this.rawTargets(b.observation, b.nextObservation, b.reward, b.length) : this.normalizeTargets(b.observation, b.nextObservation, b.reward, b.length),
     };
   }
 
@@ -243,19 +256,6 @@ export class Normalizer {
     for (const g of GROUPS) m[g] = momentsFromJson(j.moments[g]);
     return Normalizer.fromMoments({ obsDim: j.obsDim, actDim: j.actDim }, m);
   }
-}
-
-/** Targets [Δs, r] in the data's units (new array, n × (O + 1)). */
-export function rawTargets(obs: Float32Array, nextObs: Float32Array, reward: Float32Array, n = reward.length): Float32Array {
-  const O = obs.length / n;
-  const W = O + 1;
-  const out = new Float32Array(n * W);
-  for (let i = 0; i < n; i++) {
-    const o = i * W;
-    for (let j = 0; j < O; j++) out[o + j] = nextObs[i * O + j]! - obs[i * O + j]!;
-    out[o + O] = reward[i]!;
-  }
-  return out;
 }
 
 function cat(a: Float32Array, b: Float32Array): Float32Array {

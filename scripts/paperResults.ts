@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
-import { runInfo, type RunInfo } from '../pipeline/commands/runs.js';
+import { runStatus, type RunInfo } from '../pipeline/commands/runs.js';
 import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
 
 export interface PaperRow {
@@ -56,7 +56,7 @@ export function readPaperRow(dir: string): PaperRow | null {
     penalty: cfg.rollout.penalty,
     epochs: lines[lines.length - 1]!.epoch + 1,
     plannedEpochs: cfg.learner.epochs,
-    status: runInfo(run).status,
+    status: runStatus(run, true), // it has logged an epoch (lines.length > 0)
     last: evals.length > 0 ? evals[evals.length - 1]! : null,
     score: scoreOfLastEvaluations(lines),
     best,

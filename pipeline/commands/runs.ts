@@ -32,17 +32,21 @@ function lastMetrics(run: string): { epoch: number; updates: number; evaluation:
   return readJsonLines(join(run, 'metrics.jsonl'));
 }
 
+/** A MOPO run's status (RunInfo.status); `started`: it has logged an epoch (then it is never 'not started'). */
+export function runStatus(run: string, started: boolean): RunInfo['status'] {
+  if (runLockHolder(run)) return 'running';
+  const summary = readJsonIfExists<{ stoppedEarly: boolean }>(join(run, 'summary.json'));
+  if (summary) return summary.stoppedEarly ? 'stopped' : 'done';
+  return started || existsSync(join(run, 'dynamics')) ? 'killed' : 'not started';
+}
+
 export function runInfo(run: string): RunInfo {
   const cfg = readJsonIfExists<{ env?: string; learner?: { epochs?: number } }>(join(run, 'config.json'));
-  const summary = readJsonIfExists<{ stoppedEarly: boolean }>(join(run, 'summary.json'));
   const latest = readJsonIfExists<{ checkpoint: string }>(join(run, 'checkpoints', 'latest.json'));
   const m = lastMetrics(run);
   const lastEval = [...m].reverse().find((x) => x.evaluation)?.evaluation ?? null;
   const last = m[m.length - 1];
-  let status: RunInfo['status'] = 'not started';
-  if (runLockHolder(run)) status = 'running';
-  else if (summary) status = summary.stoppedEarly ? 'stopped' : 'done';
-  else if (m.length > 0 || existsSync(join(run, 'dynamics'))) status = 'killed';
+  const status = runStatus(run, m.length > 0);
   return {
     run,
     env: cfg?.env ?? null,
