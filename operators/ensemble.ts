@@ -1064,11 +1064,45 @@ export function trainEnsembleFrom(
         blockN = 0;
       };
 
+      // Ends the training with every member's best weights; `epoch` epochs are done.
+      const finish = () => {
+        const e = ens!;
+        const done = () => {
+          e.restoreMembers(best!, new Array<boolean>(E).fill(true));
+          cleanup();
+          const final = e.evaluate(val!.x, val!.y);
+          e.setValidation(final);
+          ens = null; // handed over
+          subscriber.next({ type: 'done', ensemble: e, epochs: epoch, stoppedBy: stopper.shouldStop ? 'patience' : 'maxEpochs', validation: final });
+          subscriber.complete();
+        };
+        if (!pool) return done();
+        // Complete only once the worker threads have exited, so none outlives the run.
+        const p = pool;
+        pool = null;
+        p.dispose().then(() => {
+          if (closed) return;
+          try {
+            done();
+          } catch (err) {
+            closed = true;
+            fail(err);
+          }
+        }, (err: unknown) => {
+          if (closed) return;
+          closed = true;
+          fail(err);
+        });
+      };
+
       const runEpoch = () => {
         let row = 0;
         let trainRows = 0;
         const t0 = performance.now();
         const first = val === null;
+        // A resumed run whose cap was lowered to the epochs it has done: this pass only collects the
+        // held-out rows, for the final validation, and the training ends without another epoch.
+        const capped = epoch >= cfg.maxEpochs;
         pass(
           (b) => {
             const mb = ens!.toModelBatch(b);
@@ -1078,6 +1112,7 @@ export function trainEnsembleFrom(
                 if (first) vIdx.push(i);
                 continue;
               }
+              if (capped) continue;
               copyRow(mb.inputs, i, blockX, blockN, In);
               copyRow(mb.targets, i, blockY, blockN, Out);
               blockN++;
@@ -1102,8 +1137,9 @@ export function trainEnsembleFrom(
               valX = [];
               valY = [];
               if (val.x.length === 0) throw new UserError(`trainEnsemble: no validation rows (dataset of ${N} rows, holdout ${p}); use a larger dataset or holdoutFraction`);
-              if (trainRows === 0) throw new UserError('trainEnsemble: no training rows left after the holdout');
+              if (trainRows === 0 && !capped) throw new UserError('trainEnsemble: no training rows left after the holdout');
             }
+            if (capped) return finish();
             const e = ens!;
             pool?.gather(e);
             const ev = e.evaluate(val!.x, val!.y);
@@ -1127,35 +1163,7 @@ export function trainEnsembleFrom(
             });
             epoch++;
             if (closed) return;
-            if (stopper.shouldStop || epoch >= cfg.maxEpochs) {
-              const finish = () => {
-                e.restoreMembers(best!, new Array<boolean>(E).fill(true));
-                cleanup();
-                const final = e.evaluate(val!.x, val!.y);
-                e.setValidation(final);
-                ens = null; // handed over
-                subscriber.next({ type: 'done', ensemble: e, epochs: epoch, stoppedBy: stopper.shouldStop ? 'patience' : 'maxEpochs', validation: final });
-                subscriber.complete();
-              };
-              if (!pool) return finish();
-              // Complete only once the worker threads have exited, so none outlives the run.
-              const p = pool;
-              pool = null;
-              p.dispose().then(() => {
-                if (closed) return;
-                try {
-                  finish();
-                } catch (err) {
-                  closed = true;
-                  fail(err);
-                }
-              }, (err: unknown) => {
-                if (closed) return;
-                closed = true;
-                fail(err);
-              });
-              return;
-            }
+            if (stopper.shouldStop || epoch >= cfg.maxEpochs) return finish();
             const saving = opts.onEpochState?.({
               ensemble: e,
               best: best!,

@@ -144,14 +144,15 @@ function buildCli(argv: string[]): Argv {
           .option('out', { type: 'string', describe: 'run directory (default runs/dynamics-<dataset>)' })
           .option('members', { type: 'number', default: 7, describe: 'ensemble size' })
           .option('elites', { type: 'number', default: 5, describe: 'best members kept as elites' })
-          .option('max-epochs', { type: 'number', default: 1000, describe: 'cap on epochs (training stops earlier when no member improves by >1 % for 5 epochs)' })
+          .option('max-epochs', { type: 'number', describe: 'cap on epochs, default 1000 (training stops earlier when no member improves by >1 % for 5 epochs); with --resume it replaces the saved cap, and a cap at the epochs done finishes the training now with each member\'s best weights' })
           .option('seed', { type: 'number', default: 0 })
           .option('workers', { type: 'number', default: 2, describe: 'split the members across this many worker threads (2 is ~1.6x faster with a free second core; 1 when the other core is busy)' })
           .option('targets', { type: 'string', choices: ['normalized', 'raw'] as const, default: 'normalized', describe: "the model's outputs: normalized (Δs, r), or raw (Δs, r) as the official code's BNN" })
           .option('nll-reduction', { type: 'string', choices: ['sum', 'mean'] as const, default: 'sum', describe: 'the NLL over the output dimensions: summed, or averaged as the official code' })
           .option('resume', { type: 'boolean', default: false, describe: 'continue the unfinished training in --out from its last epoch' })
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random', 'the reference 7-member ensemble, trained to early stopping')
-          .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume', 'continue after a kill or Ctrl-C'),
+          .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume', 'continue after a kill or Ctrl-C')
+          .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume --max-epochs 30', 'finish after epoch 30 (at once if it is past it), keeping each member\'s best weights'),
       async (args) => {
         await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers, targets: args.targets as 'normalized' | 'raw', nllReduction: args.nllReduction as 'sum' | 'mean', resume: args.resume, backend: args.backend, quiet: args.quiet });
       },

@@ -376,6 +376,25 @@ test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the 
   });
 });
 
+test('train-dynamics --resume --max-epochs at the epochs done: finishes at once with the saved ensemble and its report', async () => {
+  const { existsSync, readFileSync } = await import('node:fs');
+  await withPendulumData('mopo-dyn-cap-', 2000, async (dir, data) => {
+    const out = join(dir, 'dyn');
+    const args = ['train-dynamics', '--dataset', data, '--out', out, '--members', '3', '--elites', '2', '--max-epochs', '6', '--workers', '1'];
+    const { code, stderr } = await interruptWhen(args, /epoch 0: /);
+    assert.equal(code, 130, stderr);
+    const before = readFileSync(join(out, 'metrics.jsonl'), 'utf8');
+    const done = before.trim().split('\n').length;
+    const finished = mopo([...args.slice(0, -4), '--max-epochs', '1', '--resume', '--quiet']);
+    assert.equal(finished.code, 0, finished.stderr);
+    assert.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8'), before, 'no epoch trained');
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { epochs: number; stoppedBy: string };
+    assert.deepEqual([report.epochs, report.stoppedBy], [done, 'maxEpochs']);
+    assert.ok(existsSync(join(out, 'ensemble', 'ensemble.json')));
+    assert.ok(!existsSync(join(out, 'checkpoint')), 'the training state is removed');
+  });
+});
+
 test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume command; --resume finishes; bad flags are one-line errors', async () => {
   const { existsSync, readFileSync } = await import('node:fs');
   await withPendulumData('mopo-train-', 3000, async (dir, data) => {

@@ -569,6 +569,49 @@ test('training state saved after an epoch and resumed continues exactly as the u
   }
 });
 
+test('a resumed training whose cap is lowered to the epochs done finishes without another epoch, as if capped from the start', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { saveEnsembleTrainingState, loadEnsembleTrainingState, trainEnsembleFrom } = await import('../operators/ensemble.js');
+  const data = linearGaussian(2000, 49);
+  // A large step size, so the last epoch is not every member's best: the finish must restore the best weights.
+  const cfg = { members: 3, elites: 2, hidden: [16, 16], batchSize: 64, maxEpochs: 6, patience: 100, shuffleBuffer: 700, seed: 7, lr: 0.02 };
+  const dir = mkdtempSync(join(tmpdir(), 'mopo-ens-cap-'));
+  try {
+    const capped = (await lastValueFrom(from(data).pipe(trainEnsemble({ ...cfg, maxEpochs: 3 }), toArray()))) as EnsembleTrainingEvent[];
+    const a = capped[capped.length - 1] as EnsembleDoneEvent;
+    const stop = new Error('stop here');
+    const partial = trainEnsembleFrom(from(data), cfg, {
+      onEpochState: async (s) => {
+        await saveEnsembleTrainingState(join(dir, 'ckpt'), s);
+        if (s.epoch === 3) throw stop;
+      },
+    });
+    await assert.rejects(lastValueFrom(partial), (e) => e === stop);
+    const state = (await loadEnsembleTrainingState(join(dir, 'ckpt')))!;
+    let passes = 0;
+    const source = () => {
+      passes++;
+      return from(data);
+    };
+    const events = (await lastValueFrom(trainEnsembleFrom(source, { ...cfg, maxEpochs: 3 }, { resume: state }).pipe(toArray()))) as EnsembleTrainingEvent[];
+    assert.deepEqual(events.map((e) => e.type), ['done'], 'no epoch is trained');
+    assert.equal(passes, 1, 'one pass, for the held-out rows');
+    const b = events[0] as EnsembleDoneEvent;
+    assert.deepEqual([b.epochs, b.stoppedBy], [3, 'maxEpochs']);
+    assert.deepEqual(b.validation.mse, a.validation.mse, 'the validation of the run capped from the start');
+    assert.deepEqual(b.ensemble.elites, a.ensemble.elites);
+    const wa = a.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    const wb = b.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    assert.deepEqual(wb, wa, "each member's best weights, as the capped run's");
+    a.ensemble.dispose();
+    b.ensemble.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('loadBestSoFar: an unfinished training, looked at now, is the ensemble its finish would hand over', async () => {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { saveEnsembleTrainingState, loadEnsembleTrainingState, loadBestSoFar, trainEnsembleFrom } = await import('../operators/ensemble.js');

@@ -21,7 +21,7 @@ export interface TrainDynamicsArgs extends InputArgs {
   out?: string | undefined;
   members: number;
   elites: number;
-  maxEpochs: number;
+  maxEpochs?: number | undefined;
   seed: number;
   workers: number;
   targets: EnsembleConfig['targets'];
@@ -43,7 +43,7 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
       return await trainDynamicsInto(out, {
         dataset: args.dataset,
         read: readOptionsFrom(args),
-        ensemble: { members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction },
+        ensemble: { members: args.members, elites: args.elites, ...(args.maxEpochs !== undefined ? { maxEpochs: args.maxEpochs } : {}), seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction },
         backend,
         quiet: args.quiet,
         resume: args.resume,
@@ -118,8 +118,11 @@ async function trainDynamicsLocked(
   if (!opts.resume && hasEnsembleTrainingState(checkpointDir)) {
     throw new UserError(`${out} holds an unfinished ensemble training (checkpoint/); continue it with --resume, or choose another --out`);
   }
-  // A resumed run keeps its own config, except the thread count (speed only, not results).
-  const config = resume ? resolveEnsembleConfig({ ...resume.ensemble.config, ...(opts.ensemble.workers !== undefined ? { workers: opts.ensemble.workers } : {}) }) : resolveEnsembleConfig(opts.ensemble);
+  // A resumed run keeps its own config, except the thread count (speed only, not results) and, when
+  // given, the epoch cap: lowering it to the epochs done finishes the training now with each
+  // member's best weights (a time budget), raising it lets an unfinished training go further.
+  const keep = { ...(opts.ensemble.workers !== undefined ? { workers: opts.ensemble.workers } : {}), ...(opts.ensemble.maxEpochs !== undefined ? { maxEpochs: opts.ensemble.maxEpochs } : {}) };
+  const config = resume ? resolveEnsembleConfig({ ...resume.ensemble.config, ...keep }) : resolveEnsembleConfig(opts.ensemble);
   if (resume) log(`resuming the ensemble training in ${out} after epoch ${resume.epoch - 1} (its own config)`);
   else if (opts.resume) log(`${out}: no checkpoint to resume; starting from the beginning`);
   await writeFileAtomic(join(out, 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: resolve(opts.dataset), read: opts.read, ensemble: config, backend: opts.backend }, null, 2) + '\n');
