@@ -14,10 +14,13 @@ wait_unlocked() { # name
     sleep 30
   done
 }
+# With ENSEMBLE_MAX_EPOCHS set, the training stops there (at once if it is past it) with each
+# member's best weights: a time budget on a machine that will not be there for the hours early
+# stopping would take.
 dynamics() { # name dataset [workers, default 1]
   wait_unlocked "$1"
   [ -f "runs/$1/report.json" ] && return 0
-  $MOPO train-dynamics --dataset "$2" --out "runs/$1" --workers "${3:-1}" --resume >> "runs/$1.log" 2>&1
+  $MOPO train-dynamics --dataset "$2" --out "runs/$1" --workers "${3:-1}" --resume ${ENSEMBLE_MAX_EPOCHS:+--max-epochs "$ENSEMBLE_MAX_EPOCHS"} >> "runs/$1.log" 2>&1
 }
 diagnose() { # name
   [ -f "runs/$1/diagnose-dynamics.json" ] && return 0
