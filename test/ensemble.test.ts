@@ -23,6 +23,11 @@ before(async () => {
   await initBackend({ log: () => undefined });
 });
 
+/** Every member's weights as plain arrays, for exact comparison. */
+function weightsOf(e: DynamicsEnsemble): number[][] {
+  return e.net.params().map((t) => Array.from(t.dataSync()));
+}
+
 /** The loss written plainly with tf ops, as a function of [W1, b1, …, maxLV, minLV]. */
 function refLoss(ps: tf.Tensor[], x: tf.Tensor, y: tf.Tensor, cfg: EnsembleConfig): tf.Scalar {
   const L = (ps.length - 2) / 2;
@@ -559,8 +564,8 @@ test('training state saved after an epoch and resumed continues exactly as the u
     assert.deepEqual(epochsB.map((e) => e.epoch), [2, 3], 'the resumed run starts after the saved epoch');
     assert.equal(b.epochs, 4);
     assert.deepEqual(b.validation.mse, a.validation.mse, 'identical validation');
-    const wa = a.ensemble.net.params().map((t) => Array.from(t.dataSync()));
-    const wb = b.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    const wa = weightsOf(a.ensemble);
+    const wb = weightsOf(b.ensemble);
     assert.deepEqual(wb, wa, 'identical weights');
     a.ensemble.dispose();
     b.ensemble.dispose();
@@ -602,8 +607,8 @@ test('a resumed training whose cap is lowered to the epochs done finishes withou
     assert.deepEqual([b.epochs, b.stoppedBy], [3, 'maxEpochs']);
     assert.deepEqual(b.validation.mse, a.validation.mse, 'the validation of the run capped from the start');
     assert.deepEqual(b.ensemble.elites, a.ensemble.elites);
-    const wa = a.ensemble.net.params().map((t) => Array.from(t.dataSync()));
-    const wb = b.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    const wa = weightsOf(a.ensemble);
+    const wb = weightsOf(b.ensemble);
     assert.deepEqual(wb, wa, "each member's best weights, as the capped run's");
     a.ensemble.dispose();
     b.ensemble.dispose();
@@ -625,13 +630,13 @@ test('loadBestSoFar: an unfinished training, looked at now, is the ensemble its 
     const done = (await lastValueFrom(from(data).pipe(trainEnsemble({ ...cfg, maxEpochs: 5 })))) as EnsembleDoneEvent;
     await lastValueFrom(trainEnsembleFrom(from(data), cfg, { onEpochState: (s) => saveEnsembleTrainingState(join(dir, 'ckpt'), s) }));
     const state = (await loadEnsembleTrainingState(join(dir, 'ckpt')))!;
-    const current = state.ensemble.net.params().map((t) => Array.from(t.dataSync()));
+    const current = weightsOf(state.ensemble);
     state.ensemble.dispose();
     for (const t of state.best) t.dispose();
     const sofar = (await loadBestSoFar(join(dir, 'ckpt')))!;
     assert.equal(sofar.afterEpoch, 4);
-    const w = sofar.ensemble.net.params().map((t) => Array.from(t.dataSync()));
-    assert.deepEqual(w, done.ensemble.net.params().map((t) => Array.from(t.dataSync())), 'the best weights, as the finished training restored them');
+    const w = weightsOf(sofar.ensemble);
+    assert.deepEqual(w, weightsOf(done.ensemble), 'the best weights, as the finished training restored them');
     assert.notDeepEqual(w, current, 'not the last epoch\'s weights');
     assert.deepEqual(sofar.ensemble.elites, done.ensemble.elites, 'the same elites');
     assert.equal(await loadBestSoFar(join(dir, 'nothing')), null);
