@@ -981,33 +981,29 @@ export function trainEnsembleFrom(
       ens = null;
       subscriber.error(e);
     };
+    // Every callback that may run after the run has ended (stopped, failed or unsubscribed) goes
+    // through these, so a failure is reported once and nothing runs after it.
+    const failOnce = (e: unknown) => {
+      if (closed) return;
+      closed = true;
+      sub?.unsubscribe();
+      fail(e);
+    };
+    const guarded = (f: () => void) => {
+      if (closed) return;
+      try {
+        f();
+      } catch (e) {
+        failOnce(e);
+      }
+    };
     const pass = (onBatch: (b: TransitionBatch) => void, onDone: () => void) => {
       setImmediate(() => {
         if (closed) return;
         sub = open().subscribe({
-          next: (b) => {
-            if (closed) return;
-            try {
-              onBatch(b);
-            } catch (e) {
-              closed = true;
-              sub?.unsubscribe();
-              fail(e);
-            }
-          },
-          error: (e) => {
-            closed = true;
-            fail(e);
-          },
-          complete: () => {
-            if (closed) return;
-            try {
-              onDone();
-            } catch (e) {
-              closed = true;
-              fail(e);
-            }
-          },
+          next: (b) => guarded(() => onBatch(b)),
+          error: failOnce,
+          complete: () => guarded(onDone),
         });
         // A source that emitted synchronously may have failed us before `sub` was assigned.
         if (closed) sub.unsubscribe();
@@ -1080,19 +1076,7 @@ export function trainEnsembleFrom(
         // Complete only once the worker threads have exited, so none outlives the run.
         const p = pool;
         pool = null;
-        p.dispose().then(() => {
-          if (closed) return;
-          try {
-            done();
-          } catch (err) {
-            closed = true;
-            fail(err);
-          }
-        }, (err: unknown) => {
-          if (closed) return;
-          closed = true;
-          fail(err);
-        });
+        p.dispose().then(() => guarded(done), failOnce);
       };
 
       const runEpoch = () => {
@@ -1187,16 +1171,7 @@ export function trainEnsembleFrom(
               p.dispose().then(stopped, (err: unknown) => fail(err));
             };
             if (saving instanceof Promise) {
-              saving.then(
-                () => {
-                  if (!closed) next();
-                },
-                (err: unknown) => {
-                  if (closed) return;
-                  closed = true;
-                  fail(err);
-                },
-              );
+              saving.then(() => guarded(next), failOnce);
             } else next();
           },
         );
@@ -1212,25 +1187,14 @@ export function trainEnsembleFrom(
             return;
           }
           pool = p;
-          runEpoch();
+          guarded(runEpoch);
         },
-        (e: unknown) => {
-          if (closed) return;
-          closed = true;
-          fail(e);
-        },
+        failOnce,
       );
     };
 
     if (opts.normalizer || opts.resume) {
-      setImmediate(() => {
-        if (closed) return;
-        try {
-          start(opts.resume?.ensemble.normalizer ?? opts.normalizer!);
-        } catch (e) {
-          fail(e);
-        }
-      });
+      setImmediate(() => guarded(() => start(opts.resume?.ensemble.normalizer ?? opts.normalizer!)));
     } else {
       let acc: NormalizerAccumulator | null = null;
       pass(
