@@ -1176,7 +1176,8 @@ export function trainEnsembleFrom(
           },
         );
       };
-      if (threads === 1) {
+      // A capped resume trains no further epoch, so it needs no worker threads.
+      if (threads === 1 || epoch >= cfg.maxEpochs) {
         runEpoch();
         return;
       }

@@ -596,13 +596,17 @@ test('a resumed training whose cap is lowered to the epochs done finishes withou
     await assert.rejects(lastValueFrom(partial), (e) => e === stop);
     const state = (await loadEnsembleTrainingState(join(dir, 'ckpt')))!;
     let passes = 0;
+    const workersDuringPass: number[] = [];
     const source = () => {
       passes++;
+      workersDuringPass.push(liveEnsembleWorkers());
       return from(data);
     };
-    const events = (await lastValueFrom(trainEnsembleFrom(source, { ...cfg, maxEpochs: 3 }, { resume: state }).pipe(toArray()))) as EnsembleTrainingEvent[];
+    // Asked for two worker threads: with no epoch to train, none is started.
+    const events = (await lastValueFrom(trainEnsembleFrom(source, { ...cfg, maxEpochs: 3, workers: 2 }, { resume: state }).pipe(toArray()))) as EnsembleTrainingEvent[];
     assert.deepEqual(events.map((e) => e.type), ['done'], 'no epoch is trained');
     assert.equal(passes, 1, 'one pass, for the held-out rows');
+    assert.deepEqual(workersDuringPass, [0], 'no worker thread for a pass that trains nothing');
     const b = events[0] as EnsembleDoneEvent;
     assert.deepEqual([b.epochs, b.stoppedBy], [3, 'maxEpochs']);
     assert.deepEqual(b.validation.mse, a.validation.mse, 'the validation of the run capped from the start');
