@@ -277,6 +277,7 @@ function buildCli(argv: string[]): Argv {
           (c) =>
             c
               .option('run', { type: 'string', demandOption: true, describe: 'a MOPO run directory (mopo train, run or start)' })
+              .option('dynamics', { type: 'string', describe: "another ensemble (a mopo train-dynamics run) in place of the run's: the same policy and λ; writes diagnose-penalty-<its name>.{json,html}" })
               .option('states', { type: 'number', default: 1000, describe: 'dataset states (with policy actions); also the rollout starts unless --starts' })
               .option('starts', { type: 'number', describe: "rollout start states, each rolled for the run's horizon (default: --states)" })
               .option('reference-rows', { type: 'number', default: 20_000, describe: 'dataset rows the distance from the data is measured to' })
@@ -284,9 +285,10 @@ function buildCli(argv: string[]): Argv {
               .option('w1-samples', { type: 'number', default: 100, describe: 'Monte Carlo samples a pair for the W1 of (s′, r)' })
               .option('seed', { type: 'number', default: 0 })
               .option('json', { type: 'boolean', default: false, describe: 'print the summary (without the per-pair rows) as one JSON object on stdout' })
-              .example('$0 diagnose penalty --run runs/start', 'writes runs/start/diagnose-penalty.{json,html}'),
+              .example('$0 diagnose penalty --run runs/start', 'writes runs/start/diagnose-penalty.{json,html}')
+              .example('$0 diagnose penalty --run runs/start --dynamics runs/dyn-hc-random', "the same policy under another ensemble's penalty; writes runs/start/diagnose-penalty-dyn-hc-random.{json,html}"),
           async (args) => {
-            await runDiagnosePenalty({ run: args.run, states: args.states, starts: args.starts, referenceRows: args.referenceRows, bins: args.bins, w1Samples: args.w1Samples, seed: args.seed, json: args.json, backend: args.backend, quiet: args.quiet });
+            await runDiagnosePenalty({ run: args.run, dynamics: args.dynamics, states: args.states, starts: args.starts, referenceRows: args.referenceRows, bins: args.bins, w1Samples: args.w1Samples, seed: args.seed, json: args.json, backend: args.backend, quiet: args.quiet });
           },
         )
         .demandCommand(1, 'Name what to diagnose; `mopo diagnose --help` lists it.'),

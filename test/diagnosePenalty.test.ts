@@ -215,6 +215,19 @@ test('diagnose penalty end to end on a tiny Pendulum MOPO run: JSON, self-contai
       assert.ok(existsSync(png) && statSync(png).size > 20_000, 'a non-trivial screenshot');
     });
 
+    // --dynamics: another ensemble in place of the run's, its report beside the run's own. Given the
+    // run's own ensemble, it must measure exactly what the run's diagnosis did.
+    const other = await diagnosePenalty(run, { states: 150, starts: 80, referenceRows: 1000, w1Samples: 20, seed: 1, dynamics: join(run, 'dynamics') });
+    assert.equal(other.ensemble.override, true);
+    assert.equal(r.ensemble.override, false);
+    assert.deepEqual(other.overall, r.overall, 'the same ensemble, the same figures');
+    assert.deepEqual(other.rolloutRewards, r.rolloutRewards);
+    const otherOnDisk = JSON.parse(readFileSync(join(run, 'diagnose-penalty-dynamics.json'), 'utf8')) as PenaltyDiagnostics;
+    assert.equal(otherOnDisk.ensemble.dir, join(run, 'dynamics', 'ensemble'));
+    assert.ok(existsSync(join(run, 'diagnose-penalty-dynamics.html')));
+    assert.equal(JSON.parse(readFileSync(join(run, 'diagnose-penalty.json'), 'utf8')).ensemble.override, false, "the run's own report is left alone");
+    await assert.rejects(diagnosePenalty(run, { dynamics: join(dir, 'no-ensemble') }), (e: unknown) => e instanceof UserError && e.message.includes('--dynamics') && e.message.includes('no-ensemble'));
+
     // Without a checkpoint: a freshly initialized policy, said so.
     rmSync(join(run, 'checkpoints'), { recursive: true, force: true });
     const fresh = await diagnosePenalty(run, { states: 30, starts: 20, referenceRows: 500, w1Samples: 10, write: false });

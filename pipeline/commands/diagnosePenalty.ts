@@ -5,10 +5,11 @@
 import { join } from 'node:path';
 import { initBackend } from '../backend.js';
 import { ProgressBar } from '../progress.js';
-import { diagnosePenalty, loadPenaltyRun, DIAGNOSE_PENALTY_DEFAULTS, type PenaltyDiagnostics, type Slice } from '../diagnose/penalty.js';
+import { diagnosePenalty, loadPenaltyRun, penaltyReportBase, DIAGNOSE_PENALTY_DEFAULTS, type PenaltyDiagnostics, type Slice } from '../diagnose/penalty.js';
 
 export interface DiagnosePenaltyArgs {
   run: string;
+  dynamics?: string | undefined;
   states?: number | undefined;
   starts?: number | undefined;
   referenceRows?: number | undefined;
@@ -22,13 +23,14 @@ export interface DiagnosePenaltyArgs {
 
 export async function runDiagnosePenalty(args: DiagnosePenaltyArgs): Promise<void> {
   const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
-  loadPenaltyRun(args.run); // a wrong --run fails before the backend loads
+  const run = loadPenaltyRun(args.run, args.dynamics); // a wrong --run or --dynamics fails before the backend loads
   await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
   const quietBars = args.quiet || args.json;
   const bars = new Map<string, ProgressBar>();
   const labels = { read: 'reading the dataset', simulate: 'model vs MuJoCo', distance: 'distance from the data' } as const;
   let current: string | null = null;
   const report = await diagnosePenalty(args.run, {
+    ...(args.dynamics !== undefined ? { dynamics: args.dynamics } : {}),
     ...(args.states !== undefined ? { states: args.states } : {}),
     ...(args.starts !== undefined ? { starts: args.starts } : {}),
     ...(args.referenceRows !== undefined ? { referenceRows: args.referenceRows } : {}),
@@ -56,7 +58,8 @@ export async function runDiagnosePenalty(args: DiagnosePenaltyArgs): Promise<voi
     return;
   }
   process.stdout.write(formatPenaltyReport(report) + '\n');
-  log(`written ${join(report.run, 'diagnose-penalty.json')} and ${join(report.run, 'diagnose-penalty.html')}`);
+  const base = penaltyReportBase(run);
+  log(`written ${join(report.run, `${base}.json`)} and ${join(report.run, `${base}.html`)}`);
 }
 
 const f3 = (v: number | null) => (v === null || !Number.isFinite(v) ? '   –  ' : (v >= 0 ? ' ' : '') + v.toFixed(3));
@@ -82,6 +85,7 @@ export function formatPenaltyReport(r: PenaltyDiagnostics): string {
   const policy = r.policy.source === 'checkpoint' ? `policy ${r.policy.dir}${r.policy.epoch !== null ? ` (epoch ${r.policy.epoch})` : ''}` : 'policy: a freshly initialized random one (the run has no checkpoint yet)';
   const lines = [
     `${r.run}: ${r.env}, λ ${r.lambda}, horizon ${r.horizon}, the run's penalty ${r.penalty}/${r.penaltyMembers} (*); ${policy}`,
+    ...(r.ensemble.override ? [`ensemble ${r.ensemble.dir} (--dynamics), in place of the run's`] : []),
     `${r.states.dataset} dataset + ${r.states.rollout} rollout pairs (${r.states.rolloutStarts} starts, per step ${r.states.rolloutPerStep.join('/')}) against MuJoCo` +
       (r.states.skippedInexact + r.states.skippedNonFinite > 0 ? `; skipped ${r.states.skippedInexact} inexact, ${r.states.skippedNonFinite} non-finite` : ''),
     ...(r.rolloutRewards ? [`rollouts as SAC sees them (a step): model reward ${g3(r.rolloutRewards.model)}, penalty u ${g3(r.rolloutRewards.penalty)}, r − λu ${g3(r.rolloutRewards.penalized)}`] : []),

@@ -28,7 +28,7 @@
 // and Spearman (average ranks for ties) correlation with each true error, the share of pairs where
 // λ·u ≥ the error (the bound holds at the run's λ), and the λ that would make it hold at 50/90/95 %.
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { lastValueFrom, tap } from 'rxjs';
 import { openTransitions } from '../../operators/source.js';
 import { DynamicsEnsemble, type EnsemblePrediction } from '../../operators/ensemble.js';
@@ -185,6 +185,12 @@ export interface DiagnosePenaltyOptions {
   /** Monte Carlo samples per pair for the transition W₁ (default 100, spread evenly over the elites). */
   w1Samples?: number;
   seed?: number;
+  /**
+   * Another ensemble (a train-dynamics run or ensemble directory) in place of the run's: the same
+   * policy, states and λ, measured with that ensemble's estimators and error. The report is then
+   * written as diagnose-penalty-<its directory name>.{json,html}, beside the run's own.
+   */
+  dynamics?: string;
   /** Write <run>/diagnose-penalty.json and .html (default true). */
   write?: boolean;
   /** Progress of the long phases (total null when unknown). */
@@ -242,7 +248,8 @@ export interface PenaltyDiagnostics {
   penalty: PenaltyKind;
   penaltyMembers: 'all' | 'elites';
   policy: { source: 'checkpoint'; dir: string; epoch: number | null; updates: number | null } | { source: 'random'; note: string };
-  ensemble: { dir: string; members: number; elites: number[] };
+  /** override: the ensemble is another one than the run's (--dynamics). */
+  ensemble: { dir: string; members: number; elites: number[]; override: boolean };
   states: {
     /** Pairs evaluated (simulated exactly), by source. */
     dataset: number;
@@ -287,7 +294,14 @@ interface LoadedRun {
   dir: string;
   config: MopoConfig;
   ensembleDir: string;
+  /** The ensemble came from --dynamics, not from the run. */
+  dynamicsOverride: boolean;
   checkpoint: { dir: string; epoch: number | null; updates: number | null } | null;
+}
+
+/** The ensemble directory in a train-dynamics run (its ensemble/) or the directory itself, or null. */
+function findEnsembleDir(candidates: string[]): string | null {
+  return candidates.flatMap((d) => [join(d, 'ensemble'), d]).find((d) => existsSync(join(d, 'ensemble.json'))) ?? null;
 }
 
 function readJson<T>(path: string, what: string): T {
@@ -305,7 +319,7 @@ function readJson<T>(path: string, what: string): T {
 }
 
 /** A MOPO run directory's config, ensemble and latest checkpoint (UserErrors name the file). */
-export function loadPenaltyRun(runIn: string): LoadedRun {
+export function loadPenaltyRun(runIn: string, dynamics?: string): LoadedRun {
   const dir = resolve(runIn);
   if (!existsSync(dir)) throw new UserError(`--run ${runIn}: no such directory`);
   const cfgPath = join(dir, 'config.json');
@@ -315,9 +329,12 @@ export function loadPenaltyRun(runIn: string): LoadedRun {
     throw new UserError(`${cfgPath}: not a MOPO run config (no rollout settings or dataset); a train-dynamics run has no policy to diagnose — use mopo diagnose dynamics for it`);
   }
   let ensembleDir: string;
-  if (config.dynamicsFrom) {
-    const cands = [resolve(config.dynamicsFrom), resolve(dir, config.dynamicsFrom)];
-    const found = cands.flatMap((d) => [join(d, 'ensemble'), d]).find((d) => existsSync(join(d, 'ensemble.json')));
+  if (dynamics !== undefined) {
+    const found = findEnsembleDir([resolve(dynamics)]);
+    if (!found) throw new UserError(`--dynamics ${dynamics}: no ensemble here (expected ${join(dynamics, 'ensemble', 'ensemble.json')} or ${join(dynamics, 'ensemble.json')}); pass a directory made by mopo train-dynamics`);
+    ensembleDir = found;
+  } else if (config.dynamicsFrom) {
+    const found = findEnsembleDir([resolve(config.dynamicsFrom), resolve(dir, config.dynamicsFrom)]);
     if (!found) throw new UserError(`${cfgPath}: dynamicsFrom ${config.dynamicsFrom} holds no ensemble (expected ensemble/ensemble.json there)`);
     ensembleDir = found;
   } else {
@@ -333,7 +350,7 @@ export function loadPenaltyRun(runIn: string): LoadedRun {
     if (!existsSync(agent)) throw new UserError(`${latest} points at ${agent}, which does not exist`);
     checkpoint = { dir: agent, epoch: typeof l.epoch === 'number' ? l.epoch : null, updates: typeof l.updates === 'number' ? l.updates : null };
   }
-  return { dir, config, ensembleDir, checkpoint };
+  return { dir, config, ensembleDir, dynamicsOverride: dynamics !== undefined, checkpoint };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -386,6 +403,14 @@ export function estimatorSpecs(members: number, elites: readonly number[], confi
   return out;
 }
 
+/** The report's file name without extension: the run's own ensemble's, or one per --dynamics ensemble. */
+export function penaltyReportBase(run: Pick<LoadedRun, 'ensembleDir' | 'dynamicsOverride'>): string {
+  if (!run.dynamicsOverride) return 'diagnose-penalty';
+  // <train-dynamics run>/ensemble → the run's name; a bare ensemble directory → its own name.
+  const dir = basename(run.ensembleDir) === 'ensemble' ? dirname(run.ensembleDir) : run.ensembleDir;
+  return `diagnose-penalty-${basename(dir).replace(/[^A-Za-z0-9._-]/g, '_')}`;
+}
+
 export async function diagnosePenalty(runIn: string, opts: DiagnosePenaltyOptions = {}): Promise<PenaltyDiagnostics> {
   const t0 = performance.now();
   const log = opts.log ?? (() => {});
@@ -406,7 +431,7 @@ export async function diagnosePenalty(runIn: string, opts: DiagnosePenaltyOption
   posInt(w1Samples, '--w1-samples');
   if (!Number.isInteger(seed)) throw new UserError(`--seed must be an integer, got ${seed}`);
 
-  const run = loadPenaltyRun(runIn);
+  const run = loadPenaltyRun(runIn, opts.dynamics);
   const cfgPath = join(run.dir, 'config.json');
   let resolved: ReturnType<typeof resolveMopoConfig>;
   try {
@@ -471,7 +496,8 @@ async function diagnoseWith(run: LoadedRun, ensemble: DynamicsEnsemble, policy: 
   const cfg = run.config;
 
   // 1. One pass over the dataset: uniform samples of states, rollout starts and reference rows.
-  const refLimit = !cfg.dynamicsFrom && cfg.ensembleRows ? cfg.ensembleRows : Infinity;
+  // The run's own ensemble saw only its first ensembleRows rows; another ensemble, the whole dataset.
+  const refLimit = !cfg.dynamicsFrom && !run.dynamicsOverride && cfg.ensembleRows ? cfg.ensembleRows : Infinity;
   const states = new RowReservoir(c.nStates, O, A, new Rng(c.seed, 'diagnose-penalty/states'));
   const starts = new RowReservoir(c.nStarts, O, A, new Rng(c.seed, 'diagnose-penalty/starts'));
   const ref = new RowReservoir(c.refCap, O, A, new Rng(c.seed, 'diagnose-penalty/reference'));
@@ -662,7 +688,7 @@ async function diagnoseWith(run: LoadedRun, ensemble: DynamicsEnsemble, policy: 
     penalty: c.rollout.penalty,
     penaltyMembers: c.rollout.penaltyMembers,
     policy: policyInfo,
-    ensemble: { dir: run.ensembleDir, members: ensemble.members, elites },
+    ensemble: { dir: run.ensembleDir, members: ensemble.members, elites, override: run.dynamicsOverride },
     states: {
       dataset: cols.source.filter((s) => s === 0).length,
       rollout: cols.source.filter((s) => s === 1).length,
@@ -692,8 +718,9 @@ async function diagnoseWith(run: LoadedRun, ensemble: DynamicsEnsemble, policy: 
   };
   report.seconds = (performance.now() - c.t0) / 1000;
   if (opts.write ?? true) {
-    await writeFileAtomic(join(run.dir, 'diagnose-penalty.json'), JSON.stringify(report, jsonSafe) + '\n');
-    await writeFileAtomic(join(run.dir, 'diagnose-penalty.html'), penaltyReportHtml(report));
+    const base = penaltyReportBase(run);
+    await writeFileAtomic(join(run.dir, `${base}.json`), JSON.stringify(report, jsonSafe) + '\n');
+    await writeFileAtomic(join(run.dir, `${base}.html`), penaltyReportHtml(report));
   }
   return report;
 }
