@@ -148,7 +148,13 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
       // Rounds received from the worker, complete or in progress, by round number.
       const arriving = new Map<number, { batches: TransitionBatch[]; done: null | Extract<RolloutOutput, { type: 'round' }> }>();
       let wake: (() => void) | null = null;
-      let failed = false;
+      // A producer error is raised by the loop (run().catch), not here: the loop may be awaiting
+      // work it handed downstream (held checkpoint and plot writes, onRoundInserted), and the run
+      // must not be reported failed (its lock released, its directory removed) while that still writes.
+      let failed: { error: unknown } | null = null;
+      const throwIfFailed = () => {
+        if (failed) throw failed.error;
+      };
       let sourceDone = false;
       const sub: Subscription = source.subscribe({
         next: (m) => {
@@ -162,8 +168,7 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
           wake?.();
         },
         error: (e) => {
-          failed = true;
-          subscriber.error(e);
+          failed = { error: e };
           wake?.();
         },
         complete: () => {
@@ -213,12 +218,14 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
         let epochStart = performance.now();
         const totalUpdates = cfg.epochs * cfg.epochLength;
         while (updates < totalUpdates && !subscriber.closed) {
+          throwIfFailed();
           if (!limiter.canSample(1)) {
             // A boundary: insert round `rounds` (waiting for it if the worker is behind).
             const k = rounds;
             const t0 = performance.now();
             while (!arriving.get(k)?.done) {
-              if (failed || subscriber.closed) return;
+              throwIfFailed();
+              if (subscriber.closed) return;
               if (sourceDone) throw new Error(`sacConsumer: the rollout stream ended before round ${k}`);
               await nextMessage();
             }
@@ -293,6 +300,7 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
             await new Promise<void>((r) => setImmediate(r));
           }
         }
+        throwIfFailed();
         subscriber.complete();
       };
       run().catch((e) => subscriber.error(e));

@@ -3,7 +3,7 @@
 // producer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Subject, lastValueFrom, toArray } from 'rxjs';
+import { Subject, lastValueFrom, tap, toArray } from 'rxjs';
 import { initBackend } from '../pipeline/backend.js';
 import { Rng } from '../pipeline/random.js';
 import { TransitionBatch } from '../schemas/transition.js';
@@ -82,5 +82,43 @@ test('sacConsumer: 5 % real rows in every batch, round k enters at update k·E, 
   assert.equal(events[3]!.modelBufferSize, 300, 'the model buffer keeps its last 3 rounds');
   assert.ok(events[3]!.learnerWaitSeconds >= 0.3, `the learner waited for the late round: ${events[3]!.learnerWaitSeconds}`);
   assert.ok(events[1]!.producerWaitSeconds > 0, 'the producer idles while no request is outstanding');
+  agent.dispose();
+});
+
+test('sacConsumer: a producer error is reported only after the work held downstream has finished', async () => {
+  await initBackend({ log: () => {} });
+  const agent = SacAgent.create({ hidden: [8], batchSize: 20 }, dims, new Rng(3, 'a'));
+  const real = new ArrowReplayBuffer({ ...dims, capacity: 100 });
+  real.append(TransitionBatch.allocate(dims, 100));
+  const model = new ArrowReplayBuffer({ ...dims, capacity: 200, optional: ['rawReward', 'penalty'] });
+  const E = 10;
+  const limiter = new RateLimiter({ samplesPerInsert: E, minInserts: 1, errorBuffer: E });
+  const out = new Subject<RolloutOutput>();
+  let heldFinished = false;
+  const failure = lastValueFrom(
+    out.pipe(
+      sacConsumer({ epochs: 4, epochLength: E, rolloutEvery: E, realRatio: 0.05, metricsEvery: 5 }, {
+        agent,
+        real,
+        model,
+        limiter,
+        request: (r) =>
+          setTimeout(() => {
+            out.next({ type: 'batch', round: r.round, batch: roundBatch(r.round, 100) });
+            out.next({ type: 'round', round: r.round, stats: fakeStats(100), rng: { starts: [], model: [], policy: [] }, busySeconds: 0, waitSeconds: 0 });
+          }, 0),
+      }),
+      tap((e) => {
+        if (e.epoch !== 0) return;
+        // A checkpoint write still going when the producer fails.
+        e.hold(new Promise<void>((r) => setTimeout(() => ((heldFinished = true), r()), 300)));
+        setTimeout(() => out.error(new Error('producer failed')), 10);
+      }),
+    ),
+  );
+  await assert.rejects(failure, (e: unknown) => {
+    assert.ok(heldFinished, 'the error arrived while the held write was still going');
+    return (e as Error).message === 'producer failed';
+  });
   agent.dispose();
 });
