@@ -99,7 +99,7 @@ export function presetConfig(preset: Preset, env: EnvName, dataset: string, task
     dynamicsFrom: null,
     // MOPO.md's reference ensemble, written out so a preset file shows it. Both cores are free while
     // it trains (the rollout worker starts after it), so its members are split over two threads.
-    ensemble: { members: 7, elites: 5, hidden: [200, 200, 200, 200], maxEpochs: 1000, patience: 5, workers: 2 },
+    ensemble: { members: 7, elites: 5, hidden: [200, 200, 200, 200], targets: 'raw', nllReduction: 'mean', maxEpochs: 1000, patience: 5, workers: 2 },
     ensembleRows: null,
     rollout: { batch: 50_000, horizon: 5, lambda: 1, penalty: 'max-aleatoric', penaltyMembers: 'all', rolloutEvery: 1000 },
     sac: { hidden: [256, 256], batchSize: 256, gamma: 0.99, tau: 0.005, actorLr: 3e-4, criticLr: 3e-4 },

@@ -268,19 +268,23 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     assert.equal(diag.multiStep.eliteMean.length, 3);
     assert.ok(diag.multiStep.starts > 100);
     for (const f of ['diagnose-dynamics.json', 'diagnose-dynamics.svg']) assert.ok(existsSync(join(dir, 'dyn', f)), f);
-    // The official code's loss (raw targets, NLL averaged over dims): recorded in the config, and
-    // the diagnostic scores members in the model's own space (training's numbers again).
-    const raw = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '2', '--max-epochs', '1', '--targets', 'raw', '--nll-reduction', 'mean', '--out', join(dir, 'dyn-raw'), '--quiet']);
-    assert.equal(raw.code, 0, raw.stderr);
-    const rawRep = JSON.parse(raw.stdout);
-    const rawCfg = JSON.parse(readFileSync(join(dir, 'dyn-raw', 'config.json'), 'utf8'));
-    assert.deepEqual([rawCfg.ensemble.targets, rawCfg.ensemble.nllReduction], ['raw', 'mean']);
-    const dRaw = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn-raw'), '--states', '50', '--horizon', '2', '--json', '--quiet']);
-    assert.equal(dRaw.code, 0, dRaw.stderr);
-    assert.deepEqual(JSON.parse(dRaw.stdout).validation.memberMse, rawRep.validation.mse);
-    const lsRaw = mopo(['runs', 'ls', dir]);
-    assert.match(lsRaw.stdout, /dyn-raw {2}dynamics .* best val MSE [\d.]+ \(raw units\)/);
-    assert.doesNotMatch(lsRaw.stdout, /dyn {2}dynamics .*raw units/);
+    // The default is the official code's loss (raw targets, NLL averaged over dims); the other is
+    // recorded in the config too, and the diagnostic scores members in the model's own space
+    // (training's numbers again) and says which.
+    assert.deepEqual([diag.validation.memberTargets, JSON.parse(readFileSync(join(dir, 'dyn', 'config.json'), 'utf8')).ensemble.nllReduction], ['raw', 'mean']);
+    const norm = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '2', '--max-epochs', '1', '--targets', 'normalized', '--nll-reduction', 'sum', '--out', join(dir, 'dyn-norm'), '--quiet']);
+    assert.equal(norm.code, 0, norm.stderr);
+    const normRep = JSON.parse(norm.stdout);
+    const normCfg = JSON.parse(readFileSync(join(dir, 'dyn-norm', 'config.json'), 'utf8'));
+    assert.deepEqual([normCfg.ensemble.targets, normCfg.ensemble.nllReduction], ['normalized', 'sum']);
+    const dNorm = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn-norm'), '--states', '50', '--horizon', '2', '--quiet']);
+    assert.equal(dNorm.code, 0, dNorm.stderr);
+    const memberLine = /member MSE as trained \(normalized Δs and r\) ([\d. ]+)/.exec(dNorm.stdout);
+    assert.ok(memberLine, dNorm.stdout);
+    assert.deepEqual(memberLine[1]!.trim().split(' ').map(Number), normRep.validation.mse.map((x: number) => Number(x.toFixed(4))));
+    const lsBoth = mopo(['runs', 'ls', dir]);
+    assert.match(lsBoth.stdout, /dyn {2}dynamics .* best val MSE [\d.]+ \(raw units\)/);
+    assert.doesNotMatch(lsBoth.stdout, /dyn-norm {2}dynamics .*raw units/);
     const wrong = mopo(['diagnose', 'dynamics', '--run', join(dir, 'start'), '--quiet']);
     assert.equal(wrong.code, 2);
     assert.match(wrong.stderr, /no ensemble here/);

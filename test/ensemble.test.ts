@@ -113,7 +113,8 @@ test('trainStep lowers the loss, evaluate and predict are consistent, the origin
     b.reward[i] = 100 + b.action[i]!;
   }
   const norm = Normalizer.ofBatch(b);
-  const ens = DynamicsEnsemble.create({ ...SMALL, hidden: [16, 16], weightDecay: undefined, lr: 3e-3 }, dims, new Rng(22), norm);
+  // Normalized targets: predict must undo the targets' scaling (reward ≈ 100 here).
+  const ens = DynamicsEnsemble.create({ ...SMALL, hidden: [16, 16], weightDecay: undefined, lr: 3e-3, targets: 'normalized', nllReduction: 'sum' }, dims, new Rng(22), norm);
   try {
     assert.deepEqual(ens.config.weightDecay, [2.5e-5, 5e-5, 7.5e-5]);
     const mb = norm.toModelBatch(b);

@@ -67,12 +67,13 @@ test('--set overrides by path, by stage name and by index; values are JSON when 
   const bad = base();
   applySet(bad, 'stages.rollout.lambda="high"');
   assert.match(errorOf(bad), /stages\[1\]\.lambda: expected a number ≥ 0/);
-  // The official code's ensemble loss, from a pipeline file to the ensemble config and back.
+  // The ensemble loss other than the official code's (the default), from a pipeline file to the
+  // ensemble config and back.
   const off = base();
-  applySet(off, 'stages.dynamics.targets=raw');
-  applySet(off, 'stages.dynamics.nllReduction=mean');
+  applySet(off, 'stages.dynamics.targets=normalized');
+  applySet(off, 'stages.dynamics.nllReduction=sum');
   const cfg = pipelineToMopoConfig(parsePipeline(off, 'p.json'));
-  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction], ['raw', 'mean']);
+  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction], ['normalized', 'sum']);
   assert.deepEqual(pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(cfg), 'again')).ensemble, cfg.ensemble);
   const wrong = base();
   applySet(wrong, 'stages.dynamics.targets=scaled');

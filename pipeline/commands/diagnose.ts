@@ -116,9 +116,9 @@ function formatReport(r: DynamicsDiagnostics): string {
   const lines = [
     ...(r.unfinished ? [`training unfinished: the best weights after epoch ${r.unfinished.afterEpoch}`] : []),
     `dataset ${r.dataset} (${r.env}, ${r.rows} rows), ${r.members} members, elites ${r.elites.join(',')}`,
-    `validation (${v.rows} held-out rows, normalized Δs and r):`,
-    `  member MSE ${v.memberMse.map((x) => x.toFixed(4)).join(' ')}`,
-    `  elite-mean MSE ${v.eliteMeanMse.toFixed(4)}, linear least squares ${v.linearMse.toFixed(4)}, ratio ${v.ratio.toFixed(3)}`,
+    `validation (${v.rows} held-out rows):`,
+    `  member MSE as trained (${v.memberTargets} Δs and r) ${v.memberMse.map((x) => x.toFixed(4)).join(' ')}`,
+    `  normalized Δs and r: elite-mean MSE ${v.eliteMeanMse.toFixed(4)}, linear least squares ${v.linearMse.toFixed(4)}, ratio ${v.ratio.toFixed(3)}`,
     `one step against MuJoCo (${s.states} states${s.skippedInexact ? `, ${s.skippedInexact} skipped: clipped velocities` : ''}; dataset agrees with the simulator to ${s.datasetAgreementMaxAbs.toExponential(1)}):`,
     `  RMSE / std(Δs) per dim ${s.obsRmseOverDeltaStd.map((x) => x.toFixed(3)).join(' ')}; reward RMSE ${s.rewardRmse.toFixed(4)} (${s.rewardRmseOverStd.toFixed(3)} std)`,
     `  within ±1σ / ±2σ (ideal ${pct(s.ideal.within1)} / ${pct(s.ideal.within2)}): mixture ${pct(s.mixtureCalibration.within1)} / ${pct(s.mixtureCalibration.within2)}; members ${s.memberCalibration.map((c) => `${pct(c.within1)}/${pct(c.within2)}`).join(', ')}`,

@@ -100,7 +100,7 @@ function dynamicsRunInfo(run: string, cfg: DynamicsConfig | null): DynamicsRunIn
     epochs: report?.epochs ?? lines.length,
     // The saved ensemble's own validation once finished; the best logged epoch while it trains.
     bestValidationMse: report ? Math.min(...report.validation.mse) : mses.length > 0 ? Math.min(...mses) : null,
-    targets: cfg?.ensemble?.targets ?? 'normalized',
+    targets: cfg?.ensemble?.targets ?? 'normalized', // runs from before the option: normalized
     status,
     stoppedBy: report?.stoppedBy ?? null,
     seconds: lines.length > 0 ? Math.round(lines.reduce((sum, l) => sum + l.seconds, 0)) : null,

@@ -54,6 +54,8 @@ export interface DynamicsDiagnostics {
     rows: number;
     /** Per member, as trained: in the model's output space (normalized (Δs, r), or raw with targets 'raw'). */
     memberMse: number[];
+    /** The space memberMse is in: the ensemble's training targets. */
+    memberTargets: 'normalized' | 'raw';
     /** The mean of the elites' predicted means. */
     eliteMeanMse: number;
     /** Ordinary least squares (with intercept) on the same normalized inputs and targets. */
@@ -221,7 +223,7 @@ export async function diagnoseDynamics(ensemble: DynamicsEnsemble, opts: Diagnos
       rows: N,
       members: ensemble.members,
       elites: ensemble.elites.slice(),
-      validation: { rows: V, memberMse: ev.mse, eliteMeanMse, linearMse, ratio: eliteMeanMse / linearMse },
+      validation: { rows: V, memberMse: ev.mse, memberTargets: ensemble.config.targets, eliteMeanMse, linearMse, ratio: eliteMeanMse / linearMse },
       simulator: oneStep,
       multiStep: multi,
       seconds: (performance.now() - t0) / 1000,
