@@ -405,6 +405,20 @@ test("targets 'raw' (the official code's BNN): trains on (Δs, r) as they are; v
     } finally {
       back.dispose();
     }
+    // An ensemble saved before the options existed (no targets, no nllReduction in its config) was
+    // trained the only way there was then: normalized targets, summed NLL. Not today's defaults.
+    const jsonPath = join(dir, 'ensemble.json');
+    const saved = JSON.parse(await readFile(jsonPath, 'utf8'));
+    delete saved.config.targets;
+    delete saved.config.nllReduction;
+    await writeFile(jsonPath, JSON.stringify(saved));
+    const legacy = await DynamicsEnsemble.load(dir);
+    try {
+      assert.deepEqual([legacy.config.targets, legacy.config.nllReduction], ['normalized', 'sum']);
+      assert.deepEqual([ENSEMBLE_DEFAULTS.targets, ENSEMBLE_DEFAULTS.nllReduction], ['raw', 'mean']);
+    } finally {
+      legacy.dispose();
+    }
   } finally {
     ens.dispose();
     await rm(dir, { recursive: true, force: true });
