@@ -23,6 +23,14 @@ function roundBatch(round: number, rows: number): TransitionBatch {
   return b;
 }
 
+/** A fake producer's answer to request r: one 100-row batch of round r, then its end, after delayMs. */
+function respondLater(out: Subject<RolloutOutput>, r: RolloutRequest, delayMs: number): void {
+  setTimeout(() => {
+    out.next({ type: 'batch', round: r.round, batch: roundBatch(r.round, 100) });
+    out.next({ type: 'round', round: r.round, stats: fakeStats(100), rng: { starts: [], model: [], policy: [] }, busySeconds: 0, waitSeconds: 0 });
+  }, delayMs);
+}
+
 function fakeStats(rows: number): RolloutStats {
   return { round: 0, step: 0, starts: rows, rows, rowsPerStep: [rows], penaltyPerStep: [0], terminated: 0, terminatedFraction: 0, nonFinite: 0, penalty: zero, rawReward: zero, reward: zero, seconds: { total: 0, policy: 0, predict: 0 } };
 }
@@ -49,11 +57,6 @@ test('sacConsumer: 5 % real rows in every batch, round k enters at update k·E, 
     seen.push({ update: agent.updates, realRows, modelRounds: rounds, rawIsReward });
     return update(b, o as { metrics: boolean });
   }) as typeof agent.update;
-  const respond = (r: RolloutRequest, delayMs: number) =>
-    setTimeout(() => {
-      out.next({ type: 'batch', round: r.round, batch: roundBatch(r.round, 100) });
-      out.next({ type: 'round', round: r.round, stats: fakeStats(100), rng: { starts: [], model: [], policy: [] }, busySeconds: 0, waitSeconds: 0 });
-    }, delayMs);
   const events = await lastValueFrom(
     out.pipe(
       sacConsumer({ epochs: 4, epochLength: E, rolloutEvery: E, realRatio: 0.05, metricsEvery: 5 }, {
@@ -63,7 +66,7 @@ test('sacConsumer: 5 % real rows in every batch, round k enters at update k·E, 
         limiter,
         request: (r) => {
           requests.push(r);
-          respond(r, r.round === 2 ? 1000 : 0); // round 2 is late
+          respondLater(out, r, r.round === 2 ? 1000 : 0); // round 2 is late
         },
       }),
       toArray(),
@@ -102,11 +105,7 @@ test('sacConsumer: a producer error is reported only after the work held downstr
         real,
         model,
         limiter,
-        request: (r) =>
-          setTimeout(() => {
-            out.next({ type: 'batch', round: r.round, batch: roundBatch(r.round, 100) });
-            out.next({ type: 'round', round: r.round, stats: fakeStats(100), rng: { starts: [], model: [], policy: [] }, busySeconds: 0, waitSeconds: 0 });
-          }, 0),
+        request: (r) => respondLater(out, r, 0),
       }),
       tap((e) => {
         if (e.epoch !== 0) return;
