@@ -97,6 +97,12 @@ export interface EnsembleConfig {
   maxEpochs: number;
   /** Rows per shuffle block (each member shuffles each block in its own order). */
   shuffleBuffer: number;
+  /**
+   * What each member trains on in a block: 'permutation', every row once (a new order each epoch),
+   * or 'bootstrap', as the reference: as many rows drawn with replacement, the same draw every
+   * epoch (seeded by member and block), in a new order each epoch (memberOrders).
+   */
+  resample: 'permutation' | 'bootstrap';
   /** Seed of the initialization, the holdout rule and the shuffles. */
   seed: number;
   /**
@@ -131,6 +137,7 @@ export const ENSEMBLE_DEFAULTS: Readonly<EnsembleConfig> = Object.freeze({
   patience: 5,
   maxEpochs: 1000,
   shuffleBuffer: 65536,
+  resample: 'permutation',
   seed: 0,
   workers: 1,
 }) as Readonly<EnsembleConfig>;
@@ -161,6 +168,7 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
   if (!(c.maxLogVarInit > c.minLogVarInit)) throw new UserError('ensemble config: maxLogVarInit must exceed minLogVarInit');
   if (!(c.boundPenalty >= 0)) throw new UserError(`ensemble config: boundPenalty must be ≥ 0, got ${c.boundPenalty}`);
   if (c.nllReduction !== 'sum' && c.nllReduction !== 'mean') throw new UserError(`ensemble config: nllReduction must be 'sum' or 'mean'`);
+  if (c.resample !== 'permutation' && c.resample !== 'bootstrap') throw new UserError(`ensemble config: resample must be 'permutation' or 'bootstrap', got ${c.resample}`);
   if (c.targets !== 'normalized' && c.targets !== 'raw') throw new UserError(`ensemble config: targets must be 'normalized' or 'raw', got ${c.targets}`);
   if (c.selectBy !== 'mse' && c.selectBy !== 'nll') throw new UserError(`ensemble config: selectBy must be 'mse' or 'nll'`);
   if (!(c.holdoutFraction > 0 && c.holdoutFraction < 1)) throw new UserError(`ensemble config: holdoutFraction must be in (0, 1), got ${c.holdoutFraction}`);
@@ -943,6 +951,8 @@ export async function loadBestSoFar(dir: string): Promise<{ ensemble: DynamicsEn
  *     random permutation of the block (batches of batchSize, the last one smaller), then the block
  *     is cleared. So every row is used once per member per epoch; the order is random within a
  *     block, and blocks follow the source order (a dataset that fits in one block is fully shuffled).
+ *     With resample 'bootstrap' each member trains on its own fixed bootstrap sample of the block
+ *     instead, in a new order each epoch (memberOrders).
  *   - after each epoch: validation of every member, EarlyStopping; a member that improved has its
  *     weights copied to its best snapshot. Stops when no member improved for `patience` epochs or
  *     after maxEpochs; then every member gets its best weights back, the elites are chosen on the
@@ -1048,10 +1058,11 @@ export function trainEnsembleFrom(
       let val: { x: Float32Array; y: Float32Array } | null = null;
       let epoch = resume ? resume.epoch : 0;
 
+      let blockOfEpoch = 0;
       const trainBlock = () => {
         const n = blockN;
         if (n === 0) return;
-        const perms = Array.from({ length: E }, () => shuffleRng.permutation(n));
+        const perms = memberOrders(n, E, shuffleRng, cfg.resample, cfg.seed, blockOfEpoch++);
         if (pool) {
           pool.trainBlock(perms, n);
         } else {
@@ -1086,6 +1097,7 @@ export function trainEnsembleFrom(
 
       const runEpoch = () => {
         let row = 0;
+        blockOfEpoch = 0;
         let trainRows = 0;
         const t0 = performance.now();
         const first = val === null;
@@ -1223,6 +1235,27 @@ export function trainEnsembleFrom(
       ens?.dispose();
       ens = null;
     };
+  });
+}
+
+/**
+ * Each member's order of the rows of a block (indices into the block, n of them). 'permutation':
+ * a random permutation. 'bootstrap': n rows drawn with replacement, the reference's per-member
+ * bootstrap (its BNN draws each member's N indices once, with replacement, and reshuffles them every
+ * epoch), here per block: the draw depends only on (seed, member, block of the epoch), so it is the
+ * same every epoch (the blocks hold the same rows every epoch) and after a resume; shuffleRng only
+ * orders it. Both take the same draws from shuffleRng.
+ */
+export function memberOrders(n: number, members: number, shuffleRng: Rng, resample: EnsembleConfig['resample'], seed: number, block: number): Uint32Array[] {
+  return Array.from({ length: members }, (_, m) => {
+    const order = shuffleRng.permutation(n);
+    if (resample === 'permutation') return order;
+    const draw = new Rng(seed, `ensemble-bootstrap/${m}/${block}`);
+    const sample = new Uint32Array(n);
+    for (let i = 0; i < n; i++) sample[i] = draw.int(n);
+    const out = new Uint32Array(n);
+    for (let i = 0; i < n; i++) out[i] = sample[order[i]!]!;
+    return out;
   });
 }
 

@@ -36,6 +36,8 @@ const dynamicsStage = z.strictObject({
   /** The model's outputs and NLL: 'raw' and 'mean' train it as the official code's BNN. */
   targets: oneOf(['normalized', 'raw'] as const).optional(),
   nllReduction: oneOf(['sum', 'mean'] as const).optional(),
+  /** Each member's rows: every row once, or a bootstrap sample as the official code. */
+  resample: oneOf(['permutation', 'bootstrap'] as const).optional(),
   /** Train on the first this many rows only. */
   rows: num({ int: true, min: 2 }).optional(),
 });
@@ -267,7 +269,7 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
     read: { ...defined(read), ...(allowNonFinite ? { allowNonFinite } : {}) },
     seed: f.seed ?? 0,
     dynamicsFrom: d.from ?? null,
-    ensemble: defined({ members: d.members, elites: d.elites, hidden: d.hidden, maxEpochs: d.maxEpochs, patience: d.patience, workers: d.workers, targets: d.targets, nllReduction: d.nllReduction }),
+    ensemble: defined({ members: d.members, elites: d.elites, hidden: d.hidden, maxEpochs: d.maxEpochs, patience: d.patience, workers: d.workers, targets: d.targets, nllReduction: d.nllReduction, resample: d.resample }),
     ensembleRows: d.rows ?? null,
     rollout: {
       batch: r.batch ?? 50_000,

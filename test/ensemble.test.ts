@@ -14,7 +14,7 @@ import { UserError } from '../pipeline/errors.js';
 import { TransitionBatch } from '../schemas/transition.js';
 import { Normalizer } from '../operators/normalize.js';
 import {
-  DynamicsEnsemble, EarlyStopping, ENSEMBLE_DEFAULTS, isHoldoutRow, resolveEnsembleConfig, trainEnsemble,
+  DynamicsEnsemble, EarlyStopping, ENSEMBLE_DEFAULTS, isHoldoutRow, memberOrders, resolveEnsembleConfig, trainEnsemble,
   type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleTrainingEvent,
 } from '../operators/ensemble.js';
 import { liveEnsembleWorkers } from '../operators/ensembleWorkerPool.js';
@@ -350,6 +350,51 @@ test('trainEnsemble learns a linear-Gaussian dataset, stops early, and returns t
     ens.dispose();
   }
   assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensors leak');
+});
+
+test("resample 'bootstrap': each member's fixed draw with replacement, reordered every epoch; 'permutation': every row once", async () => {
+  const n = 20_000;
+  const count = (o: Uint32Array) => {
+    const c = new Uint32Array(n);
+    for (const i of o) c[i]!++;
+    return c;
+  };
+  const rngA = new Rng(5, 's');
+  const rngB = new Rng(6, 's');
+  rngB.permutation(10); // another state: another epoch's orders
+  const a = memberOrders(n, 3, rngA, 'bootstrap', 9, 4);
+  const b = memberOrders(n, 3, rngB, 'bootstrap', 9, 4);
+  for (let m = 0; m < 3; m++) {
+    assert.equal(a[m]!.length, n);
+    assert.deepEqual(count(a[m]!), count(b[m]!), `member ${m}: the same rows, as often, in every epoch`);
+    assert.notDeepEqual(a[m], b[m], 'in another order');
+    const unique = count(a[m]!).filter((c) => c > 0).length / n;
+    assert.ok(Math.abs(unique - (1 - Math.exp(-1))) < 0.01, `a bootstrap sample holds about 63.2 % of the rows: ${unique}`);
+  }
+  assert.notDeepEqual(count(a[0]!), count(a[1]!), 'members draw their own samples');
+  assert.notDeepEqual(count(a[0]!), count(memberOrders(n, 1, new Rng(5, 's'), 'bootstrap', 9, 5)[0]!), 'and another block, another sample');
+  // 'permutation' takes the same draws from the shuffle stream, and uses every row once.
+  const rngC = new Rng(5, 's');
+  const perms = memberOrders(n, 3, rngC, 'permutation', 9, 4);
+  for (const o of perms) assert.ok(count(o).every((c) => c === 1));
+  assert.deepEqual(rngC.getState(), rngA.getState());
+
+  // In training: recorded in the config, and a different ensemble from the same seed.
+  const data = linearGaussian(3000, 44);
+  const train = async (resample: 'permutation' | 'bootstrap') => {
+    const events = await lastValueFrom(from(data).pipe(trainEnsemble({ members: 3, elites: 2, hidden: [16], batchSize: 64, maxEpochs: 3, shuffleBuffer: 1000, seed: 3, resample }), toArray()));
+    return events[events.length - 1] as EnsembleDoneEvent;
+  };
+  const boot = await train('bootstrap');
+  const perm = await train('permutation');
+  try {
+    assert.equal(boot.ensemble.config.resample, 'bootstrap');
+    assert.notDeepEqual(boot.validation.mse, perm.validation.mse);
+    for (const v of boot.validation.mse) assert.ok(Number.isFinite(v) && v < 2 * Math.max(...perm.validation.mse), `bootstrap members fit as well: ${boot.validation.mse} vs ${perm.validation.mse}`);
+  } finally {
+    boot.ensemble.dispose();
+    perm.ensemble.dispose();
+  }
 });
 
 test("targets 'raw' (the official code's BNN): trains on (Δs, r) as they are; validation MSE and predict in the data's units", async () => {

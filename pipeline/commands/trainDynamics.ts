@@ -26,6 +26,7 @@ export interface TrainDynamicsArgs extends InputArgs {
   workers: number;
   targets: EnsembleConfig['targets'];
   nllReduction: EnsembleConfig['nllReduction'];
+  resample: EnsembleConfig['resample'];
   resume: boolean;
   backend?: string | undefined;
   quiet: boolean;
@@ -43,7 +44,7 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
       return await trainDynamicsInto(out, {
         dataset: args.dataset,
         read: readOptionsFrom(args),
-        ensemble: { members: args.members, elites: args.elites, ...(args.maxEpochs !== undefined ? { maxEpochs: args.maxEpochs } : {}), seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction },
+        ensemble: { members: args.members, elites: args.elites, ...(args.maxEpochs !== undefined ? { maxEpochs: args.maxEpochs } : {}), seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction, resample: args.resample },
         backend,
         quiet: args.quiet,
         resume: args.resume,
