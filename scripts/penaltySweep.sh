@@ -36,7 +36,7 @@ sweep() { # task paper-run dynamics
   done
 }
 
-sweep uniform-random mopo-hc-uniform-random-paper dyn-hc-uniform-random
+sweep uniform-random mopo-hc-uniform-random-official dyn-hc-uniform-random-official
 sweep medium-replay mopo-hc-medium-replay-paper dyn-hc-medium-replay
 
 # The diagnostic on each penalty's best run, then the table.
