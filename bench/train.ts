@@ -6,7 +6,8 @@
 // × 5 model steps with the 7 × 4 × 200 ensemble) takes about as long as the 250 updates it feeds,
 // as 50,000 × 5 does against 1000 updates: halfcheetah sizes, a synthetic 50k-row dataset, an
 // untrained ensemble (the same arithmetic as a trained one). The first epoch (worker start, first
-// round) is warm-up; the rest is measured.
+// round) is warm-up; the rest is measured. `--rows 50000` is the paper's full scale (1000 updates a
+// round, a 1.25M-row model buffer).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +53,8 @@ function syntheticDataset(rows: number, rng: Rng): TransitionBatch {
 export async function benchTrain(opts: { backend?: string; rolloutBatch?: number; updatesPerRound?: number; epochs?: number } = {}): Promise<TrainBenchResult> {
   const backend = await initBackend(opts.backend !== undefined ? { backend: opts.backend } : {});
   const rolloutBatch = opts.rolloutBatch ?? 12_500;
-  const E = opts.updatesPerRound ?? 250;
+  // The paper's proportion at any scale: 50 start states per update (50,000 per 1000).
+  const E = opts.updatesPerRound ?? Math.max(1, Math.round(rolloutBatch / 50));
   const epochs = opts.epochs ?? 6;
   const horizon = 5;
   const dir = mkdtempSync(join(tmpdir(), 'mopo-bench-train-'));

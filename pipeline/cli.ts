@@ -301,7 +301,7 @@ function buildCli(argv: string[]): Argv {
         y
           .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble', 'buffer', 'train', 'memory'] as const, demandOption: true })
           .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
-          .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000); env: steps; ensemble: prediction batch (default 50,000); train: rollout start states per round (default 12,500); memory: the big dataset (default 10,000,000)' })
+          .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000); env: steps; ensemble: prediction batch (default 50,000); train: rollout start states per round (default 12,500, with 250 updates a round: the proportions of the paper at ¼ scale; 50,000 is full scale); memory: the big dataset (default 10,000,000)' })
           .option('seconds', { type: 'number', describe: 'dense, sac: time budget per measurement' })
           .option('variants', { type: 'boolean', default: false, describe: 'dense: also print per-variant timings (stock vs patched kernels) on stderr' })
           .option('vector-layout', { type: 'string', choices: ['columns', 'fixed-size-list'] as const, describe: 'ingest: how the generated file stores vectors (default columns)' })
