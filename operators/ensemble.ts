@@ -48,7 +48,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, isObservable, type OperatorFunction, type Subscription } from 'rxjs';
-import { Adam, DenseStack, type Activation, type DenseStackSpec } from '../pipeline/mlp.js';
+import { Adam, DenseStack, type Activation, type DenseStackSpec, type WeightInit } from '../pipeline/mlp.js';
 import { Rng, hashString } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError } from '../pipeline/errors.js';
@@ -103,6 +103,11 @@ export interface EnsembleConfig {
    * epoch (seeded by member and block), in a new order each epoch (memberOrders).
    */
   resample: 'permutation' | 'bootstrap';
+  /**
+   * Initial weights: 'uniform' in ±1/√fan-in, or 'truncated-normal' with σ = 1/(2√fan-in) cut at
+   * ±2σ, as the official code's FC layers (pipeline/mlp.ts).
+   */
+  init: WeightInit;
   /** Seed of the initialization, the holdout rule and the shuffles. */
   seed: number;
   /**
@@ -138,6 +143,7 @@ export const ENSEMBLE_DEFAULTS: Readonly<EnsembleConfig> = Object.freeze({
   maxEpochs: 1000,
   shuffleBuffer: 65536,
   resample: 'permutation',
+  init: 'uniform',
   seed: 0,
   workers: 1,
 }) as Readonly<EnsembleConfig>;
@@ -169,6 +175,7 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
   if (!(c.boundPenalty >= 0)) throw new UserError(`ensemble config: boundPenalty must be ≥ 0, got ${c.boundPenalty}`);
   if (c.nllReduction !== 'sum' && c.nllReduction !== 'mean') throw new UserError(`ensemble config: nllReduction must be 'sum' or 'mean'`);
   if (c.resample !== 'permutation' && c.resample !== 'bootstrap') throw new UserError(`ensemble config: resample must be 'permutation' or 'bootstrap', got ${c.resample}`);
+  if (c.init !== 'uniform' && c.init !== 'truncated-normal') throw new UserError(`ensemble config: init must be 'uniform' or 'truncated-normal', got ${c.init}`);
   if (c.targets !== 'normalized' && c.targets !== 'raw') throw new UserError(`ensemble config: targets must be 'normalized' or 'raw', got ${c.targets}`);
   if (c.selectBy !== 'mse' && c.selectBy !== 'nll') throw new UserError(`ensemble config: selectBy must be 'mse' or 'nll'`);
   if (!(c.holdoutFraction > 0 && c.holdoutFraction < 1)) throw new UserError(`ensemble config: holdoutFraction must be in (0, 1), got ${c.holdoutFraction}`);
@@ -296,7 +303,7 @@ export class DynamicsEnsemble {
   }
 
   static spec(config: EnsembleConfig, dims: { obsDim: number; actDim: number }): DenseStackSpec {
-    return { sizes: [dims.obsDim + dims.actDim, ...config.hidden, 2 * (dims.obsDim + 1)], hidden: config.activation, members: config.members };
+    return { sizes: [dims.obsDim + dims.actDim, ...config.hidden, 2 * (dims.obsDim + 1)], hidden: config.activation, members: config.members, init: config.init };
   }
 
   /** A fresh ensemble (weights from rng); normalizer defaults to the identity. */
@@ -736,9 +743,9 @@ export class DynamicsEnsemble {
   /** Restores an ensemble written by save() exactly. */
   static async load(dir: string): Promise<DynamicsEnsemble> {
     const { json, get } = await readTensorCheckpoint<EnsembleJson>(dir, ENSEMBLE_CHECKPOINT);
-    // Ensembles saved before these options existed were trained with normalized targets and a
-    // summed NLL, whatever the defaults are now.
-    const config = resolveEnsembleConfig({ targets: 'normalized', nllReduction: 'sum', ...(json.config as Partial<EnsembleConfig>) });
+    // Ensembles saved before these options existed were trained with normalized targets, a summed
+    // NLL and uniform initial weights, whatever the defaults are now.
+    const config = resolveEnsembleConfig({ targets: 'normalized', nllReduction: 'sum', init: 'uniform', ...(json.config as Partial<EnsembleConfig>) });
     const spec = DynamicsEnsemble.spec(config, json.dims);
     const nParams = 2 * (spec.sizes.length - 1);
     const list = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => get(`${prefix}/${i}`));

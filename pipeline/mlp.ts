@@ -7,7 +7,8 @@
 //       computation: weights are [E, in, out], biases [E, 1, out], inputs [E, B, in] (or [B, in],
 //       broadcast to every member). Without `members`, weights are [in, out], biases [out] and
 //       inputs [B, in]. Weights are drawn from `rng` (W ~ U(-1/sqrt(in), 1/sqrt(in)), the PyTorch
-//       default; biases 0), so one seed gives the same network on every backend.
+//       default, or with `init: 'truncated-normal'` N(0, (1/(2 sqrt(in)))²) cut at ±2σ, the official
+//       MOPO code's BNN; biases 0), so one seed gives the same network on every backend.
 //   net.predict(x)                -> output (inference only; fused matMul+bias+activation)
 //   net.forward(x)                -> { out, cache }      (keeps what backward needs)
 //   net.backward(cache, dOut, needDx?) -> { grads, dx? } (grads aligned with net.params())
@@ -45,7 +46,11 @@ export interface DenseStackSpec {
   output?: Activation;
   /** Ensemble size: weights become [E, in, out]. Omit for a single network. */
   members?: number;
+  /** Weight initialization (see header); default 'uniform'. */
+  init?: WeightInit;
 }
+
+export type WeightInit = 'uniform' | 'truncated-normal';
 
 /** What forward() keeps per layer for backward(). */
 export interface LayerCache {
@@ -69,7 +74,7 @@ export class DenseStack {
   private biases: tf.Tensor[];
 
   private constructor(spec: DenseStackSpec, weights: tf.Tensor[], biases: tf.Tensor[]) {
-    this.spec = { sizes: spec.sizes.slice(), hidden: spec.hidden, output: spec.output ?? 'linear', members: spec.members ?? null };
+    this.spec = { sizes: spec.sizes.slice(), hidden: spec.hidden, output: spec.output ?? 'linear', members: spec.members ?? null, init: spec.init ?? 'uniform' };
     this.weights = weights;
     this.biases = biases;
   }
@@ -83,8 +88,9 @@ export class DenseStack {
     for (let l = 0; l + 1 < spec.sizes.length; l++) {
       const fanIn = spec.sizes[l]!;
       const fanOut = spec.sizes[l + 1]!;
-      const bound = 1 / Math.sqrt(fanIn);
-      const w = rng.fillUniform(new Float32Array((e ?? 1) * fanIn * fanOut), -bound, bound);
+      const w = new Float32Array((e ?? 1) * fanIn * fanOut);
+      if ((spec.init ?? 'uniform') === 'uniform') rng.fillUniform(w, -1 / Math.sqrt(fanIn), 1 / Math.sqrt(fanIn));
+      else rng.fillTruncatedNormal(w, 1 / (2 * Math.sqrt(fanIn)));
       weights.push(tf.tensor(w, e === null ? [fanIn, fanOut] : [e, fanIn, fanOut], 'float32'));
       biases.push(tf.zeros(e === null ? [fanOut] : [e, 1, fanOut], 'float32'));
     }

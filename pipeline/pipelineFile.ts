@@ -38,6 +38,8 @@ const dynamicsStage = z.strictObject({
   nllReduction: oneOf(['sum', 'mean'] as const).optional(),
   /** Each member's rows: every row once, or a bootstrap sample as the official code. */
   resample: oneOf(['permutation', 'bootstrap'] as const).optional(),
+  /** Initial weights: uniform in ±1/√fan-in, or the official code's truncated normal. */
+  init: oneOf(['uniform', 'truncated-normal'] as const).optional(),
   /** Train on the first this many rows only. */
   rows: num({ int: true, min: 2 }).optional(),
 });
@@ -269,7 +271,7 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
     read: { ...defined(read), ...(allowNonFinite ? { allowNonFinite } : {}) },
     seed: f.seed ?? 0,
     dynamicsFrom: d.from ?? null,
-    ensemble: defined({ members: d.members, elites: d.elites, hidden: d.hidden, maxEpochs: d.maxEpochs, patience: d.patience, workers: d.workers, targets: d.targets, nllReduction: d.nllReduction, resample: d.resample }),
+    ensemble: defined({ members: d.members, elites: d.elites, hidden: d.hidden, maxEpochs: d.maxEpochs, patience: d.patience, workers: d.workers, targets: d.targets, nllReduction: d.nllReduction, resample: d.resample, init: d.init }),
     ensembleRows: d.rows ?? null,
     rollout: {
       batch: r.batch ?? 50_000,

@@ -122,6 +122,19 @@ export class Rng {
     return out;
   }
 
+  /**
+   * Fill with N(0, std²) draws truncated at ±2·std by redrawing, as TensorFlow's
+   * truncated_normal (the official MOPO code's weight initializer).
+   */
+  fillTruncatedNormal(out: Float32Array, std: number): Float32Array {
+    for (let i = 0; i < out.length; i++) {
+      let z = this.normal();
+      while (Math.abs(z) > 2) z = this.normal();
+      out[i] = std * z;
+    }
+    return out;
+  }
+
   /** In-place Fisher-Yates shuffle. */
   shuffle<T extends { length: number; [i: number]: unknown }>(a: T): T {
     for (let i = a.length - 1; i > 0; i--) {

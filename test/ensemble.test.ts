@@ -259,6 +259,51 @@ test('holdout rule is stable, about the requested share, and config validation',
   assert.equal(resolveEnsembleConfig().members, 7);
   assert.throws(() => resolveEnsembleConfig({ elites: 8 }), UserError);
   assert.throws(() => resolveEnsembleConfig({ weightDecay: [1e-4] }), UserError);
+  assert.throws(() => resolveEnsembleConfig({ init: 'glorot' as never }), /init must be 'uniform' or 'truncated-normal', got glorot/);
+});
+
+test("init 'truncated-normal': the official code's σ = 1/(2√fan-in) cut at ±2σ, per layer; 'uniform' stays ±1/√fan-in; saved with the ensemble", async () => {
+  const dims = { obsDim: 17, actDim: 6 };
+  const weights = (init: 'uniform' | 'truncated-normal') => {
+    const ens = DynamicsEnsemble.create({ init, hidden: [200, 200] }, dims, new Rng(4));
+    try {
+      assert.equal(ens.config.init, init);
+      return ens.net.params().filter((_, i) => i % 2 === 0).map((w) => ({ fanIn: w.shape[1]!, w: w.dataSync() as Float32Array }));
+    } finally {
+      ens.dispose();
+    }
+  };
+  const stats = (w: Float32Array) => {
+    let s = 0, s2 = 0, max = 0;
+    for (const x of w) (s += x), (s2 += x * x), (max = Math.max(max, Math.abs(x)));
+    const mean = s / w.length;
+    return { mean, std: Math.sqrt(s2 / w.length - mean * mean), max };
+  };
+  // A standard normal cut at ±2 has std √(1 − 4φ(2)/(2Φ(2) − 1)) = 0.8796; a uniform on ±b has b/√3.
+  for (const { fanIn, w } of weights('truncated-normal')) {
+    const sigma = 1 / (2 * Math.sqrt(fanIn));
+    const { mean, std, max } = stats(w);
+    assert.ok(max <= 2 * sigma * (1 + 1e-6), `fan-in ${fanIn}: |w| ${max} beyond 2σ ${2 * sigma}`);
+    assert.ok(max > 1.95 * sigma, `fan-in ${fanIn}: the tails are reached (${max / sigma}σ)`);
+    assert.ok(Math.abs(std / (0.8796 * sigma) - 1) < 0.02, `fan-in ${fanIn}: std ${std}, expected ${0.8796 * sigma}`);
+    assert.ok(Math.abs(mean) < 0.02 * sigma, `fan-in ${fanIn}: mean ${mean}`);
+  }
+  for (const { fanIn, w } of weights('uniform')) {
+    const { std, max } = stats(w);
+    assert.ok(max <= 1 / Math.sqrt(fanIn) && max > 0.99 / Math.sqrt(fanIn), `fan-in ${fanIn}: max ${max}`);
+    assert.ok(Math.abs(std / (1 / Math.sqrt(3 * fanIn)) - 1) < 0.02, `fan-in ${fanIn}: std ${std}`);
+  }
+  const ens = DynamicsEnsemble.create({ init: 'truncated-normal', hidden: [8], members: 2, elites: 1 }, dims, new Rng(4));
+  const dir = await mkdtemp(join(tmpdir(), 'mopo-ens-init-'));
+  try {
+    await ens.save(dir);
+    const back = await DynamicsEnsemble.load(dir);
+    assert.equal(back.config.init, 'truncated-normal');
+    back.dispose();
+  } finally {
+    ens.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 /** s' = s + s·M + a·K + noise, r = s·c + a·d + noise; with obsDim 3, actDim 2. */
@@ -456,10 +501,11 @@ test("targets 'raw' (the official code's BNN): trains on (Δs, r) as they are; v
     const saved = JSON.parse(await readFile(jsonPath, 'utf8'));
     delete saved.config.targets;
     delete saved.config.nllReduction;
+    delete saved.config.init;
     await writeFile(jsonPath, JSON.stringify(saved));
     const legacy = await DynamicsEnsemble.load(dir);
     try {
-      assert.deepEqual([legacy.config.targets, legacy.config.nllReduction], ['normalized', 'sum']);
+      assert.deepEqual([legacy.config.targets, legacy.config.nllReduction, legacy.config.init], ['normalized', 'sum', 'uniform']);
       assert.deepEqual([ENSEMBLE_DEFAULTS.targets, ENSEMBLE_DEFAULTS.nllReduction], ['raw', 'mean']);
     } finally {
       legacy.dispose();

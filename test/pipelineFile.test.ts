@@ -72,8 +72,9 @@ test('--set overrides by path, by stage name and by index; values are JSON when 
   const off = base();
   applySet(off, 'stages.dynamics.targets=normalized');
   applySet(off, 'stages.dynamics.nllReduction=sum');
+  applySet(off, 'stages.dynamics.init="truncated-normal"');
   const cfg = pipelineToMopoConfig(parsePipeline(off, 'p.json'));
-  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction], ['normalized', 'sum']);
+  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction, cfg.ensemble.init], ['normalized', 'sum', 'truncated-normal']);
   assert.deepEqual(pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(cfg), 'again')).ensemble, cfg.ensemble);
   const wrong = base();
   applySet(wrong, 'stages.dynamics.targets=scaled');

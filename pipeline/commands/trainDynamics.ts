@@ -27,6 +27,7 @@ export interface TrainDynamicsArgs extends InputArgs {
   targets: EnsembleConfig['targets'];
   nllReduction: EnsembleConfig['nllReduction'];
   resample: EnsembleConfig['resample'];
+  init: EnsembleConfig['init'];
   resume: boolean;
   backend?: string | undefined;
   quiet: boolean;
@@ -44,7 +45,7 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
       return await trainDynamicsInto(out, {
         dataset: args.dataset,
         read: readOptionsFrom(args),
-        ensemble: { members: args.members, elites: args.elites, ...(args.maxEpochs !== undefined ? { maxEpochs: args.maxEpochs } : {}), seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction, resample: args.resample },
+        ensemble: { members: args.members, elites: args.elites, ...(args.maxEpochs !== undefined ? { maxEpochs: args.maxEpochs } : {}), seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction, resample: args.resample, init: args.init },
         backend,
         quiet: args.quiet,
         resume: args.resume,
