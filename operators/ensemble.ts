@@ -48,7 +48,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, isObservable, type OperatorFunction, type Subscription } from 'rxjs';
-import { Adam, DenseStack, type Activation, type DenseStackSpec, type WeightInit } from '../pipeline/mlp.js';
+import { Adam, DenseStack, WEIGHT_INITS, type Activation, type DenseStackSpec, type WeightInit } from '../pipeline/mlp.js';
 import { Rng, hashString } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError } from '../pipeline/errors.js';
@@ -175,7 +175,7 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
   if (!(c.boundPenalty >= 0)) throw new UserError(`ensemble config: boundPenalty must be ≥ 0, got ${c.boundPenalty}`);
   if (c.nllReduction !== 'sum' && c.nllReduction !== 'mean') throw new UserError(`ensemble config: nllReduction must be 'sum' or 'mean'`);
   if (c.resample !== 'permutation' && c.resample !== 'bootstrap') throw new UserError(`ensemble config: resample must be 'permutation' or 'bootstrap', got ${c.resample}`);
-  if (c.init !== 'uniform' && c.init !== 'truncated-normal') throw new UserError(`ensemble config: init must be 'uniform' or 'truncated-normal', got ${c.init}`);
+  if (!WEIGHT_INITS.includes(c.init)) throw new UserError(`ensemble config: init must be ${WEIGHT_INITS.map((x) => `'${x}'`).join(' or ')}, got ${c.init}`);
   if (c.targets !== 'normalized' && c.targets !== 'raw') throw new UserError(`ensemble config: targets must be 'normalized' or 'raw', got ${c.targets}`);
   if (c.selectBy !== 'mse' && c.selectBy !== 'nll') throw new UserError(`ensemble config: selectBy must be 'mse' or 'nll'`);
   if (!(c.holdoutFraction > 0 && c.holdoutFraction < 1)) throw new UserError(`ensemble config: holdoutFraction must be in (0, 1), got ${c.holdoutFraction}`);

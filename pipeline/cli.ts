@@ -14,6 +14,7 @@ import { runEnvCheck } from './commands/env.js';
 import { runSac } from './commands/sac.js';
 import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
+import { WEIGHT_INITS, type WeightInit } from './mlp.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
 import { runDiagnosePenalty } from './commands/diagnosePenalty.js';
 import { runTrain } from './commands/train.js';
@@ -150,13 +151,13 @@ function buildCli(argv: string[]): Argv {
           .option('targets', { type: 'string', choices: ['normalized', 'raw'] as const, default: 'raw', describe: "the model's outputs: raw (Δs, r) as the official code's BNN, or normalized (Δs, r)" })
           .option('nll-reduction', { type: 'string', choices: ['sum', 'mean'] as const, default: 'mean', describe: 'the NLL over the output dimensions: averaged as the official code, or summed' })
           .option('resample', { type: 'string', choices: ['permutation', 'bootstrap'] as const, default: 'permutation', describe: "each member's rows in an epoch: every row once, or a fixed bootstrap sample as the official code's BNN" })
-          .option('init', { type: 'string', choices: ['uniform', 'truncated-normal'] as const, default: 'uniform', describe: "initial weights: uniform in ±1/√fan-in, or a truncated normal with σ = 1/(2√fan-in) as the official code's BNN" })
+          .option('init', { type: 'string', choices: WEIGHT_INITS, default: 'uniform', describe: "initial weights: uniform in ±1/√fan-in, or a truncated normal with σ = 1/(2√fan-in) as the official code's BNN" })
           .option('resume', { type: 'boolean', default: false, describe: 'continue the unfinished training in --out from its last epoch' })
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random', 'the reference 7-member ensemble, trained to early stopping')
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume', 'continue after a kill or Ctrl-C')
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume --max-epochs 30', 'finish after epoch 30 (at once if it is past it), keeping each member\'s best weights'),
       async (args) => {
-        await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers, targets: args.targets as 'normalized' | 'raw', nllReduction: args.nllReduction as 'sum' | 'mean', resample: args.resample as 'permutation' | 'bootstrap', init: args.init as 'uniform' | 'truncated-normal', resume: args.resume, backend: args.backend, quiet: args.quiet });
+        await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers, targets: args.targets as 'normalized' | 'raw', nllReduction: args.nllReduction as 'sum' | 'mean', resample: args.resample as 'permutation' | 'bootstrap', init: args.init as WeightInit, resume: args.resume, backend: args.backend, quiet: args.quiet });
       },
     )
     .command(

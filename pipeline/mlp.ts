@@ -50,7 +50,8 @@ export interface DenseStackSpec {
   init?: WeightInit;
 }
 
-export type WeightInit = 'uniform' | 'truncated-normal';
+export const WEIGHT_INITS = ['uniform', 'truncated-normal'] as const;
+export type WeightInit = (typeof WEIGHT_INITS)[number];
 
 /** What forward() keeps per layer for backward(). */
 export interface LayerCache {

@@ -19,6 +19,7 @@ import { resolve, dirname, isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { ENV_NAMES, type EnvName } from './envs/env.js';
 import { PENALTY_KINDS } from '../operators/rollout.js';
+import { WEIGHT_INITS } from './mlp.js';
 import { UserError } from './errors.js';
 import { PREPROCESS_STAGES, num, oneOf, type PreprocessStageSpec } from './stages.js';
 import type { MopoConfig } from './mopo.js';
@@ -39,7 +40,7 @@ const dynamicsStage = z.strictObject({
   /** Each member's rows: every row once, or a bootstrap sample as the official code. */
   resample: oneOf(['permutation', 'bootstrap'] as const).optional(),
   /** Initial weights: uniform in ±1/√fan-in, or the official code's truncated normal. */
-  init: oneOf(['uniform', 'truncated-normal'] as const).optional(),
+  init: oneOf(WEIGHT_INITS).optional(),
   /** Train on the first this many rows only. */
   rows: num({ int: true, min: 2 }).optional(),
 });
