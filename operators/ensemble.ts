@@ -51,7 +51,7 @@ import { Observable, isObservable, type OperatorFunction, type Subscription } fr
 import { Adam, DenseStack, WEIGHT_INITS, type Activation, type DenseStackSpec, type WeightInit } from '../pipeline/mlp.js';
 import { Rng, hashString } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
-import { UserError } from '../pipeline/errors.js';
+import { UserError, showValue } from '../pipeline/errors.js';
 import { DivergenceError } from '../pipeline/divergence.js';
 import type { TransitionBatch, TransitionDims } from '../schemas/transition.js';
 import { Normalizer, NormalizerAccumulator, type ModelBatch, type NormalizerJson } from './normalize.js';
@@ -59,6 +59,14 @@ import { EnsembleWorkerPool } from './ensembleWorkerPool.js';
 
 // ---------------------------------------------------------------------------------------------
 // Config
+
+/** The choices of the ensemble's enumerated settings: one list each, for the type, the CLI, pipeline files and the config check. */
+export const MODEL_TARGETS = ['normalized', 'raw'] as const;
+export type ModelTargets = (typeof MODEL_TARGETS)[number];
+export const NLL_REDUCTIONS = ['sum', 'mean'] as const;
+export type NllReduction = (typeof NLL_REDUCTIONS)[number];
+export const RESAMPLES = ['permutation', 'bootstrap'] as const;
+export type Resample = (typeof RESAMPLES)[number];
 
 export interface EnsembleConfig {
   /** Ensemble size N. */
@@ -80,9 +88,9 @@ export interface EnsembleConfig {
   /** Weight of the bound penalty Σ maxLV − Σ minLV. */
   boundPenalty: number;
   /** 'sum' (Σ over dims, mean over rows) or 'mean' (mean over both) in the NLL. */
-  nllReduction: 'sum' | 'mean';
+  nllReduction: NllReduction;
   /** The model's output space: normalized (Δs, r) or raw (Δs, r) as the official code. */
-  targets: 'normalized' | 'raw';
+  targets: ModelTargets;
   /** Validation loss ranking elites and driving early stopping. */
   selectBy: 'mse' | 'nll';
   // --- training loop (trainEnsemble) ---
@@ -102,7 +110,7 @@ export interface EnsembleConfig {
    * or 'bootstrap', as the reference: as many rows drawn with replacement, the same draw every
    * epoch (seeded by member and block), in a new order each epoch (memberOrders).
    */
-  resample: 'permutation' | 'bootstrap';
+  resample: Resample;
   /**
    * Initial weights: 'uniform' in ±1/√fan-in, or 'truncated-normal' with σ = 1/(2√fan-in) cut at
    * ±2σ, as the official code's FC layers (pipeline/mlp.ts).
@@ -173,10 +181,13 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
   if (!(c.lr > 0)) throw new UserError(`ensemble config: lr must be > 0, got ${c.lr}`);
   if (!(c.maxLogVarInit > c.minLogVarInit)) throw new UserError('ensemble config: maxLogVarInit must exceed minLogVarInit');
   if (!(c.boundPenalty >= 0)) throw new UserError(`ensemble config: boundPenalty must be ≥ 0, got ${c.boundPenalty}`);
-  if (c.nllReduction !== 'sum' && c.nllReduction !== 'mean') throw new UserError(`ensemble config: nllReduction must be 'sum' or 'mean'`);
-  if (c.resample !== 'permutation' && c.resample !== 'bootstrap') throw new UserError(`ensemble config: resample must be 'permutation' or 'bootstrap', got ${c.resample}`);
-  if (!WEIGHT_INITS.includes(c.init)) throw new UserError(`ensemble config: init must be ${WEIGHT_INITS.map((x) => `'${x}'`).join(' or ')}, got ${c.init}`);
-  if (c.targets !== 'normalized' && c.targets !== 'raw') throw new UserError(`ensemble config: targets must be 'normalized' or 'raw', got ${c.targets}`);
+  const choice = <T extends string>(k: 'nllReduction' | 'resample' | 'init' | 'targets', choices: readonly T[]) => {
+    if (!(choices as readonly string[]).includes(c[k])) throw new UserError(`ensemble config: ${k} must be ${choices.map((x) => `'${x}'`).join(' or ')}, got ${showValue(c[k])}`);
+  };
+  choice('nllReduction', NLL_REDUCTIONS);
+  choice('resample', RESAMPLES);
+  choice('init', WEIGHT_INITS);
+  choice('targets', MODEL_TARGETS);
   if (c.selectBy !== 'mse' && c.selectBy !== 'nll') throw new UserError(`ensemble config: selectBy must be 'mse' or 'nll'`);
   if (!(c.holdoutFraction > 0 && c.holdoutFraction < 1)) throw new UserError(`ensemble config: holdoutFraction must be in (0, 1), got ${c.holdoutFraction}`);
   posInt('holdoutMax');

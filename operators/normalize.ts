@@ -25,6 +25,7 @@ import { Observable, type OperatorFunction } from 'rxjs';
 import { RunningMoments } from './datasetStats.js';
 import { TransitionBatch, type TransitionDims } from '../schemas/transition.js';
 import { UserError } from '../pipeline/errors.js';
+import type { ModelTargets } from './ensemble.js';
 
 /** Below this a standard deviation is replaced by 1 (see the header). */
 export const MIN_STD = 1e-6;
@@ -221,7 +222,7 @@ export class Normalizer {
    * The model's view of a batch (the batch is not modified): normalized inputs, and targets
    * normalized or, with targets 'raw' (the official code's BNN), (Δs, r) as they are.
    */
-  toModelBatch(b: TransitionBatch, targets: 'normalized' | 'raw' = 'normalized'): ModelBatch {
+  toModelBatch(b: TransitionBatch, targets: ModelTargets = 'normalized'): ModelBatch {
     this.checkDims(b);
     return {
       length: b.length,

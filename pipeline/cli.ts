@@ -15,6 +15,7 @@ import { runSac } from './commands/sac.js';
 import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
 import { WEIGHT_INITS, type WeightInit } from './mlp.js';
+import { MODEL_TARGETS, NLL_REDUCTIONS, RESAMPLES, type ModelTargets, type NllReduction, type Resample } from '../operators/ensemble.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
 import { runDiagnosePenalty } from './commands/diagnosePenalty.js';
 import { runTrain } from './commands/train.js';
@@ -148,16 +149,16 @@ function buildCli(argv: string[]): Argv {
           .option('max-epochs', { type: 'number', describe: 'cap on epochs, default 1000 (training stops earlier when no member improves by >1 % for 5 epochs); with --resume it replaces the saved cap, and a cap at the epochs done finishes the training now with each member\'s best weights' })
           .option('seed', { type: 'number', default: 0 })
           .option('workers', { type: 'number', default: 2, describe: 'split the members across this many worker threads (2 is ~1.6x faster with a free second core; 1 when the other core is busy)' })
-          .option('targets', { type: 'string', choices: ['normalized', 'raw'] as const, default: 'raw', describe: "the model's outputs: raw (Δs, r) as the official code's BNN, or normalized (Δs, r)" })
-          .option('nll-reduction', { type: 'string', choices: ['sum', 'mean'] as const, default: 'mean', describe: 'the NLL over the output dimensions: averaged as the official code, or summed' })
-          .option('resample', { type: 'string', choices: ['permutation', 'bootstrap'] as const, default: 'permutation', describe: "each member's rows in an epoch: every row once, or a fixed bootstrap sample as the official code's BNN" })
+          .option('targets', { type: 'string', choices: MODEL_TARGETS, default: 'raw', describe: "the model's outputs: raw (Δs, r) as the official code's BNN, or normalized (Δs, r)" })
+          .option('nll-reduction', { type: 'string', choices: NLL_REDUCTIONS, default: 'mean', describe: 'the NLL over the output dimensions: averaged as the official code, or summed' })
+          .option('resample', { type: 'string', choices: RESAMPLES, default: 'permutation', describe: "each member's rows in an epoch: every row once, or a fixed bootstrap sample as the official code's BNN" })
           .option('init', { type: 'string', choices: WEIGHT_INITS, default: 'uniform', describe: "initial weights: uniform in ±1/√fan-in, or a truncated normal with σ = 1/(2√fan-in) as the official code's BNN" })
           .option('resume', { type: 'boolean', default: false, describe: 'continue the unfinished training in --out from its last epoch' })
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random', 'the reference 7-member ensemble, trained to early stopping')
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume', 'continue after a kill or Ctrl-C')
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume --max-epochs 30', 'finish after epoch 30 (at once if it is past it), keeping each member\'s best weights'),
       async (args) => {
-        await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers, targets: args.targets as 'normalized' | 'raw', nllReduction: args.nllReduction as 'sum' | 'mean', resample: args.resample as 'permutation' | 'bootstrap', init: args.init as WeightInit, resume: args.resume, backend: args.backend, quiet: args.quiet });
+        await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers, targets: args.targets as ModelTargets, nllReduction: args.nllReduction as NllReduction, resample: args.resample as Resample, init: args.init as WeightInit, resume: args.resume, backend: args.backend, quiet: args.quiet });
       },
     )
     .command(

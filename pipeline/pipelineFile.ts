@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { ENV_NAMES, type EnvName } from './envs/env.js';
 import { PENALTY_KINDS } from '../operators/rollout.js';
 import { WEIGHT_INITS } from './mlp.js';
+import { MODEL_TARGETS, NLL_REDUCTIONS, RESAMPLES } from '../operators/ensemble.js';
 import { UserError } from './errors.js';
 import { PREPROCESS_STAGES, num, oneOf, type PreprocessStageSpec } from './stages.js';
 import type { MopoConfig } from './mopo.js';
@@ -35,10 +36,10 @@ const dynamicsStage = z.strictObject({
   patience: num({ int: true, min: 1 }).optional(),
   workers: num({ int: true, min: 1 }).optional(),
   /** The model's outputs and NLL: 'raw' and 'mean' train it as the official code's BNN. */
-  targets: oneOf(['normalized', 'raw'] as const).optional(),
-  nllReduction: oneOf(['sum', 'mean'] as const).optional(),
+  targets: oneOf(MODEL_TARGETS).optional(),
+  nllReduction: oneOf(NLL_REDUCTIONS).optional(),
   /** Each member's rows: every row once, or a bootstrap sample as the official code. */
-  resample: oneOf(['permutation', 'bootstrap'] as const).optional(),
+  resample: oneOf(RESAMPLES).optional(),
   /** Initial weights: uniform in ±1/√fan-in, or the official code's truncated normal. */
   init: oneOf(WEIGHT_INITS).optional(),
   /** Train on the first this many rows only. */

@@ -16,6 +16,7 @@ import { Normalizer } from '../operators/normalize.js';
 import {
   DynamicsEnsemble, EarlyStopping, ENSEMBLE_DEFAULTS, isHoldoutRow, memberOrders, resolveEnsembleConfig, trainEnsemble,
   type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleTrainingEvent,
+  type Resample,
 } from '../operators/ensemble.js';
 import { liveEnsembleWorkers } from '../operators/ensembleWorkerPool.js';
 
@@ -259,7 +260,10 @@ test('holdout rule is stable, about the requested share, and config validation',
   assert.equal(resolveEnsembleConfig().members, 7);
   assert.throws(() => resolveEnsembleConfig({ elites: 8 }), UserError);
   assert.throws(() => resolveEnsembleConfig({ weightDecay: [1e-4] }), UserError);
-  assert.throws(() => resolveEnsembleConfig({ init: 'glorot' as never }), /init must be 'uniform' or 'truncated-normal', got glorot/);
+  assert.throws(() => resolveEnsembleConfig({ init: 'glorot' as never }), /init must be 'uniform' or 'truncated-normal', got 'glorot'/);
+  assert.throws(() => resolveEnsembleConfig({ resample: 'jackknife' as never }), /resample must be 'permutation' or 'bootstrap', got 'jackknife'/);
+  assert.throws(() => resolveEnsembleConfig({ targets: 'scaled' as never }), /targets must be 'normalized' or 'raw', got 'scaled'/);
+  assert.throws(() => resolveEnsembleConfig({ nllReduction: 'max' as never }), /nllReduction must be 'sum' or 'mean', got 'max'/);
 });
 
 test("init 'truncated-normal': the official code's σ = 1/(2√fan-in) cut at ±2σ, per layer; 'uniform' stays ±1/√fan-in; saved with the ensemble", async () => {
@@ -426,7 +430,7 @@ test("resample 'bootstrap': each member's fixed draw with replacement, reordered
 
   // In training: recorded in the config, and a different ensemble from the same seed.
   const data = linearGaussian(3000, 44);
-  const train = async (resample: 'permutation' | 'bootstrap') => {
+  const train = async (resample: Resample) => {
     const events = await lastValueFrom(from(data).pipe(trainEnsemble({ members: 3, elites: 2, hidden: [16], batchSize: 64, maxEpochs: 3, shuffleBuffer: 1000, seed: 3, resample }), toArray()));
     return events[events.length - 1] as EnsembleDoneEvent;
   };

@@ -4,6 +4,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readManifest, manifestHash } from '../../operators/shards.js';
 import { UserError } from '../errors.js';
+import type { ModelTargets } from '../../operators/ensemble.js';
 import { readJsonIfExists, readJsonLines, writeFileAtomic } from '../atomic.js';
 import { lineChartSvg } from '../plot.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
@@ -73,7 +74,7 @@ interface DynamicsRunInfo {
   epochs: number;
   bestValidationMse: number | null;
   /** The model's output space, which the validation MSE is in (ensemble config `targets`). */
-  targets: 'normalized' | 'raw';
+  targets: ModelTargets;
   status: 'running' | 'done' | 'killed' | 'not started';
   stoppedBy: string | null;
   /** Training wall time so far, summed over the logged epochs (across resumes); null before the first. */
@@ -84,7 +85,7 @@ interface DynamicsRunInfo {
 }
 
 /** A train-dynamics run's config.json, as far as these commands read it. */
-type DynamicsConfig = { job?: string; dataset?: string; ensemble?: { patience?: number; targets?: 'normalized' | 'raw' } };
+type DynamicsConfig = { job?: string; dataset?: string; ensemble?: { patience?: number; targets?: ModelTargets } };
 
 /** Also a MOPO run's `dynamics/` stage, which is laid out as a train-dynamics run; `cfg` is its config.json. */
 function dynamicsRunInfo(run: string, cfg: DynamicsConfig | null): DynamicsRunInfo {

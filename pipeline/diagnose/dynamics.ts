@@ -13,7 +13,7 @@
 // One streaming pass over the dataset; memory holds the normal equations and the held-out rows.
 import { openTransitions } from '../../operators/source.js';
 import { lastValueFrom, tap } from 'rxjs';
-import type { DynamicsEnsemble, EnsemblePrediction } from '../../operators/ensemble.js';
+import type { DynamicsEnsemble, EnsemblePrediction, ModelTargets } from '../../operators/ensemble.js';
 import { isHoldoutRow, concatF32 } from '../../operators/ensemble.js';
 import type { ReadOptions } from '../../operators/readTransitions.js';
 import type { TransitionBatch } from '../../schemas/transition.js';
@@ -55,7 +55,7 @@ export interface DynamicsDiagnostics {
     /** Per member, as trained: in the model's output space (normalized (Δs, r), or raw with targets 'raw'). */
     memberMse: number[];
     /** The space memberMse is in: the ensemble's training targets. */
-    memberTargets: 'normalized' | 'raw';
+    memberTargets: ModelTargets;
     /** The mean of the elites' predicted means. */
     eliteMeanMse: number;
     /** Ordinary least squares (with intercept) on the same normalized inputs and targets. */
