@@ -302,8 +302,11 @@ test("init 'truncated-normal': the official code's σ = 1/(2√fan-in) cut at ±
   try {
     await ens.save(dir);
     const back = await DynamicsEnsemble.load(dir);
-    assert.equal(back.config.init, 'truncated-normal');
-    back.dispose();
+    try {
+      assert.equal(back.config.init, 'truncated-normal');
+    } finally {
+      back.dispose();
+    }
   } finally {
     ens.dispose();
     await rm(dir, { recursive: true, force: true });
