@@ -51,7 +51,7 @@ import type { Env } from '../pipeline/envs/env.js';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, type OperatorFunction } from 'rxjs';
-import { Adam, DenseStack, activationGrad, type DenseStackSpec, type LayerCache } from '../pipeline/mlp.js';
+import { Adam, DenseStack, WEIGHT_INITS, activationGrad, type DenseStackSpec, type LayerCache, type WeightInit } from '../pipeline/mlp.js';
 import { Rng } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError } from '../pipeline/errors.js';
@@ -82,6 +82,11 @@ export interface SacConfig {
   targetEntropy: number | null;
   logStdMin: number;
   logStdMax: number;
+  /**
+   * Initial weights of actor and critics: 'uniform' U(±1/√fan-in), or 'glorot-uniform' as the
+   * reference's Keras layers (pipeline/mlp.ts WEIGHT_INITS).
+   */
+  init: WeightInit;
   /** Environment action bounds (per dimension); null means [-1, 1]. */
   actionLow: number[] | null;
   actionHigh: number[] | null;
@@ -106,6 +111,7 @@ export const SAC_DEFAULTS: Readonly<SacConfig> = Object.freeze({
   targetEntropy: null,
   logStdMin: -20,
   logStdMax: 2,
+  init: 'uniform',
   actionLow: null,
   actionHigh: null,
   divergenceQLimit: 1e6,
@@ -125,6 +131,7 @@ export function resolveSacConfig(partial: Partial<SacConfig>, actDim: number): S
   if (!Number.isInteger(c.batchSize) || c.batchSize <= 0) throw bad('batchSize must be a positive integer', c.batchSize);
   if (!(c.logStdMin < c.logStdMax)) throw bad('logStdMin must be below logStdMax', [c.logStdMin, c.logStdMax]);
   if (c.targetEntropy !== null && !Number.isFinite(c.targetEntropy)) throw bad('targetEntropy must be a number or null', c.targetEntropy);
+  if (!WEIGHT_INITS.includes(c.init)) throw bad(`init must be one of ${WEIGHT_INITS.join(', ')}`, c.init);
   const low = c.actionLow ?? new Array<number>(actDim).fill(-1);
   const high = c.actionHigh ?? new Array<number>(actDim).fill(1);
   if (low.length !== actDim || high.length !== actDim) throw bad(`actionLow/actionHigh need ${actDim} values`, [low, high]);
@@ -345,11 +352,11 @@ export class SacAgent {
   }
 
   static actorSpec(config: SacConfig, dims: { obsDim: number; actDim: number }): DenseStackSpec {
-    return { sizes: [dims.obsDim, ...config.hidden, 2 * dims.actDim], hidden: 'relu' };
+    return { sizes: [dims.obsDim, ...config.hidden, 2 * dims.actDim], hidden: 'relu', init: config.init };
   }
 
   static criticSpec(config: SacConfig, dims: { obsDim: number; actDim: number }): DenseStackSpec {
-    return { sizes: [dims.obsDim + dims.actDim, ...config.hidden, 1], hidden: 'relu', members: 2 };
+    return { sizes: [dims.obsDim + dims.actDim, ...config.hidden, 1], hidden: 'relu', members: 2, init: config.init };
   }
 
   /** A fresh agent: networks drawn from `rng`, which then drives the agent's noise. */

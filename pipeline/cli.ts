@@ -15,6 +15,7 @@ import { runSac } from './commands/sac.js';
 import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
 import { WEIGHT_INITS, type WeightInit } from './mlp.js';
+import { PENALTY_KINDS } from '../operators/rollout.js';
 import { MODEL_TARGETS, NLL_REDUCTIONS, RESAMPLES, type ModelTargets, type NllReduction, type Resample } from '../operators/ensemble.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
 import { runDiagnosePenalty } from './commands/diagnosePenalty.js';
@@ -152,7 +153,7 @@ function buildCli(argv: string[]): Argv {
           .option('targets', { type: 'string', choices: MODEL_TARGETS, default: 'raw', describe: "the model's outputs: raw (Δs, r) as the official code's BNN, or normalized (Δs, r)" })
           .option('nll-reduction', { type: 'string', choices: NLL_REDUCTIONS, default: 'mean', describe: 'the NLL over the output dimensions: averaged as the official code, or summed' })
           .option('resample', { type: 'string', choices: RESAMPLES, default: 'permutation', describe: "each member's rows in an epoch: every row once, or a fixed bootstrap sample as the official code's BNN" })
-          .option('init', { type: 'string', choices: WEIGHT_INITS, default: 'uniform', describe: "initial weights: uniform in ±1/√fan-in, or a truncated normal with σ = 1/(2√fan-in) as the official code's BNN" })
+          .option('init', { type: 'string', choices: WEIGHT_INITS, default: 'uniform', describe: "initial weights: uniform in ±1/√fan-in, a truncated normal with σ = 1/(2√fan-in) as the official code's BNN, or glorot-uniform (Keras' default)" })
           .option('resume', { type: 'boolean', default: false, describe: 'continue the unfinished training in --out from its last epoch' })
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random', 'the reference 7-member ensemble, trained to early stopping')
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume', 'continue after a kill or Ctrl-C')
@@ -174,7 +175,7 @@ function buildCli(argv: string[]): Argv {
           .option('dynamics', { type: 'string', describe: 'use this trained ensemble (a mopo train-dynamics run) instead of training one' })
           .option('horizon', { type: 'number', describe: 'rollout length h' })
           .option('lambda', { type: 'number', describe: 'penalty weight λ (0 = MBPO)' })
-          .option('penalty', { type: 'string', choices: ['max-aleatoric', 'disagreement', 'ensemble-variance'] as const, describe: 'uncertainty estimator u(s, a)' })
+          .option('penalty', { type: 'string', choices: PENALTY_KINDS, describe: 'uncertainty estimator u(s, a)' })
           .option('epochs', { type: 'number', describe: 'SAC epochs' })
           .option('epoch-length', { type: 'number', describe: 'SAC updates per epoch, and between rollout rounds (default 1000)' })
           .option('rollout-batch', { type: 'number', describe: 'start states per rollout round' })
@@ -183,6 +184,7 @@ function buildCli(argv: string[]): Argv {
           .option('eval-every', { type: 'number', describe: 'evaluate every this many epochs' })
           .option('eval-episodes', { type: 'number', describe: 'episodes per evaluation' })
           .option('eval-last', { type: 'number', describe: "also evaluate after each of the final this many epochs (paper preset: 10, MOPO's score is their mean)" })
+          .option('sac-init', { type: 'string', choices: WEIGHT_INITS, describe: "SAC's initial weights: uniform in ±1/√fan-in (default), glorot-uniform as the reference's Keras layers, or truncated-normal" })
           .option('target-entropy', { type: 'number', describe: "SAC's entropy target (paper preset: -3 as MOPO's D4RL configs; otherwise -|A|)" })
           .option('checkpoint-every', { type: 'number', describe: 'checkpoint every this many epochs' })
           .option('seed', { type: 'number', default: 0 })

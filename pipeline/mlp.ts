@@ -8,7 +8,8 @@
 //       broadcast to every member). Without `members`, weights are [in, out], biases [out] and
 //       inputs [B, in]. Weights are drawn from `rng` (W ~ U(-1/sqrt(in), 1/sqrt(in)), the PyTorch
 //       default, or with `init: 'truncated-normal'` N(0, (1/(2 sqrt(in)))²) cut at ±2σ, the official
-//       MOPO code's BNN; biases 0), so one seed gives the same network on every backend.
+//       MOPO code's BNN, or `init: 'glorot-uniform'` U(±sqrt(6/(in + out))), Keras' default and so
+//       softlearning's SAC; biases 0), so one seed gives the same network on every backend.
 //   net.predict(x)                -> output (inference only; fused matMul+bias+activation)
 //   net.forward(x)                -> { out, cache }      (keeps what backward needs)
 //   net.backward(cache, dOut, needDx?) -> { grads, dx? } (grads aligned with net.params())
@@ -50,7 +51,8 @@ export interface DenseStackSpec {
   init?: WeightInit;
 }
 
-export const WEIGHT_INITS = ['uniform', 'truncated-normal'] as const;
+/** 'uniform' U(±1/√fan-in) (PyTorch's default); 'truncated-normal' σ = 1/(2√fan-in) cut at ±2σ (the official MOPO BNN); 'glorot-uniform' U(±√(6/(fan-in + fan-out))) (Keras' default, so softlearning's SAC). */
+export const WEIGHT_INITS = ['uniform', 'truncated-normal', 'glorot-uniform'] as const;
 export type WeightInit = (typeof WEIGHT_INITS)[number];
 
 /** What forward() keeps per layer for backward(). */
@@ -90,8 +92,14 @@ export class DenseStack {
       const fanIn = spec.sizes[l]!;
       const fanOut = spec.sizes[l + 1]!;
       const w = new Float32Array((e ?? 1) * fanIn * fanOut);
-      if ((spec.init ?? 'uniform') === 'uniform') rng.fillUniform(w, -1 / Math.sqrt(fanIn), 1 / Math.sqrt(fanIn));
-      else rng.fillTruncatedNormal(w, 1 / (2 * Math.sqrt(fanIn)));
+      const init = spec.init ?? 'uniform';
+      if (init === 'uniform') rng.fillUniform(w, -1 / Math.sqrt(fanIn), 1 / Math.sqrt(fanIn));
+      else if (init === 'truncated-normal') rng.fillTruncatedNormal(w, 1 / (2 * Math.sqrt(fanIn)));
+      else {
+        // Per member, as Keras draws each network's own kernel: the member axis is not a fan.
+        const limit = Math.sqrt(6 / (fanIn + fanOut));
+        rng.fillUniform(w, -limit, limit);
+      }
       weights.push(tf.tensor(w, e === null ? [fanIn, fanOut] : [e, fanIn, fanOut], 'float32'));
       biases.push(tf.zeros(e === null ? [fanOut] : [e, 1, fanOut], 'float32'));
     }

@@ -76,6 +76,8 @@ const sacStage = z.strictObject({
   criticLr: num({ min: 0, exclusiveMin: true }).optional(),
   /** The entropy target of α's tuning (default −|A|; MOPO's D4RL configs use −3). */
   targetEntropy: num({}).optional(),
+  /** Initial weights of actor and critics (default 'uniform'; 'glorot-uniform' is the reference's). */
+  init: oneOf(WEIGHT_INITS).optional(),
 });
 
 const evaluateStage = z.strictObject({
@@ -283,7 +285,7 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
       penaltyMembers: r.penaltyMembers ?? 'all',
       rolloutEvery: every,
     },
-    sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr, targetEntropy: s.targetEntropy }),
+    sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr, targetEntropy: s.targetEntropy, init: s.init }),
     learner: { realRatio: s.realRatio ?? 0.05, epochLength: every, epochs: s.epochs ?? 1000, metricsEvery: 50 },
     retainEpochs: r.retainEpochs ?? 5,
     evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10, ...defined({ lastEpochs: e.lastEpochs }) },

@@ -73,9 +73,11 @@ test('--set overrides by path, by stage name and by index; values are JSON when 
   applySet(off, 'stages.dynamics.targets=normalized');
   applySet(off, 'stages.dynamics.nllReduction=sum');
   applySet(off, 'stages.dynamics.init="truncated-normal"');
+  applySet(off, 'stages.sac.init="glorot-uniform"');
   const cfg = pipelineToMopoConfig(parsePipeline(off, 'p.json'));
-  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction, cfg.ensemble.init], ['normalized', 'sum', 'truncated-normal']);
-  assert.deepEqual(pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(cfg), 'again')).ensemble, cfg.ensemble);
+  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction, cfg.ensemble.init, cfg.sac.init], ['normalized', 'sum', 'truncated-normal', 'glorot-uniform']);
+  const again = pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(cfg), 'again'));
+  assert.deepEqual([again.ensemble, again.sac], [cfg.ensemble, cfg.sac]);
   const wrong = base();
   applySet(wrong, 'stages.dynamics.targets=scaled');
   assert.match(errorOf(wrong), /stages\[0\]\.targets: expected one of normalized, raw/);

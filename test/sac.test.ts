@@ -169,6 +169,43 @@ test('config defaults are the reference and are validated', () => {
   assert.throws(() => resolveSacConfig({ gamma: 1.5 }, 1), UserError);
   assert.throws(() => resolveSacConfig({ actionLow: [1], actionHigh: [0] }, 1), UserError);
   assert.throws(() => resolveSacConfig({ actionLow: [-1, -1] }, 1), UserError);
+  assert.equal(c.init, 'uniform');
+  assert.throws(() => resolveSacConfig({ init: 'glorot' as never }, 1), /init must be one of uniform, truncated-normal, glorot-uniform \(got "glorot"\)/);
+});
+
+test("init 'glorot-uniform': actor and both critics drawn in ±√(6/(fan-in + fan-out)) as Keras' default, layer by layer", () => {
+  const dims = { obsDim: 17, actDim: 6 };
+  const agent = SacAgent.create({ init: 'glorot-uniform' }, dims, new Rng(2));
+  const plain = SacAgent.create({}, dims, new Rng(2));
+  try {
+    const kernels = (a: SacAgent) => [...a.parameters().actor, ...a.parameters().critic].filter((_, i) => i % 2 === 0);
+    const sizes = [[17, 256], [256, 256], [256, 12], [23, 256], [256, 256], [256, 1]];
+    const gl = kernels(agent);
+    const un = kernels(plain);
+    assert.equal(gl.length, sizes.length);
+    gl.forEach((w, l) => {
+      const [fanIn, fanOut] = sizes[l]!;
+      const v = w.dataSync();
+      const limit = Math.sqrt(6 / (fanIn! + fanOut!));
+      let max = 0;
+      let sq = 0;
+      for (const x of v) {
+        max = Math.max(max, Math.abs(x));
+        sq += x * x;
+      }
+      assert.ok(max <= limit && max > 0.98 * limit, `layer ${l}: max |w| ${max} against the limit ${limit}`);
+      const std = Math.sqrt(sq / v.length);
+      assert.ok(Math.abs(std / (limit / Math.sqrt(3)) - 1) < 0.05, `layer ${l}: std ${std}, uniform's ${limit / Math.sqrt(3)}`);
+      // Not the default: U(±1/√fan-in) differs everywhere but where fan-in + fan-out = 6·fan-in.
+      const u = un[l]!.dataSync();
+      let umax = 0;
+      for (const x of u) umax = Math.max(umax, Math.abs(x));
+      assert.ok(umax <= 1 / Math.sqrt(fanIn!) && Math.abs(umax - limit) > 0.01 * limit, `layer ${l}: default max ${umax}`);
+    });
+  } finally {
+    agent.dispose();
+    plain.dispose();
+  }
 });
 
 test('act: batched, within the env bounds, deterministic = scaled tanh(mean)', () => {

@@ -11,6 +11,7 @@ import { presetConfig, taskOfDataset, TASKS, type MopoConfig, type Preset, type 
 import { parsePipeline, mopoConfigToPipeline, type ParsedPipeline } from '../pipelineFile.js';
 import { runPipeline } from '../runPipeline.js';
 import { PENALTY_KINDS, type PenaltyKind } from '../../operators/rollout.js';
+import { WEIGHT_INITS, type WeightInit } from '../mlp.js';
 import { InterruptedError, UserError } from '../errors.js';
 import { withCtrlC } from '../ctrlC.js';
 import { isDivergenceError } from '../divergence.js';
@@ -35,6 +36,7 @@ export interface TrainArgs extends InputArgs {
   evalEpisodes?: number | undefined;
   evalLast?: number | undefined;
   targetEntropy?: number | undefined;
+  sacInit?: string | undefined;
   checkpointEvery?: number | undefined;
   seed: number;
   backend?: string | undefined;
@@ -48,7 +50,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
   let config: MopoConfig;
   if (args.resume) {
     runDir = resolve(args.resume);
-    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer', 'targetEntropy'] as const) {
+    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer', 'targetEntropy', 'sacInit'] as const) {
       if (args[flag] !== undefined) throw new UserError(`--resume continues a run with its own config.json; drop --${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
     }
     config = {} as MopoConfig; // read from the run directory by runMopo
@@ -93,6 +95,10 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     if (args.evalEpisodes !== undefined) config.evaluate.episodes = args.evalEpisodes;
     if (args.evalLast !== undefined) config.evaluate.lastEpochs = args.evalLast;
     if (args.targetEntropy !== undefined) config.sac.targetEntropy = args.targetEntropy;
+    if (args.sacInit !== undefined) {
+      if (!(WEIGHT_INITS as readonly string[]).includes(args.sacInit)) throw new UserError(`--sac-init must be one of ${WEIGHT_INITS.join(', ')}, got ${args.sacInit}`);
+      config.sac.init = args.sacInit as WeightInit;
+    }
     if (args.checkpointEvery !== undefined) config.checkpointEvery = args.checkpointEvery;
     runDir = resolve(args.out ?? join('runs', `mopo-${basename(args.dataset).replace(/\.parquet$/i, '')}-${preset}-seed${args.seed}`));
   }
