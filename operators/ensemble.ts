@@ -112,8 +112,8 @@ export interface EnsembleConfig {
    */
   resample: Resample;
   /**
-   * Initial weights: 'uniform' in ±1/√fan-in, or 'truncated-normal' with σ = 1/(2√fan-in) cut at
-   * ±2σ, as the official code's FC layers (pipeline/mlp.ts).
+   * Initial weights: 'uniform' in ±1/√fan-in, 'truncated-normal' with σ = 1/(2√fan-in) cut at
+   * ±2σ, as the official code's FC layers, or 'glorot-uniform' (pipeline/mlp.ts).
    */
   init: WeightInit;
   /** Seed of the initialization, the holdout rule and the shuffles. */
@@ -182,7 +182,7 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
   if (!(c.maxLogVarInit > c.minLogVarInit)) throw new UserError('ensemble config: maxLogVarInit must exceed minLogVarInit');
   if (!(c.boundPenalty >= 0)) throw new UserError(`ensemble config: boundPenalty must be ≥ 0, got ${c.boundPenalty}`);
   const choice = <T extends string>(k: 'nllReduction' | 'resample' | 'init' | 'targets', choices: readonly T[]) => {
-    if (!(choices as readonly string[]).includes(c[k])) throw new UserError(`ensemble config: ${k} must be ${choices.map((x) => `'${x}'`).join(' or ')}, got ${showValue(c[k])}`);
+    if (!(choices as readonly string[]).includes(c[k])) throw new UserError(`ensemble config: ${k} must be one of ${choices.map((x) => `'${x}'`).join(', ')}, got ${showValue(c[k])}`);
   };
   choice('nllReduction', NLL_REDUCTIONS);
   choice('resample', RESAMPLES);

@@ -260,10 +260,10 @@ test('holdout rule is stable, about the requested share, and config validation',
   assert.equal(resolveEnsembleConfig().members, 7);
   assert.throws(() => resolveEnsembleConfig({ elites: 8 }), UserError);
   assert.throws(() => resolveEnsembleConfig({ weightDecay: [1e-4] }), UserError);
-  assert.throws(() => resolveEnsembleConfig({ init: 'glorot' as never }), /init must be 'uniform' or 'truncated-normal', got 'glorot'/);
-  assert.throws(() => resolveEnsembleConfig({ resample: 'jackknife' as never }), /resample must be 'permutation' or 'bootstrap', got 'jackknife'/);
-  assert.throws(() => resolveEnsembleConfig({ targets: 'scaled' as never }), /targets must be 'normalized' or 'raw', got 'scaled'/);
-  assert.throws(() => resolveEnsembleConfig({ nllReduction: 'max' as never }), /nllReduction must be 'sum' or 'mean', got 'max'/);
+  assert.throws(() => resolveEnsembleConfig({ init: 'glorot' as never }), /init must be one of 'uniform', 'truncated-normal', 'glorot-uniform', got 'glorot'/);
+  assert.throws(() => resolveEnsembleConfig({ resample: 'jackknife' as never }), /resample must be one of 'permutation', 'bootstrap', got 'jackknife'/);
+  assert.throws(() => resolveEnsembleConfig({ targets: 'scaled' as never }), /targets must be one of 'normalized', 'raw', got 'scaled'/);
+  assert.throws(() => resolveEnsembleConfig({ nllReduction: 'max' as never }), /nllReduction must be one of 'sum', 'mean', got 'max'/);
 });
 
 test("init 'truncated-normal': the official code's σ = 1/(2√fan-in) cut at ±2σ, per layer; 'uniform' stays ±1/√fan-in; saved with the ensemble", async () => {
