@@ -83,8 +83,8 @@ export interface SacConfig {
   logStdMin: number;
   logStdMax: number;
   /**
-   * Initial weights of actor and critics: 'uniform' U(±1/√fan-in), or 'glorot-uniform' as the
-   * reference's Keras layers (pipeline/mlp.ts WEIGHT_INITS).
+   * Initial weights of actor and critics, one of pipeline/mlp.ts WEIGHT_INITS: 'uniform'
+   * U(±1/√fan-in) by default, 'glorot-uniform' as the reference's Keras layers.
    */
   init: WeightInit;
   /** Environment action bounds (per dimension); null means [-1, 1]. */
