@@ -181,8 +181,8 @@ export function resolveEnsembleConfig(partial: Partial<EnsembleConfig> = {}): En
   if (!(c.lr > 0)) throw new UserError(`ensemble config: lr must be > 0, got ${c.lr}`);
   if (!(c.maxLogVarInit > c.minLogVarInit)) throw new UserError('ensemble config: maxLogVarInit must exceed minLogVarInit');
   if (!(c.boundPenalty >= 0)) throw new UserError(`ensemble config: boundPenalty must be ≥ 0, got ${c.boundPenalty}`);
-  const choice = <T extends string>(k: 'nllReduction' | 'resample' | 'init' | 'targets', choices: readonly T[]) => {
-    if (!(choices as readonly string[]).includes(c[k])) throw new UserError(`ensemble config: ${k} must be one of ${choices.map((x) => `'${x}'`).join(', ')}, got ${showValue(c[k])}`);
+  const choice = (k: 'nllReduction' | 'resample' | 'init' | 'targets', choices: readonly string[]) => {
+    if (!choices.includes(c[k])) throw new UserError(`ensemble config: ${k} must be one of ${choices.map((x) => `'${x}'`).join(', ')}, got ${showValue(c[k])}`);
   };
   choice('nllReduction', NLL_REDUCTIONS);
   choice('resample', RESAMPLES);

@@ -19,6 +19,7 @@ import {
   type Resample,
 } from '../operators/ensemble.js';
 import { liveEnsembleWorkers } from '../operators/ensembleWorkerPool.js';
+import { weightStats } from './weightStats.js';
 
 before(async () => {
   await initBackend({ log: () => undefined });
@@ -277,23 +278,17 @@ test("init 'truncated-normal': the official code's σ = 1/(2√fan-in) cut at ±
       ens.dispose();
     }
   };
-  const stats = (w: Float32Array) => {
-    let s = 0, s2 = 0, max = 0;
-    for (const x of w) (s += x), (s2 += x * x), (max = Math.max(max, Math.abs(x)));
-    const mean = s / w.length;
-    return { mean, std: Math.sqrt(s2 / w.length - mean * mean), max };
-  };
   // A standard normal cut at ±2 has std √(1 − 4φ(2)/(2Φ(2) − 1)) = 0.8796; a uniform on ±b has b/√3.
   for (const { fanIn, w } of weights('truncated-normal')) {
     const sigma = 1 / (2 * Math.sqrt(fanIn));
-    const { mean, std, max } = stats(w);
+    const { mean, std, max } = weightStats(w);
     assert.ok(max <= 2 * sigma * (1 + 1e-6), `fan-in ${fanIn}: |w| ${max} beyond 2σ ${2 * sigma}`);
     assert.ok(max > 1.95 * sigma, `fan-in ${fanIn}: the tails are reached (${max / sigma}σ)`);
     assert.ok(Math.abs(std / (0.8796 * sigma) - 1) < 0.02, `fan-in ${fanIn}: std ${std}, expected ${0.8796 * sigma}`);
     assert.ok(Math.abs(mean) < 0.02 * sigma, `fan-in ${fanIn}: mean ${mean}`);
   }
   for (const { fanIn, w } of weights('uniform')) {
-    const { std, max } = stats(w);
+    const { std, max } = weightStats(w);
     assert.ok(max <= 1 / Math.sqrt(fanIn) && max > 0.99 / Math.sqrt(fanIn), `fan-in ${fanIn}: max ${max}`);
     assert.ok(Math.abs(std / (1 / Math.sqrt(3 * fanIn)) - 1) < 0.02, `fan-in ${fanIn}: std ${std}`);
   }

@@ -13,6 +13,7 @@ import { TransitionBatch } from '../schemas/transition.js';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { SacAgent, sacUpdates, loadPolicy, resolveSacConfig, trainSacOnline, evaluatePolicy, sacUpdateFlops, type SacConfig, type SacEnv, type SacUpdateInputs } from '../operators/sac.js';
 import { PENDULUM, pendulumObserve, pendulumStep, type PendulumState } from '../pipeline/envs/pendulum.js';
+import { weightStats } from './weightStats.js';
 
 before(async () => {
   await initBackend({ log: () => undefined });
@@ -185,21 +186,12 @@ test("init 'glorot-uniform': actor and both critics drawn in ±√(6/(fan-in + f
     assert.equal(gl.length, sizes.length);
     gl.forEach((w, l) => {
       const [fanIn, fanOut] = sizes[l]!;
-      const v = w.dataSync();
       const limit = Math.sqrt(6 / (fanIn! + fanOut!));
-      let max = 0;
-      let sq = 0;
-      for (const x of v) {
-        max = Math.max(max, Math.abs(x));
-        sq += x * x;
-      }
+      const { max, std } = weightStats(w.dataSync());
       assert.ok(max <= limit && max > 0.98 * limit, `layer ${l}: max |w| ${max} against the limit ${limit}`);
-      const std = Math.sqrt(sq / v.length);
       assert.ok(Math.abs(std / (limit / Math.sqrt(3)) - 1) < 0.05, `layer ${l}: std ${std}, uniform's ${limit / Math.sqrt(3)}`);
       // Not the default: U(±1/√fan-in) differs everywhere but where fan-in + fan-out = 6·fan-in.
-      const u = un[l]!.dataSync();
-      let umax = 0;
-      for (const x of u) umax = Math.max(umax, Math.abs(x));
+      const umax = weightStats(un[l]!.dataSync()).max;
       assert.ok(umax <= 1 / Math.sqrt(fanIn!) && Math.abs(umax - limit) > 0.01 * limit, `layer ${l}: default max ${umax}`);
     });
   } finally {
