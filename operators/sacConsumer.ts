@@ -7,7 +7,8 @@
 // and round k + 1 is requested right after, with the policy of that moment. So rollouts use a
 // policy one round old (the price of running them beside the learner instead of between its
 // updates; the model buffer holds five rounds anyway), and a run is reproducible, and resumable,
-// whatever the timing. A RateLimiter (samples = updates, inserts = rounds) makes the side that
+// whatever the timing. With rolloutLag 0, round k is requested only at update k · rolloutEvery,
+// with the policy of that moment, as the reference does; the learner waits for it. A RateLimiter (samples = updates, inserts = rounds) makes the side that
 // gets ahead wait and counts the waiting.
 //
 // Backpressure downstream: every emitted event has hold(promise); the loop awaits what was held
@@ -30,6 +31,12 @@ export interface SacConsumerConfig {
   epochLength: number;
   /** Updates between rollout rounds. */
   rolloutEvery: number;
+  /**
+   * Rounds the rollout policy trails the learner: 1 computes round k + 1 during round k's updates
+   * (with the policy at round k's insertion); 0 computes round k at its insertion, with the policy
+   * of that moment, as the reference does, while the learner waits.
+   */
+  rolloutLag: 0 | 1;
   /** Epochs to run (counting from 0, resumed runs included). */
   epochs: number;
   /** Read SAC metrics back every this many updates (a readback costs a sync). */
@@ -41,6 +48,7 @@ export const SAC_CONSUMER_DEFAULTS: Readonly<SacConsumerConfig> = Object.freeze(
   realRatio: 0.05,
   epochLength: 1000,
   rolloutEvery: 1000,
+  rolloutLag: 1,
   epochs: 1000,
   metricsEvery: 50,
   seed: 0,
@@ -52,6 +60,7 @@ export function resolveSacConsumerConfig(partial: Partial<SacConsumerConfig>): S
   for (const k of ['epochLength', 'rolloutEvery', 'epochs', 'metricsEvery'] as const) {
     if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`sac consumer config: ${k} must be a positive integer, got ${c[k]}`);
   }
+  if (c.rolloutLag !== 0 && c.rolloutLag !== 1) throw new UserError(`sac consumer config: rolloutLag must be 0 or 1, got ${c.rolloutLag}`);
   if (!(c.realRatio >= 0 && c.realRatio <= 1)) throw new UserError(`sac consumer config: realRatio must be in [0, 1], got ${c.realRatio}`);
   return c;
 }
@@ -223,6 +232,8 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
             // A boundary: insert round `rounds` (waiting for it if the worker is behind).
             const k = rounds;
             const t0 = performance.now();
+            // Asked for now when it was not asked for already (rolloutLag 0, or a checkpoint made with it).
+            if (pending?.round !== k) requestRound(k);
             while (!arriving.get(k)?.done) {
               throwIfFailed();
               if (subscriber.closed) return;
@@ -238,8 +249,8 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
             rolloutRng = r.done!.rng;
             producer = { busySeconds: r.done!.busySeconds, waitSeconds: 0 };
             lastStats = r.done!.stats;
-            // The next round, unless the run ends before it would be used.
-            if (rounds * cfg.rolloutEvery < totalUpdates) requestRound(rounds);
+            // The next round, unless the run ends before it would be used (or is asked for at its insertion).
+            if (cfg.rolloutLag === 1 && rounds * cfg.rolloutEvery < totalUpdates) requestRound(rounds);
             else pending = null;
             await deps.onRoundInserted?.(r.done!, r.batches);
             if (model.size === 0) throw new UserError(`round ${k} produced no model transitions (every rollout ended at its first step or was non-finite)`);

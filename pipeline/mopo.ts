@@ -61,7 +61,8 @@ export interface MopoConfig {
   ensembleRows: number | null;
   rollout: Omit<RolloutConfig, 'env' | 'seed'>;
   sac: Partial<SacConfig>;
-  learner: Omit<SacConsumerConfig, 'seed' | 'rolloutEvery'>;
+  /** rolloutLag is left out for the default (1); see SacConsumerConfig. */
+  learner: Omit<SacConsumerConfig, 'seed' | 'rolloutEvery' | 'rolloutLag'> & { rolloutLag?: SacConsumerConfig['rolloutLag'] };
   /** Rounds of rollouts the model buffer keeps. */
   retainEpochs: number;
   /** lastEpochs: also evaluate after each of the final this many epochs (operators/evaluate.ts). */

@@ -56,6 +56,8 @@ const rolloutStage = z.strictObject({
   /** SAC updates between rounds (and per epoch). */
   every: num({ int: true, min: 1 }).optional(),
   retainEpochs: num({ int: true, min: 1 }).optional(),
+  /** Rounds the rollout policy trails the learner: 1 (default) rolls beside the learner, 0 at each round's insertion as the reference does. */
+  lag: z.literal([0, 1], { error: 'expected 0 or 1' }).optional(),
   /** Save every round to <run>/stages/rollout (for replay: a new SAC from the same synthetic data). */
   tee: z.boolean({ error: 'expected true or false' }).optional(),
   /** Use the rounds an earlier run saved (its stages/rollout directory) instead of computing them. */
@@ -286,7 +288,7 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
       rolloutEvery: every,
     },
     sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr, targetEntropy: s.targetEntropy, init: s.init }),
-    learner: { realRatio: s.realRatio ?? 0.05, epochLength: every, epochs: s.epochs ?? 1000, metricsEvery: 50 },
+    learner: { realRatio: s.realRatio ?? 0.05, epochLength: every, epochs: s.epochs ?? 1000, metricsEvery: 50, ...defined({ rolloutLag: r.lag }) },
     retainEpochs: r.retainEpochs ?? 5,
     evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10, ...defined({ lastEpochs: e.lastEpochs }) },
     checkpointEvery: f.checkpointEvery ?? 10,
@@ -316,6 +318,7 @@ export function mopoConfigToPipeline(c: MopoConfig, preprocess: PreprocessStageS
         penaltyMembers: c.rollout.penaltyMembers,
         every: c.rollout.rolloutEvery,
         retainEpochs: c.retainEpochs,
+        ...(c.learner.rolloutLag !== undefined ? { lag: c.learner.rolloutLag } : {}),
         ...(c.teeRollouts ? { tee: true } : {}),
         ...(c.rolloutsFrom ? { from: c.rolloutsFrom } : {}),
       },

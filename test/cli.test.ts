@@ -403,7 +403,7 @@ test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume comm
   const { existsSync, readFileSync } = await import('node:fs');
   await withPendulumData('mopo-train-', 3000, async (dir, data) => {
     const run = join(dir, 'run');
-    const args = ['train', '--dataset', data, '--preset', 'quick', '--epochs', '8', '--epoch-length', '40', '--rollout-batch', '500', '--eval-every', '1', '--eval-episodes', '2', '--sac-init', 'glorot-uniform', '--out', run];
+    const args = ['train', '--dataset', data, '--preset', 'quick', '--epochs', '8', '--epoch-length', '40', '--rollout-batch', '500', '--eval-every', '1', '--eval-episodes', '2', '--sac-init', 'glorot-uniform', '--rollout-lag', '0', '--out', run];
     // The SAC epoch line (the ensemble's own epoch lines say "val MSE").
     const { code, stderr, stdout } = await interruptWhen(args, /epoch 0: .*updates\/s/);
     assert.equal(code, 130, stderr);
@@ -425,7 +425,8 @@ test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume comm
 
     const resumed = mopo(['train', '--resume', run, '--quiet']);
     assert.equal(resumed.code, 0, resumed.stderr);
-    assert.equal(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).sac.init, 'glorot-uniform', 'the flag is in the config the resume ran');
+    const resumedConfig = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
+    assert.deepEqual([resumedConfig.sac.init, resumedConfig.learner.rolloutLag], ['glorot-uniform', 0], 'the flags are in the config the resume ran');
     assert.match(resumed.stdout.trim().split('\n').pop()!, /^score: n\/a \(return -?\d+\.\d ± \d+\.\d\)$/);
     const lines = readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { epoch: number });
     assert.deepEqual(lines.map((l) => l.epoch), Array.from({ length: 8 }, (_, i) => i), 'every epoch exactly once');

@@ -1,11 +1,13 @@
 // MOPO end to end on a tiny Pendulum setup: the graph runs, writes its run directory, and a run
-// stopped at a checkpoint and resumed reproduces the uninterrupted run's later epochs exactly.
+// stopped at a checkpoint and resumed reproduces the uninterrupted run's later epochs exactly,
+// whichever policy the rollouts use (rolloutLag 1 or 0).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { withPendulumDataset, readJsonl } from './pendulumFixture.js';
 import { trainDynamicsInto } from '../pipeline/commands/trainDynamics.js';
+import type { BackendName } from '../pipeline/backend.js';
 import { presetConfig, runMopo, type MopoConfig, type MetricsLine } from '../pipeline/mopo.js';
 
 function tinyConfig(dataset: string, dynamics: string): MopoConfig {
@@ -22,7 +24,7 @@ function tinyConfig(dataset: string, dynamics: string): MopoConfig {
 
 const metrics = (dir: string) => readJsonl<MetricsLine>(join(dir, 'metrics.jsonl'));
 
-test('mopo: a run, and a run stopped at epoch 1 then resumed, agree exactly on the later epochs', { timeout: 240_000 }, async () => {
+test('mopo: a run, and a run stopped at epoch 1 then resumed, agree exactly on the later epochs, with rollouts a round behind (the default) or at each insertion', { timeout: 240_000 }, async () => {
   await withPendulumDataset('mopo-e2e-', { steps: 3000, seed: 0 }, async ({ dir, dataset, backend }) => {
     await trainDynamicsInto(join(dir, 'dyn'), { dataset, read: {}, ensemble: { members: 3, elites: 2, hidden: [32, 32], maxEpochs: 2 }, backend, quiet: true });
 
@@ -44,26 +46,45 @@ test('mopo: a run, and a run stopped at epoch 1 then resumed, agree exactly on t
     assert.ok(tensors.every((n) => n === tensors[0]), `tensors at each epoch's end: ${tensors.join(', ')}`);
     assert.ok(ma.every((m) => m.memory.rssMB > 0 && m.memory.heapUsedMB > 0));
 
-    // Stop as soon as the first checkpoint (epoch 1) exists, as Ctrl-C there would.
-    const b1 = await runMopo(join(dir, 'b'), tinyConfig(dataset, join(dir, 'dyn')), {
-      backend,
-      quiet: true,
-      stopRequested: () => existsSync(join(dir, 'b', 'checkpoints', 'latest.json')),
-    });
-    assert.equal(b1.stoppedEarly, true);
-    assert.equal(b1.epochs, 2);
-    await assert.rejects(runMopo(join(dir, 'b'), tinyConfig(dataset, join(dir, 'dyn')), { backend, quiet: true }), /--resume/);
-    const b2 = await runMopo(join(dir, 'b'), {} as MopoConfig, { backend, quiet: true, resume: true });
-    assert.equal(b2.epochs, 4);
-    const mb = metrics(join(dir, 'b'));
-    assert.deepEqual(mb.map((m) => m.epoch), [0, 1, 2, 3]);
-    for (const k of [0, 1, 2, 3]) {
-      assert.deepEqual(mb[k]!.sac, ma[k]!.sac, `epoch ${k}: SAC metrics`);
-      assert.equal(mb[k]!.rollout!.penaltyMean, ma[k]!.rollout!.penaltyMean, `epoch ${k}: penalty`);
-      assert.deepEqual(mb[k]!.evaluation?.returns ?? null, ma[k]!.evaluation?.returns ?? null, `epoch ${k}: evaluation`);
-    }
+    await stopAtFirstCheckpointThenResume(join(dir, 'b'), tinyConfig(dataset, join(dir, 'dyn')), ma, backend);
+
+    // Rollouts at each round's insertion, with the policy of that moment (rolloutLag 0): round 0 is
+    // the same (the initial policy either way), later rounds see a newer policy; a stopped and
+    // resumed run agrees exactly with it too.
+    const lag0 = () => {
+      const c = tinyConfig(dataset, join(dir, 'dyn'));
+      c.learner.rolloutLag = 0;
+      return c;
+    };
+    await runMopo(join(dir, 'c'), lag0(), { backend, quiet: true });
+    const mc = metrics(join(dir, 'c'));
+    assert.equal(mc[0]!.rollout!.penaltyMean, ma[0]!.rollout!.penaltyMean, 'round 0: the initial policy either way');
+    assert.notEqual(mc[1]!.rollout!.penaltyMean, ma[1]!.rollout!.penaltyMean, 'round 1: rolled with the policy after epoch 0, not before it');
+    await stopAtFirstCheckpointThenResume(join(dir, 'd'), lag0(), mc, backend);
   });
 });
+
+/** Runs `config` in `runDir`, stops it at its first checkpoint (epoch 1, as Ctrl-C there would), resumes it, and checks its epochs against the uninterrupted run's metrics. */
+async function stopAtFirstCheckpointThenResume(runDir: string, config: MopoConfig, uninterrupted: MetricsLine[], backend: BackendName): Promise<void> {
+  // Stop as soon as the first checkpoint (epoch 1) exists, as Ctrl-C there would.
+  const b1 = await runMopo(runDir, config, {
+    backend,
+    quiet: true,
+    stopRequested: () => existsSync(join(runDir, 'checkpoints', 'latest.json')),
+  });
+  assert.equal(b1.stoppedEarly, true);
+  assert.equal(b1.epochs, 2);
+  await assert.rejects(runMopo(runDir, config, { backend, quiet: true }), /--resume/);
+  const b2 = await runMopo(runDir, {} as MopoConfig, { backend, quiet: true, resume: true });
+  assert.equal(b2.epochs, 4);
+  const mb = metrics(runDir);
+  assert.deepEqual(mb.map((m) => m.epoch), [0, 1, 2, 3]);
+  for (const k of [0, 1, 2, 3]) {
+    assert.deepEqual(mb[k]!.sac, uninterrupted[k]!.sac, `epoch ${k}: SAC metrics`);
+    assert.equal(mb[k]!.rollout!.penaltyMean, uninterrupted[k]!.rollout!.penaltyMean, `epoch ${k}: penalty`);
+    assert.deepEqual(mb[k]!.evaluation?.returns ?? null, uninterrupted[k]!.evaluation?.returns ?? null, `epoch ${k}: evaluation`);
+  }
+}
 
 test('mopo: a real-data budget below the dataset samples a refreshed reservoir, and a resumed run rebuilds it exactly', { timeout: 240_000 }, async () => {
   await withPendulumDataset('mopo-reservoir-', { steps: 3000, seed: 4 }, async ({ dir, dataset, backend }) => {

@@ -74,10 +74,15 @@ test('--set overrides by path, by stage name and by index; values are JSON when 
   applySet(off, 'stages.dynamics.nllReduction=sum');
   applySet(off, 'stages.dynamics.init="truncated-normal"');
   applySet(off, 'stages.sac.init="glorot-uniform"');
+  applySet(off, 'stages.rollout.lag=0');
   const cfg = pipelineToMopoConfig(parsePipeline(off, 'p.json'));
-  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction, cfg.ensemble.init, cfg.sac.init], ['normalized', 'sum', 'truncated-normal', 'glorot-uniform']);
+  assert.deepEqual([cfg.ensemble.targets, cfg.ensemble.nllReduction, cfg.ensemble.init, cfg.sac.init, cfg.learner.rolloutLag], ['normalized', 'sum', 'truncated-normal', 'glorot-uniform', 0]);
   const again = pipelineToMopoConfig(parsePipeline(mopoConfigToPipeline(cfg), 'again'));
-  assert.deepEqual([again.ensemble, again.sac], [cfg.ensemble, cfg.sac]);
+  assert.deepEqual([again.ensemble, again.sac, again.learner], [cfg.ensemble, cfg.sac, cfg.learner]);
+  assert.equal(pipelineToMopoConfig(parsePipeline(base(), 'p.json')).learner.rolloutLag, undefined, 'the default (1) is left out');
+  const lag = base();
+  applySet(lag, 'stages.rollout.lag=2');
+  assert.match(errorOf(lag), /stages\[1\]\.lag: expected 0 or 1/);
   const wrong = base();
   applySet(wrong, 'stages.dynamics.targets=scaled');
   assert.match(errorOf(wrong), /stages\[0\]\.targets: expected one of normalized, raw/);

@@ -11,7 +11,7 @@ import { ArrowReplayBuffer } from '../operators/replayBuffer.js';
 import { SacAgent } from '../operators/sac.js';
 import { RateLimiter } from '../operators/rateLimiter.js';
 import { sacConsumer } from '../operators/sacConsumer.js';
-import type { RolloutOutput, RolloutRequest } from '../operators/rolloutWorker.js';
+import { actorWeightsOf, type RolloutOutput, type RolloutRequest } from '../operators/rolloutWorker.js';
 import type { RolloutStats } from '../operators/rollout.js';
 
 const dims = { obsDim: 3, actDim: 1 };
@@ -85,6 +85,42 @@ test('sacConsumer: 5 % real rows in every batch, round k enters at update k·E, 
   assert.equal(events[3]!.modelBufferSize, 300, 'the model buffer keeps its last 3 rounds');
   assert.ok(events[3]!.learnerWaitSeconds >= 0.3, `the learner waited for the late round: ${events[3]!.learnerWaitSeconds}`);
   assert.ok(events[1]!.producerWaitSeconds > 0, 'the producer idles while no request is outstanding');
+  agent.dispose();
+});
+
+test('sacConsumer: rolloutLag 0 asks for round k at update k·E with the policy of that moment; a run resumed from it with lag 1 asks ahead again', async () => {
+  await initBackend({ log: () => {} });
+  const agent = SacAgent.create({ hidden: [8], batchSize: 20 }, dims, new Rng(4, 'a'));
+  const real = new ArrowReplayBuffer({ ...dims, capacity: 100 });
+  real.append(TransitionBatch.allocate(dims, 100));
+  const model = new ArrowReplayBuffer({ ...dims, capacity: 300, optional: ['rawReward', 'penalty'] });
+  const E = 10;
+  const config = { epochs: 4, epochLength: E, rolloutEvery: E, realRatio: 0.05, metricsEvery: 5 };
+  const out = new Subject<RolloutOutput>();
+  const asked: { round: number; step: number; updatesThen: number; weightsAreCurrent: boolean }[] = [];
+  const request = (r: RolloutRequest) => {
+    const now = actorWeightsOf(agent);
+    const weightsAreCurrent = r.actorWeights.every((w, i) => w.length === now[i]!.length && w.every((v, j) => v === now[i]![j]));
+    asked.push({ round: r.round, step: r.step, updatesThen: agent.updates, weightsAreCurrent });
+    respondLater(out, r, 0);
+  };
+  const events = await lastValueFrom(
+    out.pipe(sacConsumer({ ...config, rolloutLag: 0 }, { agent, real, model, limiter: new RateLimiter({ samplesPerInsert: E, minInserts: 1, errorBuffer: E }), request }), toArray()),
+  );
+  assert.equal(events.length, 4);
+  assert.deepEqual(asked.map((a) => [a.round, a.step, a.updatesThen]), [[0, 0, 0], [1, 10, 10], [2, 20, 20], [3, 30, 30]], 'round k is asked for at update k·E, not a round ahead');
+  assert.ok(asked.every((a) => a.weightsAreCurrent), 'each request carries the actor as it is at that moment');
+  const at2 = events[1]!.position;
+  assert.equal(at2.pending, null, 'nothing is in flight at an epoch end with lag 0');
+
+  // Resumed with lag 1 from that position: round 2 is asked for at its insertion (nothing was in
+  // flight), and round 3 right after, a round ahead.
+  asked.length = 0;
+  const limiter = new RateLimiter({ samplesPerInsert: E, minInserts: 1, errorBuffer: E });
+  const resumed = await lastValueFrom(out.pipe(sacConsumer({ ...config, rolloutLag: 1 }, { agent, real, model, limiter, request, resume: at2 }), toArray()));
+  assert.deepEqual(resumed.map((e) => e.epoch), [2, 3]);
+  assert.deepEqual(asked.map((a) => [a.round, a.step]), [[2, 20], [3, 20]]);
+  assert.throws(() => sacConsumer({ ...config, rolloutLag: 2 as 0 }, { agent, real, model, limiter, request }), /rolloutLag must be 0 or 1, got 2/);
   agent.dispose();
 });
 

@@ -37,6 +37,7 @@ export interface TrainArgs extends InputArgs {
   evalLast?: number | undefined;
   targetEntropy?: number | undefined;
   sacInit?: string | undefined;
+  rolloutLag?: number | undefined;
   checkpointEvery?: number | undefined;
   seed: number;
   backend?: string | undefined;
@@ -50,7 +51,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
   let config: MopoConfig;
   if (args.resume) {
     runDir = resolve(args.resume);
-    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer', 'targetEntropy', 'sacInit'] as const) {
+    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer', 'targetEntropy', 'sacInit', 'rolloutLag'] as const) {
       if (args[flag] !== undefined) throw new UserError(`--resume continues a run with its own config.json; drop --${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
     }
     config = {} as MopoConfig; // read from the run directory by runMopo
@@ -98,6 +99,10 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     if (args.sacInit !== undefined) {
       if (!(WEIGHT_INITS as readonly string[]).includes(args.sacInit)) throw new UserError(`--sac-init must be one of ${WEIGHT_INITS.join(', ')}, got ${args.sacInit}`);
       config.sac.init = args.sacInit as WeightInit;
+    }
+    if (args.rolloutLag !== undefined) {
+      if (args.rolloutLag !== 0 && args.rolloutLag !== 1) throw new UserError(`--rollout-lag must be 0 or 1, got ${args.rolloutLag}`);
+      config.learner.rolloutLag = args.rolloutLag;
     }
     if (args.checkpointEvery !== undefined) config.checkpointEvery = args.checkpointEvery;
     runDir = resolve(args.out ?? join('runs', `mopo-${basename(args.dataset).replace(/\.parquet$/i, '')}-${preset}-seed${args.seed}`));
