@@ -20,6 +20,7 @@ import { MODEL_TARGETS, NLL_REDUCTIONS, RESAMPLES, type ModelTargets, type NllRe
 import { runDiagnoseDynamics } from './commands/diagnose.js';
 import { runDiagnosePenalty } from './commands/diagnosePenalty.js';
 import { runTrain } from './commands/train.js';
+import { TASKS } from './mopo.js';
 import { runRun } from './commands/run.js';
 import { runReplay } from './commands/replay.js';
 import { runRunsLs, runRunsPlot, runRunsShow } from './commands/runs.js';
@@ -169,7 +170,7 @@ function buildCli(argv: string[]): Argv {
         withInputOptions(y)
           .option('dataset', { type: 'string', describe: 'Parquet file of transitions (its env is read from the file or --env)' })
           .option('preset', { type: 'string', choices: ['paper', 'quick'] as const, default: 'paper', describe: "paper: MOPO's settings for the task (MOPO.md); quick: a run of minutes" })
-          .option('task', { type: 'string', describe: 'D4RL task for the preset (random, medium, medium-replay, medium-expert); default: from the file name' })
+          .option('task', { type: 'string', choices: TASKS, describe: 'D4RL task for the preset; default: from the file name' })
           .option('out', { type: 'string', describe: 'run directory (default runs/mopo-<dataset>-<preset>-seed<seed>)' })
           .option('resume', { type: 'string', describe: 'continue the run in this directory from its last checkpoint' })
           .option('dynamics', { type: 'string', describe: 'use this trained ensemble (a mopo train-dynamics run) instead of training one' })
@@ -185,7 +186,7 @@ function buildCli(argv: string[]): Argv {
           .option('eval-episodes', { type: 'number', describe: 'episodes per evaluation' })
           .option('eval-last', { type: 'number', describe: "also evaluate after each of the final this many epochs (paper preset: 10, MOPO's score is their mean)" })
           .option('sac-init', { type: 'string', choices: WEIGHT_INITS, describe: "SAC's initial weights: uniform in ±1/√fan-in (default), glorot-uniform as the reference's Keras layers, or truncated-normal" })
-          .option('rollout-lag', { type: 'number', choices: [0, 1], describe: 'rounds the rollout policy trails the learner: 1 (default) rolls the next round beside the learner; 0 rolls each round at its insertion with the current policy, as the reference does, while the learner waits' })
+          .option('rollout-lag', { type: 'number', choices: [0, 1] as const, describe: 'rounds the rollout policy trails the learner: 1 (default) rolls the next round beside the learner; 0 rolls each round at its insertion with the current policy, as the reference does, while the learner waits' })
           .option('target-entropy', { type: 'number', describe: "SAC's entropy target (paper preset: -3 as MOPO's D4RL configs; otherwise -|A|)" })
           .option('checkpoint-every', { type: 'number', describe: 'checkpoint every this many epochs' })
           .option('seed', { type: 'number', default: 0 })

@@ -440,6 +440,12 @@ test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume comm
     const init = mopo(['train', '--dataset', data, '--sac-init', 'glorot', '--quiet']);
     assert.equal(init.code, 2);
     assert.match(init.stderr, /sac-init.*Given: "glorot".*Choices: "uniform", "truncated-normal", "glorot-uniform"/s);
+    const task = mopo(['train', '--dataset', data, '--task', 'expert', '--quiet']);
+    assert.equal(task.code, 2);
+    assert.match(task.stderr, /task.*Given: "expert".*Choices: "random", "medium", "medium-replay", "medium-expert"/s);
+    const lag = mopo(['train', '--dataset', data, '--rollout-lag', '2', '--quiet']);
+    assert.equal(lag.code, 2);
+    assert.match(lag.stderr, /rollout-lag.*Given: 2.*Choices: 0, 1/s);
   });
 });
 

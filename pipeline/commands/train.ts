@@ -10,8 +10,8 @@ import { isEnvName, type EnvName } from '../envs/env.js';
 import { presetConfig, taskOfDataset, TASKS, type MopoConfig, type Preset, type Task } from '../mopo.js';
 import { parsePipeline, mopoConfigToPipeline, type ParsedPipeline } from '../pipelineFile.js';
 import { runPipeline } from '../runPipeline.js';
-import { PENALTY_KINDS, type PenaltyKind } from '../../operators/rollout.js';
-import { WEIGHT_INITS, type WeightInit } from '../mlp.js';
+import type { PenaltyKind } from '../../operators/rollout.js';
+import type { WeightInit } from '../mlp.js';
 import { InterruptedError, UserError } from '../errors.js';
 import { withCtrlC } from '../ctrlC.js';
 import { isDivergenceError } from '../divergence.js';
@@ -20,13 +20,13 @@ import { readOptionsFrom, type InputArgs } from './inputOptions.js';
 export interface TrainArgs extends InputArgs {
   dataset?: string | undefined;
   preset: string;
-  task?: string | undefined;
+  task?: Task | undefined;
   out?: string | undefined;
   resume?: string | undefined;
   dynamics?: string | undefined;
   horizon?: number | undefined;
   lambda?: number | undefined;
-  penalty?: string | undefined;
+  penalty?: PenaltyKind | undefined;
   epochs?: number | undefined;
   epochLength?: number | undefined;
   rolloutBatch?: number | undefined;
@@ -36,8 +36,8 @@ export interface TrainArgs extends InputArgs {
   evalEpisodes?: number | undefined;
   evalLast?: number | undefined;
   targetEntropy?: number | undefined;
-  sacInit?: string | undefined;
-  rolloutLag?: number | undefined;
+  sacInit?: WeightInit | undefined;
+  rolloutLag?: 0 | 1 | undefined;
   checkpointEvery?: number | undefined;
   seed: number;
   backend?: string | undefined;
@@ -66,10 +66,8 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     if (!isEnvName(envName)) throw new UserError(`--env ${envName}: unknown environment`);
     const preset = args.preset as Preset;
     let task: Task | null = null;
-    if (args.task !== undefined) {
-      if (!(TASKS as readonly string[]).includes(args.task)) throw new UserError(`--task must be one of ${TASKS.join(', ')}, got ${args.task}`);
-      task = args.task as Task;
-    } else if (envName !== 'pendulum') {
+    if (args.task !== undefined) task = args.task;
+    else if (envName !== 'pendulum') {
       task = taskOfDataset(args.dataset);
       if (task === null) throw new UserError(`cannot tell the D4RL task from the file name ${basename(args.dataset)}; pass --task (${TASKS.join(', ')}) so --preset ${preset} picks its horizon and λ`);
     }
@@ -79,10 +77,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     if (args.dynamics) config.dynamicsFrom = resolve(args.dynamics);
     if (args.horizon !== undefined) config.rollout.horizon = args.horizon;
     if (args.lambda !== undefined) config.rollout.lambda = args.lambda;
-    if (args.penalty !== undefined) {
-      if (!(PENALTY_KINDS as readonly string[]).includes(args.penalty)) throw new UserError(`--penalty must be one of ${PENALTY_KINDS.join(', ')}, got ${args.penalty}`);
-      config.rollout.penalty = args.penalty as PenaltyKind;
-    }
+    if (args.penalty !== undefined) config.rollout.penalty = args.penalty;
     if (args.rolloutBatch !== undefined) config.rollout.batch = args.rolloutBatch;
     if (args.epochs !== undefined) config.learner.epochs = args.epochs;
     if (args.epochLength !== undefined) {
@@ -96,14 +91,8 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     if (args.evalEpisodes !== undefined) config.evaluate.episodes = args.evalEpisodes;
     if (args.evalLast !== undefined) config.evaluate.lastEpochs = args.evalLast;
     if (args.targetEntropy !== undefined) config.sac.targetEntropy = args.targetEntropy;
-    if (args.sacInit !== undefined) {
-      if (!(WEIGHT_INITS as readonly string[]).includes(args.sacInit)) throw new UserError(`--sac-init must be one of ${WEIGHT_INITS.join(', ')}, got ${args.sacInit}`);
-      config.sac.init = args.sacInit as WeightInit;
-    }
-    if (args.rolloutLag !== undefined) {
-      if (args.rolloutLag !== 0 && args.rolloutLag !== 1) throw new UserError(`--rollout-lag must be 0 or 1, got ${args.rolloutLag}`);
-      config.learner.rolloutLag = args.rolloutLag;
-    }
+    if (args.sacInit !== undefined) config.sac.init = args.sacInit;
+    if (args.rolloutLag !== undefined) config.learner.rolloutLag = args.rolloutLag;
     if (args.checkpointEvery !== undefined) config.checkpointEvery = args.checkpointEvery;
     runDir = resolve(args.out ?? join('runs', `mopo-${basename(args.dataset).replace(/\.parquet$/i, '')}-${preset}-seed${args.seed}`));
   }
