@@ -31,6 +31,16 @@ function respondLater(out: Subject<RolloutOutput>, r: RolloutRequest, delayMs: n
   }, delayMs);
 }
 
+/** A small agent (batch 20), 100 real rows and an empty model buffer of modelRows. */
+async function smallLearner(seed: number, modelRows: number) {
+  await initBackend({ log: () => {} });
+  const agent = SacAgent.create({ hidden: [8], batchSize: 20 }, dims, new Rng(seed, 'a'));
+  const real = new ArrowReplayBuffer({ ...dims, capacity: 100 });
+  real.append(TransitionBatch.allocate(dims, 100));
+  const model = new ArrowReplayBuffer({ ...dims, capacity: modelRows, optional: ['rawReward', 'penalty'] });
+  return { agent, real, model };
+}
+
 function fakeStats(rows: number): RolloutStats {
   return { round: 0, step: 0, starts: rows, rows, rowsPerStep: [rows], penaltyPerStep: [0], terminated: 0, terminatedFraction: 0, nonFinite: 0, penalty: zero, rawReward: zero, reward: zero, seconds: { total: 0, policy: 0, predict: 0 } };
 }
@@ -89,11 +99,7 @@ test('sacConsumer: 5 % real rows in every batch, round k enters at update k·E, 
 });
 
 test('sacConsumer: rolloutLag 0 asks for round k at update k·E with the policy of that moment; a run resumed from it with lag 1 asks ahead again', async () => {
-  await initBackend({ log: () => {} });
-  const agent = SacAgent.create({ hidden: [8], batchSize: 20 }, dims, new Rng(4, 'a'));
-  const real = new ArrowReplayBuffer({ ...dims, capacity: 100 });
-  real.append(TransitionBatch.allocate(dims, 100));
-  const model = new ArrowReplayBuffer({ ...dims, capacity: 300, optional: ['rawReward', 'penalty'] });
+  const { agent, real, model } = await smallLearner(4, 300);
   const E = 10;
   const config = { epochs: 4, epochLength: E, rolloutEvery: E, realRatio: 0.05, metricsEvery: 5 };
   const out = new Subject<RolloutOutput>();
@@ -125,11 +131,7 @@ test('sacConsumer: rolloutLag 0 asks for round k at update k·E with the policy 
 });
 
 test('sacConsumer: a producer error is reported only after the work held downstream has finished', async () => {
-  await initBackend({ log: () => {} });
-  const agent = SacAgent.create({ hidden: [8], batchSize: 20 }, dims, new Rng(3, 'a'));
-  const real = new ArrowReplayBuffer({ ...dims, capacity: 100 });
-  real.append(TransitionBatch.allocate(dims, 100));
-  const model = new ArrowReplayBuffer({ ...dims, capacity: 200, optional: ['rawReward', 'penalty'] });
+  const { agent, real, model } = await smallLearner(3, 200);
   const E = 10;
   const limiter = new RateLimiter({ samplesPerInsert: E, minInserts: 1, errorBuffer: E });
   const out = new Subject<RolloutOutput>();
