@@ -8,8 +8,8 @@
 // policy one round old (the price of running them beside the learner instead of between its
 // updates; the model buffer holds five rounds anyway), and a run is reproducible, and resumable,
 // whatever the timing. With rolloutLag 0, round k is requested only at update k · rolloutEvery,
-// with the policy of that moment, as the reference does; the learner waits for it. A RateLimiter (samples = updates, inserts = rounds) makes the side that
-// gets ahead wait and counts the waiting.
+// with the policy of that moment, as the reference does; the learner waits for it. A RateLimiter
+// (samples = updates, inserts = rounds) makes the side that gets ahead wait and counts the waiting.
 //
 // Backpressure downstream: every emitted event has hold(promise); the loop awaits what was held
 // before its next update, so an async sink (a checkpoint, a shard write) finishes first.
@@ -24,6 +24,10 @@ import type { RolloutStats } from './rollout.js';
 import { Rng } from '../pipeline/random.js';
 import { UserError } from '../pipeline/errors.js';
 
+/** The rollout lags there are (SacConsumerConfig.rolloutLag); the CLI and pipeline files offer these. */
+export const ROLLOUT_LAGS = [0, 1] as const;
+export type RolloutLag = (typeof ROLLOUT_LAGS)[number];
+
 export interface SacConsumerConfig {
   /** Share of each SAC batch drawn from the real data (the rest from the model buffer). */
   realRatio: number;
@@ -36,7 +40,7 @@ export interface SacConsumerConfig {
    * (with the policy at round k's insertion); 0 computes round k at its insertion, with the policy
    * of that moment, as the reference does, while the learner waits.
    */
-  rolloutLag: 0 | 1;
+  rolloutLag: RolloutLag;
   /** Epochs to run (counting from 0, resumed runs included). */
   epochs: number;
   /** Read SAC metrics back every this many updates (a readback costs a sync). */
@@ -60,7 +64,7 @@ export function resolveSacConsumerConfig(partial: Partial<SacConsumerConfig>): S
   for (const k of ['epochLength', 'rolloutEvery', 'epochs', 'metricsEvery'] as const) {
     if (!Number.isInteger(c[k]) || c[k] < 1) throw new UserError(`sac consumer config: ${k} must be a positive integer, got ${c[k]}`);
   }
-  if (c.rolloutLag !== 0 && c.rolloutLag !== 1) throw new UserError(`sac consumer config: rolloutLag must be 0 or 1, got ${c.rolloutLag}`);
+  if (!(ROLLOUT_LAGS as readonly number[]).includes(c.rolloutLag)) throw new UserError(`sac consumer config: rolloutLag must be ${ROLLOUT_LAGS.join(' or ')}, got ${c.rolloutLag}`);
   if (!(c.realRatio >= 0 && c.realRatio <= 1)) throw new UserError(`sac consumer config: realRatio must be in [0, 1], got ${c.realRatio}`);
   return c;
 }

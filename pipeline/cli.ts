@@ -16,6 +16,7 @@ import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
 import { WEIGHT_INITS, type WeightInit } from './mlp.js';
 import { PENALTY_KINDS } from '../operators/rollout.js';
+import { ROLLOUT_LAGS } from '../operators/sacConsumer.js';
 import { MODEL_TARGETS, NLL_REDUCTIONS, RESAMPLES, type ModelTargets, type NllReduction, type Resample } from '../operators/ensemble.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
 import { runDiagnosePenalty } from './commands/diagnosePenalty.js';
@@ -186,7 +187,7 @@ function buildCli(argv: string[]): Argv {
           .option('eval-episodes', { type: 'number', describe: 'episodes per evaluation' })
           .option('eval-last', { type: 'number', describe: "also evaluate after each of the final this many epochs (paper preset: 10, MOPO's score is their mean)" })
           .option('sac-init', { type: 'string', choices: WEIGHT_INITS, describe: "SAC's initial weights: uniform in ±1/√fan-in (default), glorot-uniform as the reference's Keras layers, or truncated-normal" })
-          .option('rollout-lag', { type: 'number', choices: [0, 1] as const, describe: 'rounds the rollout policy trails the learner: 1 (default) rolls the next round beside the learner; 0 rolls each round at its insertion with the current policy, as the reference does, while the learner waits' })
+          .option('rollout-lag', { type: 'number', choices: ROLLOUT_LAGS, describe: 'rounds the rollout policy trails the learner: 1 (default) rolls the next round beside the learner; 0 rolls each round at its insertion with the current policy, as the reference does, while the learner waits' })
           .option('target-entropy', { type: 'number', describe: "SAC's entropy target (paper preset: -3 as MOPO's D4RL configs; otherwise -|A|)" })
           .option('checkpoint-every', { type: 'number', describe: 'checkpoint every this many epochs' })
           .option('seed', { type: 'number', default: 0 })

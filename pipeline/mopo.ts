@@ -30,7 +30,7 @@ import { resolveRolloutConfig, type RolloutConfig } from '../operators/rollout.j
 import { rolloutInWorker, type RolloutRequest } from '../operators/rolloutWorker.js';
 import { replayRollouts, saveRound } from '../operators/rolloutShards.js';
 import { RealDataReservoir } from '../operators/reservoir.js';
-import { sacConsumer, resolveSacConsumerConfig, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
+import { sacConsumer, resolveSacConsumerConfig, type RolloutLag, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
 import { evaluatePolicyEvery, evaluationDue, makeEvaluationEnvs, type Evaluation } from '../operators/evaluate.js';
 import { envSpec, isEnvName, type EnvName } from './envs/env.js';
 import { Rng } from './random.js';
@@ -62,7 +62,7 @@ export interface MopoConfig {
   rollout: Omit<RolloutConfig, 'env' | 'seed'>;
   sac: Partial<SacConfig>;
   /** rolloutLag is left out for the default (1); see SacConsumerConfig. */
-  learner: Omit<SacConsumerConfig, 'seed' | 'rolloutEvery' | 'rolloutLag'> & { rolloutLag?: SacConsumerConfig['rolloutLag'] };
+  learner: Omit<SacConsumerConfig, 'seed' | 'rolloutEvery' | 'rolloutLag'> & { rolloutLag?: RolloutLag };
   /** Rounds of rollouts the model buffer keeps. */
   retainEpochs: number;
   /** lastEpochs: also evaluate after each of the final this many epochs (operators/evaluate.ts). */

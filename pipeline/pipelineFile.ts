@@ -21,6 +21,7 @@ import { ENV_NAMES, type EnvName } from './envs/env.js';
 import { PENALTY_KINDS } from '../operators/rollout.js';
 import { WEIGHT_INITS } from './mlp.js';
 import { MODEL_TARGETS, NLL_REDUCTIONS, RESAMPLES } from '../operators/ensemble.js';
+import { ROLLOUT_LAGS } from '../operators/sacConsumer.js';
 import { UserError } from './errors.js';
 import { PREPROCESS_STAGES, num, oneOf, type PreprocessStageSpec } from './stages.js';
 import type { MopoConfig } from './mopo.js';
@@ -57,7 +58,7 @@ const rolloutStage = z.strictObject({
   every: num({ int: true, min: 1 }).optional(),
   retainEpochs: num({ int: true, min: 1 }).optional(),
   /** Rounds the rollout policy trails the learner: 1 (default) rolls beside the learner, 0 at each round's insertion as the reference does. */
-  lag: z.literal([0, 1], { error: 'expected 0 or 1' }).optional(),
+  lag: z.literal(ROLLOUT_LAGS, { error: `expected ${ROLLOUT_LAGS.join(' or ')}` }).optional(),
   /** Save every round to <run>/stages/rollout (for replay: a new SAC from the same synthetic data). */
   tee: z.boolean({ error: 'expected true or false' }).optional(),
   /** Use the rounds an earlier run saved (its stages/rollout directory) instead of computing them. */

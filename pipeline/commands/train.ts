@@ -12,6 +12,7 @@ import { parsePipeline, mopoConfigToPipeline, type ParsedPipeline } from '../pip
 import { runPipeline } from '../runPipeline.js';
 import type { PenaltyKind } from '../../operators/rollout.js';
 import type { WeightInit } from '../mlp.js';
+import type { RolloutLag } from '../../operators/sacConsumer.js';
 import { InterruptedError, UserError } from '../errors.js';
 import { withCtrlC } from '../ctrlC.js';
 import { isDivergenceError } from '../divergence.js';
@@ -37,7 +38,7 @@ export interface TrainArgs extends InputArgs {
   evalLast?: number | undefined;
   targetEntropy?: number | undefined;
   sacInit?: WeightInit | undefined;
-  rolloutLag?: 0 | 1 | undefined;
+  rolloutLag?: RolloutLag | undefined;
   checkpointEvery?: number | undefined;
   seed: number;
   backend?: string | undefined;
