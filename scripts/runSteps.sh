@@ -1,6 +1,6 @@
 # Steps shared by scripts/paperTable.sh and scripts/penaltySweep.sh (sourced, not run): each skips
 # what is finished and continues what is not, so a queue of them is resumable as a whole.
-MOPO="node dist/pipeline/cli.js"
+MOPO=${MOPO:-node dist/pipeline/cli.js}  # the CLI (a test sets a stand-in)
 mkdir -p runs
 
 # An ensemble, trained to early stopping (or continued); one thread each, so two train side by side
