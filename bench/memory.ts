@@ -31,10 +31,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { Observable, forkJoin, lastValueFrom, reduce, share, tap, toArray } from 'rxjs';
 import { initBackend } from '../pipeline/backend.js';
 import { Rng } from '../pipeline/random.js';
+import { isMain } from '../pipeline/isMain.js';
 import { UserError } from '../pipeline/errors.js';
 import { TransitionBatch } from '../schemas/transition.js';
 import { openTransitions } from '../operators/source.js';
@@ -377,7 +378,7 @@ export async function benchMemory(opts: MemoryBenchOptions = {}): Promise<Memory
 }
 
 // This file is also the child: `node --max-old-space-size=512 memory.js --mopo-bench-memory-child <spec>`.
-if (process.argv[2] === CHILD_ARG && process.argv[1] !== undefined && pathToFileURL(resolve(process.argv[1])).href === import.meta.url) {
+if (process.argv[2] === CHILD_ARG && isMain(import.meta.url)) {
   childMain(JSON.parse(process.argv[3] ?? '{}') as ChildSpec).then(
     (report) => process.stdout.write(JSON.stringify(report) + '\n'),
     (e: unknown) => {

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { from } from 'rxjs';
 import { initBackend, tf } from '../pipeline/backend.js';
 import { Rng } from '../pipeline/random.js';
+import { isMain } from '../pipeline/isMain.js';
 import { DynamicsEnsemble } from '../operators/ensemble.js';
 import { Normalizer } from '../operators/normalize.js';
 import { SacAgent } from '../operators/sac.js';
@@ -139,4 +140,4 @@ async function main(): Promise<void> {
   process.exitCode = failed > 0 ? 1 : 0;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) void main();
+if (isMain(import.meta.url)) void main();

@@ -47,6 +47,7 @@ import {
   type DataType,
 } from 'apache-arrow';
 import { Rng } from '../pipeline/random.js';
+import { isMain } from '../pipeline/isMain.js';
 import { isUserError } from '../pipeline/errors.js';
 import { CT, TStruct, decodeThriftStruct, encodeThriftStruct, parquetWasm, type TValue } from '../pipeline/parquet.js';
 import { TransitionBatch, type TransitionDims } from '../schemas/transition.js';
@@ -1609,5 +1610,5 @@ async function main(argv: string[]): Promise<void> {
   process.exitCode = await runCampaign(a);
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === SELF) await main(process.argv.slice(2));
+if (isMain(import.meta.url)) await main(process.argv.slice(2));
 

@@ -39,6 +39,7 @@ import { pendulumRandomDataset } from '../pipeline/defaultDataset.js';
 import { writeTransitionsFile } from '../operators/writeTransitions.js';
 import { readManifest, readShards, MANIFEST_FILE } from '../operators/shards.js';
 import { Rng } from '../pipeline/random.js';
+import { isMain } from '../pipeline/isMain.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** The CLI next to this script in dist/ (dist/scripts/killTest.js → dist/pipeline/cli.js). */
@@ -866,7 +867,7 @@ async function main(): Promise<void> {
   process.exitCode = report.failures.length > 0 ? 1 : 0;
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+if (isMain(import.meta.url)) {
   main().catch((e) => {
     process.stderr.write(`killTest: ${(e as Error).stack ?? String(e)}\n`);
     process.exit(1);

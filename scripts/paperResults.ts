@@ -10,7 +10,8 @@ import { basename, join, resolve } from 'node:path';
 import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
 import { runStatus, type RunInfo } from '../pipeline/commands/runs.js';
-import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
+import { isMain } from '../pipeline/isMain.js';
+import { f1, readJson, tableScriptMain } from './tableScript.js';
 
 export interface PaperRow {
   run: string;

@@ -6,10 +6,11 @@
 # (scripts/paperTable.sh): their ensembles are used, and their penalty diagnostic sets each
 # penalty's λ scale — λ such that the penalty's mean on the paper run's states equals the paper
 # λ × max-aleatoric's mean, times ½, 1 and 2 — so the three estimators are compared at matched
-# strength. Runs are SWEEP_EPOCHS long (default 50 of the paper's 1,000: a small sweep). Resumable
-# like paperTable.sh.
+# strength. Runs are SWEEP_EPOCHS long (default 50 of the paper's 1,000: a small sweep). SWEEP_TASKS
+# picks the tasks (default both: medium-replay, then uniform-random). Resumable like paperTable.sh.
 #
 #   nohup bash scripts/penaltySweep.sh > runs/penalty-sweep.log 2>&1 &
+#   SWEEP_TASKS=medium-replay SWEEP_EPOCHS=20 nohup bash scripts/penaltySweep.sh > runs/penalty-sweep.log 2>&1 &
 set -u
 cd "$(dirname "$0")/.."
 source scripts/runSteps.sh
@@ -36,8 +37,13 @@ sweep() { # task paper-run dynamics
   done
 }
 
-sweep uniform-random mopo-hc-uniform-random-official dyn-hc-uniform-random-official
-sweep medium-replay mopo-hc-medium-replay-paper dyn-hc-medium-replay
+for task in ${SWEEP_TASKS:-medium-replay uniform-random}; do
+  case $task in
+    medium-replay) sweep medium-replay mopo-hc-medium-replay-paper dyn-hc-medium-replay;;
+    uniform-random) sweep uniform-random mopo-hc-uniform-random-official dyn-hc-uniform-random-official;;
+    *) echo "SWEEP_TASKS: unknown task '$task' (medium-replay, uniform-random)" >&2; exit 2;;
+  esac
+done
 
 # The diagnostic on each penalty's best run, then the table.
 for best in $(node dist/scripts/penaltyTable.js runs/sweep-*/ --json | node -e 'for (const r of JSON.parse(require("fs").readFileSync(0, "utf8"))) console.log(require("path").basename(r.best.run))'); do

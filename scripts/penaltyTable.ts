@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
-import { f1, isMain, readJson, tableScriptMain } from './tableScript.js';
+import { isMain } from '../pipeline/isMain.js';
+import { f1, readJson, tableScriptMain } from './tableScript.js';
 
 export interface SweepRun {
   run: string;

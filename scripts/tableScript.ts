@@ -2,16 +2,11 @@
 // directories in, a Markdown table (or with --json, the rows) out; directories that are not the
 // script's kind of run are counted and left out.
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 export const readJson = <T>(p: string): T => JSON.parse(readFileSync(p, 'utf8')) as T;
 
 /** One decimal, or n/a. */
 export const f1 = (x: number | null) => (x === null ? 'n/a' : x.toFixed(1));
-
-/** True when `moduleUrl` is the script node was started with. */
-export const isMain = (moduleUrl: string): boolean => Boolean(process.argv[1]) && resolve(process.argv[1]!) === fileURLToPath(moduleUrl);
 
 export function tableScriptMain<Run, Row>(o: { script: string; kind: string; read: (dir: string) => Run | null; rows: (runs: Run[]) => Row[]; markdown: (rows: Row[]) => string }): void {
   const args = process.argv.slice(2);
