@@ -49,4 +49,4 @@ done
 for best in $(node dist/scripts/penaltyTable.js runs/sweep-*/ --json | node -e 'for (const r of JSON.parse(require("fs").readFileSync(0, "utf8"))) console.log(require("path").basename(r.best.run))'); do
   diagnose_penalty "$best" || exit 1
 done
-node dist/scripts/penaltyTable.js runs/sweep-*/ | tee runs/penalty-table.md
+node dist/scripts/penaltyTable.js runs/sweep-*/ --svg runs/penalty-sweep.svg | tee runs/penalty-table.md

@@ -3,11 +3,14 @@
 // each λ tried with its score (MOPO's: the mean of the last 10 evaluations), picks the best λ per
 // penalty, and sets beside it what `mopo diagnose penalty` measured on that best run for the same estimator: Spearman correlation
 // with the true next-state error and with the reward W1, and how often λ·u covered the next-state
-// error. Prints a Markdown table; `--json` prints the rows instead.
+// error. Prints a Markdown table; `--json` prints the rows instead; `--svg <file>` also draws each
+// penalty's score against λ·ū, the penalty its runs' rollouts actually subtracted a step, which puts
+// estimators of different scales on one axis.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
+import { lineChartSvg } from '../pipeline/plot.js';
 import { isMain } from '../pipeline/isMain.js';
 import { f1, readJson, tableScriptMain } from './tableScript.js';
 
@@ -20,13 +23,15 @@ export interface SweepRun {
   /** Mean and std of the last 10 evaluations' scores. */
   score: number | null;
   scoreStd: number | null;
+  /** λ × the mean penalty of its rollout rounds: what the penalty took off the reward a step; null without rounds. */
+  lambdaU: number | null;
 }
 
 export interface PenaltyRow {
   task: string;
   penalty: string;
-  /** Every λ tried, ascending, with its score. */
-  tried: { lambda: number; score: number | null }[];
+  /** Every λ tried, ascending, with its score and λ·ū. */
+  tried: { lambda: number; score: number | null; scoreStd: number | null; lambdaU: number | null }[];
   best: SweepRun;
   /** From <best>/diagnose-penalty.json, for the estimator `<penalty>/all`; null when not diagnosed. */
   diagnostic: { spearmanObs: number; spearmanRewardW1: number; coverageObs: number } | null;
@@ -39,7 +44,9 @@ export function readSweepRun(dir: string): SweepRun | null {
   const cfg = readJson<{ dataset: string; rollout: { penalty: string; lambda: number } }>(join(run, 'config.json'));
   const summary = readJson<{ epochs: number; stoppedEarly: boolean }>(join(run, 'summary.json'));
   if (summary.stoppedEarly) return null;
-  const score = scoreOfLastEvaluations(readJsonLines<MetricsLine>(join(run, 'metrics.jsonl')));
+  const lines = readJsonLines<MetricsLine>(join(run, 'metrics.jsonl'));
+  const score = scoreOfLastEvaluations(lines);
+  const penalties = lines.flatMap((l) => (l.rollout ? [l.rollout.penaltyMean] : []));
   return {
     run,
     task: taskOfDataset(cfg.dataset) ?? cfg.dataset,
@@ -48,6 +55,7 @@ export function readSweepRun(dir: string): SweepRun | null {
     epochs: summary.epochs,
     score: score?.mean ?? null,
     scoreStd: score?.std ?? null,
+    lambdaU: penalties.length ? (cfg.rollout.lambda * penalties.reduce((s, x) => s + x, 0)) / penalties.length : null,
   };
 }
 
@@ -68,7 +76,7 @@ export function penaltyRows(runs: readonly SweepRun[]): PenaltyRow[] {
       const est = readJson<{ overall: { estimators: Record<string, Est> } }>(diagPath).overall.estimators[`${best.penalty}/all`];
       if (est) diagnostic = { spearmanObs: est.spearman.obs!, spearmanRewardW1: est.spearman.rewardW1!, coverageObs: est.coverage.obs! };
     }
-    rows.push({ task: best.task, penalty: best.penalty, tried: sorted.map((r) => ({ lambda: r.lambda, score: r.score })), best, diagnostic });
+    rows.push({ task: best.task, penalty: best.penalty, tried: sorted.map((r) => ({ lambda: r.lambda, score: r.score, scoreStd: r.scoreStd, lambdaU: r.lambdaU })), best, diagnostic });
   }
   return rows.sort((a, b) => a.task.localeCompare(b.task) || a.penalty.localeCompare(b.penalty));
 }
@@ -77,18 +85,33 @@ const f2 = (x: number) => x.toFixed(2);
 
 export function penaltyTableMarkdown(rows: readonly PenaltyRow[]): string {
   const lines = [
-    '| task | penalty | λ tried: score | best λ | score at best λ (mean ± std of the last 10 evaluations) | Spearman u vs next-state error | Spearman u vs reward W1 | λ·u ≥ next-state error |',
-    '|---|---|---|---|---|---|---|---|',
+    '| task | penalty | λ tried: score | best λ | score at best λ (mean ± std of the last 10 evaluations) | λ·ū a step at best λ | Spearman u vs next-state error | Spearman u vs reward W1 | λ·u ≥ next-state error |',
+    '|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const tried = r.tried.map((t) => `${t.lambda}: ${f1(t.score)}`).join(', ');
     const d = r.diagnostic;
     const score = `${f1(r.best.score)}${r.best.scoreStd !== null ? ` ± ${f1(r.best.scoreStd)}` : ''}`;
-    lines.push(`| ${r.task} | ${r.penalty} | ${tried} | ${r.best.lambda} | ${score} | ${d ? f2(d.spearmanObs) : 'n/a'} | ${d ? f2(d.spearmanRewardW1) : 'n/a'} | ${d ? `${(100 * d.coverageObs).toFixed(0)} %` : 'n/a'} |`);
+    const lu = r.best.lambdaU === null ? 'n/a' : f2(r.best.lambdaU);
+    lines.push(`| ${r.task} | ${r.penalty} | ${tried} | ${r.best.lambda} | ${score} | ${lu} | ${d ? f2(d.spearmanObs) : 'n/a'} | ${d ? f2(d.spearmanRewardW1) : 'n/a'} | ${d ? `${(100 * d.coverageObs).toFixed(0)} %` : 'n/a'} |`);
   }
   return lines.join('\n') + '\n';
 }
 
+/** Score (± the spread of its last 10 evaluations) against λ·ū, a line per task and penalty. */
+export function penaltySweepSvg(rows: readonly PenaltyRow[]): string {
+  const series = rows.map((r) => {
+    const pts = r.tried.filter((t) => t.score !== null && t.lambdaU !== null).sort((a, b) => a.lambdaU! - b.lambdaU!);
+    return { name: `${r.task}, ${r.penalty}`, x: pts.map((t) => t.lambdaU!), y: pts.map((t) => t.score!), band: pts.map((t) => t.scoreStd ?? 0) };
+  });
+  return lineChartSvg({
+    title: 'MOPO by penalty: score against the penalty taken off the reward',
+    xLabel: 'λ·ū: mean penalty subtracted a step on the run\'s rollouts',
+    yLabel: 'D4RL score (mean ± std of the last 10 evaluations)',
+    series,
+  });
+}
+
 if (isMain(import.meta.url)) {
-  tableScriptMain({ script: 'penaltyTable', kind: 'finished MOPO runs', read: readSweepRun, rows: penaltyRows, markdown: penaltyTableMarkdown });
+  tableScriptMain({ script: 'penaltyTable', kind: 'finished MOPO runs', read: readSweepRun, rows: penaltyRows, markdown: penaltyTableMarkdown, svg: penaltySweepSvg });
 }

@@ -1,6 +1,6 @@
 // scripts/penaltySweep.sh with a stand-in CLI (MOPO=…): each penalty's three λ come from the paper
 // run's diagnostic, every run once with the sweep's length, the diagnostic on each penalty's best run
-// and the table last; SWEEP_TASKS picks the tasks; run again, nothing.
+// and the table and its figure last; SWEEP_TASKS picks the tasks; run again, nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -75,6 +75,7 @@ test('penaltySweep.sh: matched λ from the paper run, SWEEP_EPOCHS long, best ru
     assert.deepEqual(diagnosed, ['disagreement', 'ensemble-variance', 'max-aleatoric'].map((p) => `runs/sweep-medium-replay-${p}-x2`));
     const table = readFileSync(join(dir, 'runs', 'penalty-table.md'), 'utf8');
     for (const [p, ls] of expected) assert.match(table, new RegExp(`\\| medium-replay \\| ${p} \\|.*\\| ${ls[2]} \\|`));
+    assert.match(readFileSync(join(dir, 'runs', 'penalty-sweep.svg'), 'utf8'), /^<svg/, 'the figure beside the table');
 
     const again = runScript(dir, { SWEEP_TASKS: 'medium-replay', SWEEP_EPOCHS: '7' });
     assert.equal(again.status, 0, again.stderr);

@@ -1,14 +1,19 @@
 // The penalty experiment's table: runs grouped by task and penalty, the best λ by MOPO's score (the
 // mean of the last 10 evaluations), the
-// diagnostic of the best run for its own estimator, unfinished runs left out.
+// diagnostic of the best run for its own estimator, unfinished runs left out; λ·ū from the rollout
+// rounds; the figure, and the command line's --svg.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { penaltyRows, penaltyTableMarkdown, readSweepRun, type SweepRun } from '../scripts/penaltyTable.js';
+import { fileURLToPath } from 'node:url';
+import { penaltyRows, penaltySweepSvg, penaltyTableMarkdown, readSweepRun, type SweepRun } from '../scripts/penaltyTable.js';
 
-function fakeRun(root: string, name: string, o: { dataset: string; penalty: string; lambda: number; score: number; stoppedEarly?: boolean; spearman?: number }): string {
+const SCRIPT = fileURLToPath(new URL('../scripts/penaltyTable.js', import.meta.url));
+
+function fakeRun(root: string, name: string, o: { dataset: string; penalty: string; lambda: number; score: number; stoppedEarly?: boolean; spearman?: number; penaltyMeans?: number[] }): string {
   const dir = join(root, name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: o.dataset, rollout: { penalty: o.penalty, lambda: o.lambda } }));
@@ -16,7 +21,9 @@ function fakeRun(root: string, name: string, o: { dataset: string; penalty: stri
   // 50 epochs evaluated every 10 and each of the last 10: the score is the mean of epochs 40–49
   // (o.score ± 1.5 alternating), the earlier ones far off so that taking them would show.
   const evaluated = [9, 19, 29, 39, ...Array.from({ length: 10 }, (_, i) => 40 + i)];
-  const lines = evaluated.map((epoch) => ({ epoch, evaluation: { score: epoch < 40 ? -100 : o.score + (epoch % 2 ? 1.5 : -1.5) } }));
+  const lines: object[] = evaluated.map((epoch) => ({ epoch, rollout: null, evaluation: { score: epoch < 40 ? -100 : o.score + (epoch % 2 ? 1.5 : -1.5) } }));
+  // Rounds' penalties on epochs without an evaluation (the mean is over rounds, not evaluations).
+  (o.penaltyMeans ?? []).forEach((penaltyMean, i) => lines.push({ epoch: i, rollout: { penaltyMean }, evaluation: null }));
   writeFileSync(join(dir, 'metrics.jsonl'), lines.map((l) => JSON.stringify(l) + '\n').join(''));
   if (o.spearman !== undefined) {
     const est = { spearman: { obs: o.spearman, rewardW1: o.spearman / 2 }, coverage: { obs: 0.25 } };
@@ -32,7 +39,7 @@ test('penalty table: best λ per task and penalty, its diagnostic, unfinished ru
     const m = '/d/halfcheetah-medium-replay.parquet';
     const dirs = [
       fakeRun(root, 'a', { dataset: r, penalty: 'max-aleatoric', lambda: 1, score: 20 }),
-      fakeRun(root, 'b', { dataset: r, penalty: 'max-aleatoric', lambda: 0.25, score: 30, spearman: 0.6 }),
+      fakeRun(root, 'b', { dataset: r, penalty: 'max-aleatoric', lambda: 0.25, score: 30, spearman: 0.6, penaltyMeans: [1, 3] }),
       fakeRun(root, 'c', { dataset: r, penalty: 'max-aleatoric', lambda: 0.5, score: 25 }),
       fakeRun(root, 'd', { dataset: r, penalty: 'disagreement', lambda: 2, score: 10 }),
       fakeRun(root, 'e', { dataset: r, penalty: 'disagreement', lambda: 4, score: 99, stoppedEarly: true }),
@@ -51,9 +58,44 @@ test('penalty table: best λ per task and penalty, its diagnostic, unfinished ru
     assert.deepEqual(ma.diagnostic, { spearmanObs: 0.6, spearmanRewardW1: 0.3, coverageObs: 0.25 }, 'its own estimator, not another');
     assert.equal(rows[1]!.diagnostic, null, 'not diagnosed: n/a');
     const md = penaltyTableMarkdown(rows);
-    assert.match(md, /\| random \| max-aleatoric \| 0\.25: 30\.0, 0\.5: 25\.0, 1: 20\.0 \| 0\.25 \| 30\.0 ± 1\.5 \| 0\.60 \| 0\.30 \| 25 % \|/);
-    assert.match(md, /\| random \| disagreement \| 2: 10\.0 \| 2 \| 10\.0 ± 1\.5 \| n\/a \| n\/a \| n\/a \|/);
+    assert.equal(runs.find((x) => x.lambda === 0.25)!.lambdaU, 0.5, 'λ 0.25 × the rounds\' mean penalty 2');
+    assert.equal(runs.find((x) => x.lambda === 2)!.lambdaU, null, 'no rounds: none');
+    assert.match(md, /\| random \| max-aleatoric \| 0\.25: 30\.0, 0\.5: 25\.0, 1: 20\.0 \| 0\.25 \| 30\.0 ± 1\.5 \| 0\.50 \| 0\.60 \| 0\.30 \| 25 % \|/);
+    assert.match(md, /\| random \| disagreement \| 2: 10\.0 \| 2 \| 10\.0 ± 1\.5 \| n\/a \| n\/a \| n\/a \| n\/a \|/);
     assert.equal(readSweepRun(join(root, 'missing')), null);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('penalty figure: a line per task and penalty through its runs with λ·ū, by λ·ū; --svg writes it', () => {
+  const root = mkdtempSync(join(tmpdir(), 'mopo-ptable-'));
+  try {
+    const m = '/d/halfcheetah-medium-replay.parquet';
+    const dirs = [
+      fakeRun(root, 'a', { dataset: m, penalty: 'disagreement', lambda: 2, score: 30, penaltyMeans: [1] }),
+      fakeRun(root, 'b', { dataset: m, penalty: 'disagreement', lambda: 1, score: 35, penaltyMeans: [1] }),
+      fakeRun(root, 'c', { dataset: m, penalty: 'max-aleatoric', lambda: 1, score: 40, penaltyMeans: [2] }),
+      fakeRun(root, 'd', { dataset: m, penalty: 'max-aleatoric', lambda: 0.5, score: 45 }), // no rounds: not drawn
+    ];
+    const rows = penaltyRows(dirs.map(readSweepRun).filter((x): x is SweepRun => x !== null));
+    const svg = penaltySweepSvg(rows);
+    assert.match(svg, /medium-replay, disagreement/);
+    assert.match(svg, /medium-replay, max-aleatoric/);
+    assert.equal(svg.match(/<circle /g)?.length, 3, 'the three runs with rounds');
+    assert.equal(svg.match(/<polyline /g)?.length, 2);
+
+    const out = join(root, 'sweep.svg');
+    const cli = spawnSync(process.execPath, [SCRIPT, ...dirs, '--svg', out], { encoding: 'utf8' });
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.equal(readFileSync(out, 'utf8'), svg);
+    assert.equal(cli.stdout, penaltyTableMarkdown(rows), 'every directory read, the first too');
+    const plain = spawnSync(process.execPath, [SCRIPT, ...dirs], { encoding: 'utf8' });
+    assert.equal(plain.stdout, penaltyTableMarkdown(rows), 'without --svg, every directory read too');
+    const bare = spawnSync(process.execPath, [SCRIPT, ...dirs, '--svg'], { encoding: 'utf8' });
+    assert.equal(bare.status, 2);
+    assert.match(bare.stderr, /--svg needs a file/);
+    assert.ok(!existsSync(join(root, '--svg')));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
