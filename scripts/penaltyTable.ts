@@ -30,8 +30,8 @@ export interface SweepRun {
 export interface PenaltyRow {
   task: string;
   penalty: string;
-  /** Every λ tried, ascending, with its score and λ·ū. */
-  tried: { lambda: number; score: number | null; scoreStd: number | null; lambdaU: number | null }[];
+  /** Every run of the group (each λ tried), λ ascending. */
+  tried: SweepRun[];
   best: SweepRun;
   /** From <best>/diagnose-penalty.json, for the estimator `<penalty>/all`; null when not diagnosed. */
   diagnostic: { spearmanObs: number; spearmanRewardW1: number; coverageObs: number } | null;
@@ -76,7 +76,7 @@ export function penaltyRows(runs: readonly SweepRun[]): PenaltyRow[] {
       const est = readJson<{ overall: { estimators: Record<string, Est> } }>(diagPath).overall.estimators[`${best.penalty}/all`];
       if (est) diagnostic = { spearmanObs: est.spearman.obs!, spearmanRewardW1: est.spearman.rewardW1!, coverageObs: est.coverage.obs! };
     }
-    rows.push({ task: best.task, penalty: best.penalty, tried: sorted.map((r) => ({ lambda: r.lambda, score: r.score, scoreStd: r.scoreStd, lambdaU: r.lambdaU })), best, diagnostic });
+    rows.push({ task: best.task, penalty: best.penalty, tried: sorted, best, diagnostic });
   }
   return rows.sort((a, b) => a.task.localeCompare(b.task) || a.penalty.localeCompare(b.penalty));
 }
