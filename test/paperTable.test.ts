@@ -3,13 +3,9 @@
 // a failed step stops what depends on it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+import { withQueueSandbox, type QueueRun } from './queueScriptFixture.js';
 
 // Arguments to calls.log; then the files the real command leaves (what the script checks for).
 const STAND_IN = `#!/bin/bash
@@ -28,23 +24,6 @@ case "$1" in
 esac
 `;
 
-function sandbox(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-papertable-'));
-  mkdirSync(join(dir, 'scripts'));
-  mkdirSync(join(dir, 'data', 'datasets'), { recursive: true });
-  for (const f of ['paperTable.sh', 'runSteps.sh']) copyFileSync(join(ROOT, 'scripts', f), join(dir, 'scripts', f));
-  writeFileSync(join(dir, 'mopo'), STAND_IN);
-  chmodSync(join(dir, 'mopo'), 0o755);
-  return dir;
-}
-
-function runScript(dir: string, fail = ''): { status: number | null; calls: string[] } {
-  rmSync(join(dir, 'calls.log'), { force: true });
-  const r = spawnSync('bash', ['scripts/paperTable.sh'], { cwd: dir, env: { ...process.env, MOPO: join(dir, 'mopo'), FAIL: fail }, encoding: 'utf8' });
-  const calls = existsSync(join(dir, 'calls.log')) ? readFileSync(join(dir, 'calls.log'), 'utf8').trim().split('\n') : [];
-  return { status: r.status, calls };
-}
-
 const outOf = (call: string) => / --(?:out|run) (\S+)/.exec(call)?.[1] ?? '';
 const before = (calls: string[], a: string, b: string) => {
   const i = calls.findIndex((c) => outOf(c) === a);
@@ -52,10 +31,13 @@ const before = (calls: string[], a: string, b: string) => {
   assert.ok(i >= 0 && j >= 0 && i < j, `${a} before ${b} in\n${calls.join('\n')}`);
 };
 
+// A fresh machine: no datasets, no runs. FAIL names a command the stand-in fails.
+const withPaperTable = (body: (run: (env?: Record<string, string>) => QueueRun, dir: string) => void) =>
+  withQueueSandbox('paperTable.sh', STAND_IN, (dir) => mkdirSync(join(dir, 'data', 'datasets'), { recursive: true }), body);
+
 test('paperTable.sh: from nothing, every step once and in order; again, nothing to do', () => {
-  const dir = sandbox();
-  try {
-    const first = runScript(dir);
+  withPaperTable((run, dir) => {
+    const first = run();
     assert.equal(first.status, 0);
     assert.equal(first.calls.length, 13, first.calls.join('\n'));
     const D = 'data/datasets/halfcheetah-';
@@ -74,23 +56,18 @@ test('paperTable.sh: from nothing, every step once and in order; again, nothing 
     before(first.calls, 'runs/mopo-hc-uniform-random-official-lambda0', 'runs/mopo-hc-medium-paper');
     assert.ok(first.calls.some((c) => outOf(c) === 'runs/mopo-hc-uniform-random-official-lambda0' && / --lambda 0$/.test(c)));
 
-    const again = runScript(dir);
+    const again = run();
     assert.equal(again.status, 0);
     assert.deepEqual(again.calls, []);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('paperTable.sh: a failed SAC run stops the medium-replay and medium work and every MOPO run', () => {
-  const dir = sandbox();
-  try {
-    const r = runScript(dir, 'sac');
+  withPaperTable((run, dir) => {
+    const r = run({ FAIL: 'sac' });
     assert.equal(r.status, 1);
     assert.ok(r.calls.some((c) => c.startsWith('sac ')));
     assert.ok(!r.calls.some((c) => c.startsWith('train ') || outOf(c).startsWith('runs/dyn-hc-medium')), r.calls.join('\n'));
     assert.ok(!existsSync(join(dir, 'data/datasets/halfcheetah-medium-replay.parquet')));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -3,13 +3,9 @@
 // and the table and its figure last; SWEEP_TASKS picks the tasks; run again, nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+import { ROOT, withQueueSandbox, type QueueRun } from './queueScriptFixture.js';
 
 // The paper run's diagnostic gives the estimators' means 2 (max-aleatoric), 1 (disagreement) and
 // 4 (ensemble-variance) at λ 1, so the matched λ are 1, 2 and 0.5 times ½, 1, 2. A run's
@@ -33,31 +29,24 @@ case "$1 $2" in
 esac
 `;
 
-function sandbox(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mopo-penaltysweep-'));
-  mkdirSync(join(dir, 'scripts'));
-  for (const f of ['penaltySweep.sh', 'runSteps.sh']) copyFileSync(join(ROOT, 'scripts', f), join(dir, 'scripts', f));
-  symlinkSync(join(ROOT, 'dist'), join(dir, 'dist')); // the table script, run as built
-  for (const paper of ['mopo-hc-medium-replay-paper', 'mopo-hc-uniform-random-official']) mkdirSync(join(dir, 'runs', paper), { recursive: true });
-  writeFileSync(join(dir, 'mopo'), STAND_IN);
-  chmodSync(join(dir, 'mopo'), 0o755);
-  return dir;
-}
-
-function runScript(dir: string, env: Record<string, string>): { status: number | null; stderr: string; calls: string[] } {
-  rmSync(join(dir, 'calls.log'), { force: true });
-  const r = spawnSync('bash', ['scripts/penaltySweep.sh'], { cwd: dir, env: { ...process.env, MOPO: join(dir, 'mopo'), ...env }, encoding: 'utf8' });
-  const calls = existsSync(join(dir, 'calls.log')) ? readFileSync(join(dir, 'calls.log'), 'utf8').trim().split('\n') : [];
-  return { status: r.status, stderr: r.stderr, calls };
-}
+// The paper runs' directories (the stand-in diagnoses them), and the built table script.
+const withSweep = (body: (run: (env?: Record<string, string>) => QueueRun, dir: string) => void) =>
+  withQueueSandbox(
+    'penaltySweep.sh',
+    STAND_IN,
+    (dir) => {
+      symlinkSync(join(ROOT, 'dist'), join(dir, 'dist')); // run as built, through a link
+      for (const paper of ['mopo-hc-medium-replay-paper', 'mopo-hc-uniform-random-official']) mkdirSync(join(dir, 'runs', paper), { recursive: true });
+    },
+    body,
+  );
 
 const trainsOf = (calls: string[]) => calls.filter((c) => c.startsWith('train '));
 const flagOf = (call: string, f: string) => new RegExp(` --${f} (\\S+)`).exec(call)?.[1];
 
 test('penaltySweep.sh: matched λ from the paper run, SWEEP_EPOCHS long, best runs diagnosed, the table; again, nothing', () => {
-  const dir = sandbox();
-  try {
-    const first = runScript(dir, { SWEEP_TASKS: 'medium-replay', SWEEP_EPOCHS: '7' });
+  withSweep((run, dir) => {
+    const first = run({ SWEEP_TASKS: 'medium-replay', SWEEP_EPOCHS: '7' });
     assert.equal(first.status, 0, first.stderr);
     assert.equal(first.calls[0], 'diagnose penalty --run runs/mopo-hc-medium-replay-paper');
     const trains = trainsOf(first.calls);
@@ -77,28 +66,23 @@ test('penaltySweep.sh: matched λ from the paper run, SWEEP_EPOCHS long, best ru
     for (const [p, ls] of expected) assert.match(table, new RegExp(`\\| medium-replay \\| ${p} \\|.*\\| ${ls[2]} \\|`));
     assert.match(readFileSync(join(dir, 'runs', 'penalty-sweep.svg'), 'utf8'), /^<svg/, 'the figure beside the table');
 
-    const again = runScript(dir, { SWEEP_TASKS: 'medium-replay', SWEEP_EPOCHS: '7' });
+    const again = run({ SWEEP_TASKS: 'medium-replay', SWEEP_EPOCHS: '7' });
     assert.equal(again.status, 0, again.stderr);
     assert.deepEqual(again.calls, []);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('penaltySweep.sh: by default medium-replay, then uniform-random; an unknown task is refused by name', () => {
-  const dir = sandbox();
-  try {
-    const both = runScript(dir, {});
+  withSweep((run) => {
+    const both = run({});
     assert.equal(both.status, 0, both.stderr);
     const trains = trainsOf(both.calls);
     assert.equal(trains.length, 18);
     assert.ok(trains.slice(0, 9).every((c) => flagOf(c, 'out')!.startsWith('runs/sweep-medium-replay-')));
     assert.ok(trains.slice(9).every((c) => flagOf(c, 'out')!.startsWith('runs/sweep-uniform-random-') && flagOf(c, 'epochs') === '50'));
 
-    const bad = runScript(dir, { SWEEP_TASKS: 'medium-replay hopper' });
+    const bad = run({ SWEEP_TASKS: 'medium-replay hopper' });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /SWEEP_TASKS: unknown task 'hopper'/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

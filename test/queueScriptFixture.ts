@@ -1,0 +1,44 @@
+// A queue script (scripts/<name>.sh, with the runSteps.sh it sources) copied into a temporary
+// directory and run there with a stand-in CLI (MOPO=…) that appends its arguments to calls.log and
+// leaves the files the real command would: how paperTable.test.ts and penaltySweep.test.ts check
+// which steps a queue runs, in what order, and that a second run does nothing.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export interface QueueRun {
+  status: number | null;
+  stderr: string;
+  /** The stand-in's calls, one argument line each, in order. */
+  calls: string[];
+}
+
+/** Runs `body` with a sandbox holding `script`, the stand-in at ./mopo, and what `setup` adds; removes it after. */
+export function withQueueSandbox(
+  script: string,
+  standIn: string,
+  setup: (dir: string) => void,
+  body: (run: (env?: Record<string, string>) => QueueRun, dir: string) => void,
+): void {
+  const dir = mkdtempSync(join(tmpdir(), `mopo-${script.replace(/\.sh$/, '').toLowerCase()}-`));
+  try {
+    mkdirSync(join(dir, 'scripts'));
+    for (const f of [script, 'runSteps.sh']) copyFileSync(join(ROOT, 'scripts', f), join(dir, 'scripts', f));
+    writeFileSync(join(dir, 'mopo'), standIn);
+    chmodSync(join(dir, 'mopo'), 0o755);
+    setup(dir);
+    const run = (env: Record<string, string> = {}): QueueRun => {
+      rmSync(join(dir, 'calls.log'), { force: true });
+      const r = spawnSync('bash', [`scripts/${script}`], { cwd: dir, env: { ...process.env, MOPO: join(dir, 'mopo'), ...env }, encoding: 'utf8' });
+      const calls = existsSync(join(dir, 'calls.log')) ? readFileSync(join(dir, 'calls.log'), 'utf8').trim().split('\n') : [];
+      return { status: r.status, stderr: r.stderr, calls };
+    };
+    body(run, dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
