@@ -85,15 +85,18 @@ const f2 = (x: number) => x.toFixed(2);
 
 export function penaltyTableMarkdown(rows: readonly PenaltyRow[]): string {
   const lines = [
-    '| task | penalty | λ tried: score | best λ | score at best λ (mean ± std of the last 10 evaluations) | λ·ū a step at best λ | Spearman u vs next-state error | Spearman u vs reward W1 | λ·u ≥ next-state error |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| task | penalty | epochs | λ tried: score | best λ | score at best λ (mean ± std of the last 10 evaluations) | λ·ū a step at best λ | Spearman u vs next-state error | Spearman u vs reward W1 | λ·u ≥ next-state error |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const tried = r.tried.map((t) => `${t.lambda}: ${f1(t.score)}`).join(', ');
     const d = r.diagnostic;
     const score = `${f1(r.best.score)}${r.best.scoreStd !== null ? ` ± ${f1(r.best.scoreStd)}` : ''}`;
     const lu = r.best.lambdaU === null ? 'n/a' : f2(r.best.lambdaU);
-    lines.push(`| ${r.task} | ${r.penalty} | ${tried} | ${r.best.lambda} | ${score} | ${lu} | ${d ? f2(d.spearmanObs) : 'n/a'} | ${d ? f2(d.spearmanRewardW1) : 'n/a'} | ${d ? `${(100 * d.coverageObs).toFixed(0)} %` : 'n/a'} |`);
+    // The runs' length: the tasks' halves of a sweep may differ (random's curve climbs for longer).
+    const ep = [Math.min(...r.tried.map((t) => t.epochs)), Math.max(...r.tried.map((t) => t.epochs))];
+    const epochs = ep[0] === ep[1] ? `${ep[0]}` : `${ep[0]}–${ep[1]}`;
+    lines.push(`| ${r.task} | ${r.penalty} | ${epochs} | ${tried} | ${r.best.lambda} | ${score} | ${lu} | ${d ? f2(d.spearmanObs) : 'n/a'} | ${d ? f2(d.spearmanRewardW1) : 'n/a'} | ${d ? `${(100 * d.coverageObs).toFixed(0)} %` : 'n/a'} |`);
   }
   return lines.join('\n') + '\n';
 }

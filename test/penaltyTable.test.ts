@@ -13,11 +13,11 @@ import { penaltyRows, penaltySweepSvg, penaltyTableMarkdown, readSweepRun, type 
 
 const SCRIPT = fileURLToPath(new URL('../scripts/penaltyTable.js', import.meta.url));
 
-function fakeRun(root: string, name: string, o: { dataset: string; penalty: string; lambda: number; score: number; stoppedEarly?: boolean; spearman?: number; penaltyMeans?: number[] }): string {
+function fakeRun(root: string, name: string, o: { dataset: string; penalty: string; lambda: number; score: number; epochs?: number; stoppedEarly?: boolean; spearman?: number; penaltyMeans?: number[] }): string {
   const dir = join(root, name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: o.dataset, rollout: { penalty: o.penalty, lambda: o.lambda } }));
-  writeFileSync(join(dir, 'summary.json'), JSON.stringify({ epochs: 50, stoppedEarly: o.stoppedEarly ?? false }));
+  writeFileSync(join(dir, 'summary.json'), JSON.stringify({ epochs: o.epochs ?? 50, stoppedEarly: o.stoppedEarly ?? false }));
   // 50 epochs evaluated every 10 and each of the last 10: the score is the mean of epochs 40–49
   // (o.score ± 1.5 alternating), the earlier ones far off so that taking them would show.
   const evaluated = [9, 19, 29, 39, ...Array.from({ length: 10 }, (_, i) => 40 + i)];
@@ -38,7 +38,7 @@ test('penalty table: best λ per task and penalty, its diagnostic, unfinished ru
     const r = '/d/halfcheetah-random.parquet';
     const m = '/d/halfcheetah-medium-replay.parquet';
     const dirs = [
-      fakeRun(root, 'a', { dataset: r, penalty: 'max-aleatoric', lambda: 1, score: 20 }),
+      fakeRun(root, 'a', { dataset: r, penalty: 'max-aleatoric', lambda: 1, score: 20, epochs: 30 }), // a shorter run: the epochs column shows the range
       fakeRun(root, 'b', { dataset: r, penalty: 'max-aleatoric', lambda: 0.25, score: 30, spearman: 0.6, penaltyMeans: [1, 3] }),
       fakeRun(root, 'c', { dataset: r, penalty: 'max-aleatoric', lambda: 0.5, score: 25 }),
       fakeRun(root, 'd', { dataset: r, penalty: 'disagreement', lambda: 2, score: 10 }),
@@ -60,8 +60,8 @@ test('penalty table: best λ per task and penalty, its diagnostic, unfinished ru
     const md = penaltyTableMarkdown(rows);
     assert.equal(runs.find((x) => x.lambda === 0.25)!.lambdaU, 0.5, 'λ 0.25 × the rounds\' mean penalty 2');
     assert.equal(runs.find((x) => x.lambda === 2)!.lambdaU, null, 'no rounds: none');
-    assert.match(md, /\| random \| max-aleatoric \| 0\.25: 30\.0, 0\.5: 25\.0, 1: 20\.0 \| 0\.25 \| 30\.0 ± 1\.5 \| 0\.50 \| 0\.60 \| 0\.30 \| 25 % \|/);
-    assert.match(md, /\| random \| disagreement \| 2: 10\.0 \| 2 \| 10\.0 ± 1\.5 \| n\/a \| n\/a \| n\/a \| n\/a \|/);
+    assert.match(md, /\| random \| max-aleatoric \| 30–50 \| 0\.25: 30\.0, 0\.5: 25\.0, 1: 20\.0 \| 0\.25 \| 30\.0 ± 1\.5 \| 0\.50 \| 0\.60 \| 0\.30 \| 25 % \|/);
+    assert.match(md, /\| random \| disagreement \| 50 \| 2: 10\.0 \| 2 \| 10\.0 ± 1\.5 \| n\/a \| n\/a \| n\/a \| n\/a \|/);
     assert.equal(readSweepRun(join(root, 'missing')), null);
   } finally {
     rmSync(root, { recursive: true, force: true });
