@@ -72,14 +72,14 @@ test('penaltySweep.sh: matched λ from the paper run, SWEEP_EPOCHS long, best ru
   });
 });
 
-test('penaltySweep.sh: by default medium-replay, then uniform-random; an unknown task is refused by name', () => {
+test('penaltySweep.sh: by default medium-replay (20 epochs), then uniform-random (30); an unknown task is refused by name', () => {
   withSweep((run) => {
     const both = run({});
     assert.equal(both.status, 0, both.stderr);
     const trains = trainsOf(both.calls);
     assert.equal(trains.length, 18);
-    assert.ok(trains.slice(0, 9).every((c) => flagOf(c, 'out')!.startsWith('runs/sweep-medium-replay-')));
-    assert.ok(trains.slice(9).every((c) => flagOf(c, 'out')!.startsWith('runs/sweep-uniform-random-') && flagOf(c, 'epochs') === '50'));
+    assert.ok(trains.slice(0, 9).every((c) => flagOf(c, 'out')!.startsWith('runs/sweep-medium-replay-') && flagOf(c, 'epochs') === '20'));
+    assert.ok(trains.slice(9).every((c) => flagOf(c, 'out')!.startsWith('runs/sweep-uniform-random-') && flagOf(c, 'epochs') === '30'));
 
     const bad = run({ SWEEP_TASKS: 'medium-replay hopper' });
     assert.equal(bad.status, 2);
