@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { withQueueSandbox, type QueueRun } from './queueScriptFixture.js';
+import { withQueueSandbox, type QueueTestBody } from './queueScriptFixture.js';
 
 // Arguments to calls.log; then the files the real command leaves (what the script checks for).
 const STAND_IN = `#!/bin/bash
@@ -32,7 +32,7 @@ const before = (calls: string[], a: string, b: string) => {
 };
 
 // A fresh machine: no datasets, no runs. FAIL names a command the stand-in fails.
-const withPaperTable = (body: (run: (env?: Record<string, string>) => QueueRun, dir: string) => void) =>
+const withPaperTable = (body: QueueTestBody) =>
   withQueueSandbox('paperTable.sh', STAND_IN, (dir) => mkdirSync(join(dir, 'data', 'datasets'), { recursive: true }), body);
 
 test('paperTable.sh: from nothing, every step once and in order; again, nothing to do', () => {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, withQueueSandbox, type QueueRun } from './queueScriptFixture.js';
+import { ROOT, withQueueSandbox, type QueueTestBody } from './queueScriptFixture.js';
 
 // The paper run's diagnostic gives the estimators' means 2 (max-aleatoric), 1 (disagreement) and
 // 4 (ensemble-variance) at λ 1, so the matched λ are 1, 2 and 0.5 times ½, 1, 2. A run's
@@ -30,7 +30,7 @@ esac
 `;
 
 // The paper runs' directories (the stand-in diagnoses them), and the built table script.
-const withSweep = (body: (run: (env?: Record<string, string>) => QueueRun, dir: string) => void) =>
+const withSweep = (body: QueueTestBody) =>
   withQueueSandbox(
     'penaltySweep.sh',
     STAND_IN,

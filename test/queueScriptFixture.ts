@@ -17,12 +17,15 @@ export interface QueueRun {
   calls: string[];
 }
 
+/** A test's body: `run` runs the script in the sandbox `dir` (env added to this process's). */
+export type QueueTestBody = (run: (env?: Record<string, string>) => QueueRun, dir: string) => void;
+
 /** Runs `body` with a sandbox holding `script`, the stand-in at ./mopo, and what `setup` adds; removes it after. */
 export function withQueueSandbox(
   script: string,
   standIn: string,
   setup: (dir: string) => void,
-  body: (run: (env?: Record<string, string>) => QueueRun, dir: string) => void,
+  body: QueueTestBody,
 ): void {
   const dir = mkdtempSync(join(tmpdir(), `mopo-${script.replace(/\.sh$/, '').toLowerCase()}-`));
   try {
