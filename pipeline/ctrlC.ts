@@ -1,21 +1,25 @@
-// Ctrl-C for long jobs: the first interrupt asks the job to stop at its next safe point (the end of
-// an epoch, after its checkpoint); a second exits at once, keeping the last complete checkpoint.
+// Ctrl-C (SIGINT) and SIGTERM for long jobs: the first asks the job to stop at its next safe point
+// (the end of an epoch, after its checkpoint); a second exits at once, keeping the last complete
+// checkpoint. SIGTERM is what `kill`, `docker stop`, systemd and batch schedulers send before they
+// kill, so a run stopped that way keeps its last epoch as a Ctrl-C'd one does.
 
-/** Runs `job` with `stopRequested` turned true by the first SIGINT; `where` says when it will stop. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/** Runs `job` with `stopRequested` turned true by the first SIGINT or SIGTERM; `where` says when it will stop. */
 export async function withCtrlC<T>(where: string, job: (stopRequested: () => boolean) => Promise<T>): Promise<T> {
   let stop = false;
-  const onSigint = () => {
+  const onSignal = (signal: NodeJS.Signals) => {
     if (stop) {
-      process.stderr.write('\nmopo: second interrupt, exiting now; the last complete checkpoint is kept\n');
+      process.stderr.write(`\nmopo: second stop signal (${signal}), exiting now; the last complete checkpoint is kept\n`);
       process.exit(130);
     }
     stop = true;
-    process.stderr.write(`\nmopo: interrupted; stopping ${where} (Ctrl-C again to exit at once)\n`);
+    process.stderr.write(`\nmopo: interrupted (${signal}); stopping ${where} (a second Ctrl-C or SIGTERM exits at once)\n`);
   };
-  process.on('SIGINT', onSigint);
+  for (const s of STOP_SIGNALS) process.on(s, onSignal);
   try {
     return await job(() => stop);
   } finally {
-    process.off('SIGINT', onSigint);
+    for (const s of STOP_SIGNALS) process.off(s, onSignal);
   }
 }

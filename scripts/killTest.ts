@@ -18,9 +18,10 @@
 // tracePhase) and kills after a random delay scaled by that phase's length in the reference run. The phase recorded is the last one the child announced
 // before the kill; a kill with a temporary file on disk is counted as "during a write".
 //
-// A SIGINT check follows: Ctrl-C while SAC learns (and once right at an epoch's end) must exit with
-// code 130 after a checkpoint at the epoch the last metrics line is for, print the resume command,
-// and that command must finish the run with the reference's numbers.
+// Stop checks follow: Ctrl-C (SIGINT) while SAC learns and once right at an epoch's end, and a
+// SIGTERM while SAC learns (what `kill` and schedulers send), must each exit with code 130 after a
+// checkpoint at the epoch the last metrics line is for, print the resume command, and that command
+// must finish the run with the reference's numbers.
 //
 // Output: `kill test: K kills survived in R runs, F failures` and <out>/report.json (kills per
 // phase, per aimed phase, during writes, every kill and every failure with the child's log tail).
@@ -55,8 +56,8 @@ export interface KillTestOptions {
   epochs: number;
   /** At most this many kills in one run before it is let finish (at least 1). */
   maxKillsPerRun: number;
-  /** The SIGINT checks to run: Ctrl-C while SAC learns, and right at an epoch's end (while its plots are written). */
-  sigintChecks: ('mid-learning' | 'epoch-end')[];
+  /** The stop checks to run: Ctrl-C while SAC learns and right at an epoch's end (while its plots are written), SIGTERM while SAC learns. */
+  stopChecks: StopCheckName[];
   backend: string;
   /** Longest a single child may run. */
   attemptTimeoutMs: number;
@@ -69,7 +70,7 @@ export const KILL_TEST_DEFAULTS: Omit<KillTestOptions, 'log'> = {
   out: 'runs/kill-test',
   epochs: 20,
   maxKillsPerRun: 5,
-  sigintChecks: ['mid-learning', 'epoch-end'],
+  stopChecks: ['sigint-mid-learning', 'sigint-at-epoch-end', 'sigterm-mid-learning'],
   backend: 'wasm',
   attemptTimeoutMs: 300_000,
 };
@@ -118,8 +119,10 @@ export interface Failure {
   logTail: string[];
 }
 
-export interface SigintCheck {
-  name: string;
+export type StopCheckName = 'sigint-mid-learning' | 'sigint-at-epoch-end' | 'sigterm-mid-learning';
+
+export interface StopCheck {
+  name: StopCheckName;
   ok: boolean;
   problems: string[];
   exitCode: number | null;
@@ -144,7 +147,7 @@ export interface KillTestReport {
   /** Per phase, the kills with a temporary file on disk (a write in progress). */
   killsDuringWritePerPhase: Record<string, number>;
   killsBeforePipelineFile: number;
-  sigint: SigintCheck[];
+  stops: StopCheck[];
   wallSeconds: number;
   referenceSeconds: number;
   killList: KillRecord[];
@@ -185,14 +188,16 @@ interface KillPlan {
   /** Kill at the (occurrence+1)-th start line of the target (startup: counted from the spawn). */
   occurrence: number;
   delayMs: number;
-  signal: 'SIGKILL' | 'SIGINT';
+  signal: 'SIGKILL' | StopSignal;
 }
+
+type StopSignal = 'SIGINT' | 'SIGTERM';
 
 interface AttemptResult {
   code: number | null;
   signal: NodeJS.Signals | null;
   /** Set when our signal was sent. */
-  sent: { signal: 'SIGKILL' | 'SIGINT'; phase: string; detail: string; atMs: number; tempFiles: string[]; epochEnds: number } | null;
+  sent: { signal: 'SIGKILL' | StopSignal; phase: string; detail: string; atMs: number; tempFiles: string[]; epochEnds: number } | null;
   timedOut: boolean;
   lines: string[];
   phases: PhaseLine[];
@@ -681,23 +686,25 @@ export async function runKillTest(o: KillTestOptions, command = 'runKillTest'): 
     }
   }
 
-  // 3. SIGINT: a clean stop with a checkpoint and the resume command, then the same result.
-  const sigint: SigintCheck[] = [];
-  if (o.sigintChecks.length > 0) {
+  // 3. SIGINT and SIGTERM: a clean stop with a checkpoint and the resume command, then the same result.
+  const stops: StopCheck[] = [];
+  if (o.stopChecks.length > 0) {
     const learningMs = Math.max(1, lengths['learning'] ?? 50);
     // Mid-learning: any epoch from the third on. At an epoch's end: an epoch without a scheduled
     // checkpoint (even), right after its metrics line, while its plots are written.
-    const aims: { name: string; target: Phase; delay: number; occurrence: number }[] = [];
-    if (o.sigintChecks.includes('mid-learning')) aims.push({ name: 'sigint-mid-learning', target: 'learning', delay: Math.floor(rng.next() * learningMs), occurrence: 2 + rng.int(Math.max(1, o.epochs - 4)) });
-    if (o.sigintChecks.includes('epoch-end')) aims.push({ name: 'sigint-at-epoch-end', target: 'epoch-end', delay: 0, occurrence: 2 * (1 + rng.int(Math.max(1, Math.floor((o.epochs - 4) / 2)))) });
+    const midLearning = () => ({ target: 'learning' as Phase, delay: Math.floor(rng.next() * learningMs), occurrence: 2 + rng.int(Math.max(1, o.epochs - 4)) });
+    const aims: { name: StopCheckName; signal: StopSignal; target: Phase; delay: number; occurrence: number }[] = [];
+    if (o.stopChecks.includes('sigint-mid-learning')) aims.push({ name: 'sigint-mid-learning', signal: 'SIGINT', ...midLearning() });
+    if (o.stopChecks.includes('sigint-at-epoch-end')) aims.push({ name: 'sigint-at-epoch-end', signal: 'SIGINT', target: 'epoch-end', delay: 0, occurrence: 2 * (1 + rng.int(Math.max(1, Math.floor((o.epochs - 4) / 2)))) });
+    if (o.stopChecks.includes('sigterm-mid-learning')) aims.push({ name: 'sigterm-mid-learning', signal: 'SIGTERM', ...midLearning() });
     for (const aim of aims) {
       const runDir = join(out, 'runs', aim.name);
       const occurrence = aim.occurrence;
-      const check = await sigintCheck(runDir, freshArgs(runDir), backendArgs, { target: aim.target, occurrence, delayMs: aim.delay, signal: 'SIGINT' }, o, ref, (n, r) => saveLog(n, r));
-      sigint.push({ name: aim.name, ...check });
+      const check = await stopCheck(runDir, freshArgs(runDir), backendArgs, { target: aim.target, occurrence, delayMs: aim.delay, signal: aim.signal }, o, ref, (n, r) => saveLog(n, r));
+      stops.push({ name: aim.name, ...check });
       o.log(`  ${aim.name}: ${check.ok ? 'ok' : 'FAILED'} (exit ${check.exitCode}, stopped after epoch ${check.stoppedAfterEpoch}, checkpoint epoch ${check.checkpointEpoch}; resumed with: ${check.resumeCommand})${check.ok ? '' : ': ' + check.problems.join('; ')}`);
       if (check.ok) rmSync(runDir, { recursive: true, force: true });
-      else failures.push({ run: aim.name, attempt: 0, what: 'SIGINT check', problems: check.problems, logTail: [] });
+      else failures.push({ run: aim.name, attempt: 0, what: `${aim.signal} check`, problems: check.problems, logTail: [] });
     }
   }
 
@@ -722,7 +729,7 @@ export async function runKillTest(o: KillTestOptions, command = 'runKillTest'): 
     killsDuringWrite: killList.filter((k) => k.tempFiles.length > 0).length,
     killsDuringWritePerPhase: count((k) => (k.tempFiles.length > 0 ? k.phase : '')),
     killsBeforePipelineFile: killList.filter((k) => k.beforePipelineFile).length,
-    sigint,
+    stops,
     wallSeconds: Math.round((performance.now() - tStart) / 100) / 10,
     referenceSeconds: Math.round(refRun.ms / 100) / 10,
     killList,
@@ -731,25 +738,26 @@ export async function runKillTest(o: KillTestOptions, command = 'runKillTest'): 
   return report;
 }
 
-async function sigintCheck(
+async function stopCheck(
   runDir: string,
   args: string[],
   backendArgs: string[],
-  plan: KillPlan,
+  plan: KillPlan & { signal: StopSignal },
   o: KillTestOptions,
   ref: Fingerprint,
   saveLog: (name: string, r: AttemptResult) => void,
-): Promise<Omit<SigintCheck, 'name'>> {
+): Promise<Omit<StopCheck, 'name'>> {
   const problems: string[] = [];
   const name = runDir.split('/').pop()!;
   const r = await runChild(args, plan, runDir, o);
   saveLog(`${name}-interrupted`, r);
-  const res: Omit<SigintCheck, 'name'> = { ok: false, problems, exitCode: r.code, stoppedAfterEpoch: null, checkpointEpoch: null, resumeCommand: null };
+  const sig = plan.signal;
+  const res: Omit<StopCheck, 'name'> = { ok: false, problems, exitCode: r.code, stoppedAfterEpoch: null, checkpointEpoch: null, resumeCommand: null };
   if (!r.sent) {
-    problems.push(`the SIGINT was never sent (the run ended first, exit ${r.code})`);
+    problems.push(`the ${sig} was never sent (the run ended first, exit ${r.code})`);
     return res;
   }
-  if (r.code !== 130) problems.push(`exit code ${r.code}${r.signal ? ` (signal ${r.signal})` : ''} after SIGINT, expected 130`);
+  if (r.code !== 130) problems.push(`exit code ${r.code}${r.signal ? ` (signal ${r.signal})` : ''} after ${sig}, expected 130`);
   const text = r.lines.join('\n');
   const stopped = /stopped after epoch (\d+)/.exec(text);
   res.stoppedAfterEpoch = stopped ? Number(stopped[1]) : null;
@@ -759,10 +767,10 @@ async function sigintCheck(
   if (!cmd) problems.push('stderr does not give the resume command (continue with: mopo … --resume <dir>)');
   else if (resolve(cmd[3]!) !== resolve(runDir)) problems.push(`the resume command names ${cmd[3]}, not the run directory ${runDir}`);
   if (!/checkpoints\/epoch-\d+/.test(text.split('interrupted')[1] ?? '')) problems.push('stderr does not name the checkpoint it wrote (checkpoints/epoch-N)');
-  for (const t of findTempFiles(runDir)) problems.push(`temporary file left after SIGINT: ${t}`);
-  if (existsSync(join(runDir, 'LOCK'))) problems.push('LOCK left after SIGINT');
+  for (const t of findTempFiles(runDir)) problems.push(`temporary file left after ${sig}: ${t}`);
+  if (existsSync(join(runDir, 'LOCK'))) problems.push(`LOCK left after ${sig}`);
   const latestPath = join(runDir, 'checkpoints', 'latest.json');
-  if (!existsSync(latestPath)) problems.push('no checkpoint after SIGINT');
+  if (!existsSync(latestPath)) problems.push(`no checkpoint after ${sig}`);
   else {
     const latest = readJson(latestPath) as { epoch: number };
     res.checkpointEpoch = latest.epoch;
@@ -772,7 +780,7 @@ async function sigintCheck(
     if (res.stoppedAfterEpoch !== null && res.stoppedAfterEpoch !== latest.epoch) problems.push(`stderr says stopped after epoch ${res.stoppedAfterEpoch}, the checkpoint is at epoch ${latest.epoch}`);
     // The stop comes at the end of the epoch the signal came in (or the next, if it came after that epoch's check).
     const inEpoch = r.sent.epochEnds;
-    if (latest.epoch < inEpoch || latest.epoch > inEpoch + 2) problems.push(`SIGINT during epoch ${inEpoch}, but the checkpoint is at epoch ${latest.epoch}`);
+    if (latest.epoch < inEpoch || latest.epoch > inEpoch + 2) problems.push(`${sig} during epoch ${inEpoch}, but the checkpoint is at epoch ${latest.epoch}`);
     const others = readdirSync(join(runDir, 'checkpoints')).filter((n) => n !== 'latest.json' && n !== `epoch-${String(latest.epoch).padStart(6, '0')}`);
     if (others.length > 0) problems.push(`checkpoints/ holds more than the latest: ${others.join(', ')}`);
   }
@@ -824,8 +832,8 @@ function parseArgs(argv: string[]): Omit<KillTestOptions, 'log'> & { quiet: bool
       case '--max-kills-per-run':
         o.maxKillsPerRun = Math.max(1, int());
         break;
-      case '--no-sigint':
-        o.sigintChecks = [];
+      case '--no-stop-checks':
+        o.stopChecks = [];
         break;
       case '--backend':
         o.backend = val();
@@ -837,7 +845,7 @@ function parseArgs(argv: string[]): Omit<KillTestOptions, 'log'> & { quiet: bool
         o.quiet = true;
         break;
       case '--help':
-        process.stdout.write('node dist/scripts/killTest.js --kills 50 --seed 1 [--out runs/kill-test] [--epochs 20] [--max-kills-per-run 5] [--no-sigint] [--backend wasm] [--attempt-timeout <s>] [--quiet]\n');
+        process.stdout.write('node dist/scripts/killTest.js --kills 50 --seed 1 [--out runs/kill-test] [--epochs 20] [--max-kills-per-run 5] [--no-stop-checks] [--backend wasm] [--attempt-timeout <s>] [--quiet]\n');
         process.exit(0);
       // falls through (exit)
       default:
@@ -862,7 +870,7 @@ async function main(): Promise<void> {
   for (const f of report.failures) {
     process.stderr.write(`FAILURE (run ${f.run}, attempt ${f.attempt}): ${f.what}\n${f.problems.map((p) => '  ' + p).join('\n')}${f.logTail.length ? '\n  log: ' + f.logTail.join('\n       ') : ''}\n`);
   }
-  log(`kills per phase: ${JSON.stringify(report.killsPerPhase)}; during a write: ${report.killsDuringWrite} ${JSON.stringify(report.killsDuringWritePerPhase)}; before pipeline.json: ${report.killsBeforePipelineFile}; SIGINT checks: ${report.sigint.map((s) => `${s.name} ${s.ok ? 'ok' : 'FAILED'}`).join(', ') || 'skipped'}; ${report.wallSeconds} s; report ${join(resolve(rest.out), 'report.json')}`);
+  log(`kills per phase: ${JSON.stringify(report.killsPerPhase)}; during a write: ${report.killsDuringWrite} ${JSON.stringify(report.killsDuringWritePerPhase)}; before pipeline.json: ${report.killsBeforePipelineFile}; stop checks: ${report.stops.map((s) => `${s.name} ${s.ok ? 'ok' : 'FAILED'}`).join(', ') || 'skipped'}; ${report.wallSeconds} s; report ${join(resolve(rest.out), 'report.json')}`);
   process.stdout.write(`kill test: ${report.killsSurvived} kills survived in ${report.runs} runs, ${report.failures.length} failures\n`);
   process.exitCode = report.failures.length > 0 ? 1 : 0;
 }

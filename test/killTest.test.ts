@@ -1,5 +1,5 @@
-// The kill test's fast variant (scripts/killTest.ts: SIGKILLs at aimed random moments and a SIGINT
-// mid-learning, each run checked against an uninterrupted reference), and the states a kill can
+// The kill test's fast variant (scripts/killTest.ts: SIGKILLs at aimed random moments, a SIGINT and
+// a SIGTERM mid-learning, each run checked against an uninterrupted reference), and the states a kill can
 // leave that the random kills hit only rarely, set up exactly: a kill during preprocessing (before
 // config.json), between the preprocessed shards and their summary, between the ensemble and its
 // report, after the training state's removal began, after the last checkpoint but before the
@@ -20,17 +20,19 @@ const deadPid = () => spawnSync(process.execPath, ['-e', '0']).pid!;
 const lines = (p: string) => readJsonl<{ epoch: number; evaluation: unknown }>(p);
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
 
-test('kill test (fast): 3 SIGKILLs at aimed moments and a SIGINT mid-learning, every run equal to the reference', { timeout: 180_000 }, async () => {
+test('kill test (fast): 3 SIGKILLs at aimed moments, a SIGINT and a SIGTERM mid-learning, every run equal to the reference', { timeout: 180_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'mopo-kill-'));
   const log: string[] = [];
   try {
-    const report = await runKillTest({ ...KILL_TEST_DEFAULTS, kills: 3, seed: 7, epochs: 6, maxKillsPerRun: 3, sigintChecks: ['mid-learning'], out, log: (m) => log.push(m) });
-    const detail = JSON.stringify({ failures: report.failures, sigint: report.sigint }, null, 1) + '\n' + log.join('\n');
+    const report = await runKillTest({ ...KILL_TEST_DEFAULTS, kills: 3, seed: 7, epochs: 6, maxKillsPerRun: 3, stopChecks: ['sigint-mid-learning', 'sigterm-mid-learning'], out, log: (m) => log.push(m) });
+    const detail = JSON.stringify({ failures: report.failures, stops: report.stops }, null, 1) + '\n' + log.join('\n');
     assert.equal(report.failures.length, 0, detail);
     assert.ok(report.kills >= 3 && report.killsSurvived === report.kills, detail);
-    assert.equal(report.sigint.length, 1);
-    assert.ok(report.sigint[0]!.ok && report.sigint[0]!.exitCode === 130, detail);
-    assert.match(report.sigint[0]!.resumeCommand ?? '', /^mopo \S+ --resume /);
+    assert.deepEqual(report.stops.map((s) => s.name), ['sigint-mid-learning', 'sigterm-mid-learning']);
+    for (const s of report.stops) {
+      assert.ok(s.ok && s.exitCode === 130, detail);
+      assert.match(s.resumeCommand ?? '', /^mopo \S+ --resume /);
+    }
     assert.ok(existsSync(join(out, 'report.json')));
   } finally {
     rmSync(out, { recursive: true, force: true });

@@ -23,7 +23,7 @@ export interface RunInfo {
   lastReturn: number | null;
   /** The mean score of the last 10 evaluations, as MOPO reports a run (null without a D4RL score). */
   score: ReturnType<typeof scoreOfLastEvaluations>;
-  /** running: a live process holds the run's lock; stopped: Ctrl-C, resumable; killed: ended without a summary, resumable from its last checkpoint. */
+  /** running: a live process holds the run's lock; stopped: Ctrl-C or SIGTERM, resumable; killed: ended without a summary, resumable from its last checkpoint. */
   status: 'running' | 'done' | 'stopped' | 'killed' | 'not started';
   checkpoint: string | null;
 }

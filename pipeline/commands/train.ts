@@ -1,6 +1,6 @@
 // `mopo train`: MOPO end to end (pipeline/mopo.ts) from a preset plus flags, or `--resume <run>`.
-// Ctrl-C stops at the next epoch boundary with a checkpoint and says how to resume; a second
-// Ctrl-C exits at once (the last complete checkpoint stays valid).
+// Ctrl-C or SIGTERM stops at the next epoch boundary with a checkpoint and says how to resume; a
+// second exits at once (the last complete checkpoint stays valid).
 import { openTransitions } from '../../operators/source.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
@@ -103,7 +103,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
 }
 
 /**
- * Runs a pipeline (mopo train builds one from a preset, mopo run reads one) with Ctrl-C handling:
+ * Runs a pipeline (mopo train builds one from a preset, mopo run reads one) with Ctrl-C (and SIGTERM) handling:
  * the first stops at the end of the epoch with a checkpoint, a second exits at once. The last
  * stdout line is the score of the last evaluation.
  */
