@@ -343,7 +343,7 @@ test('train-dynamics: Ctrl-C stops after the epoch with its state saved and the 
     const args = ['train-dynamics', '--dataset', data, '--out', out, '--members', '3', '--elites', '2', '--max-epochs', '4', '--workers', '1'];
     const { code, stderr } = await interruptWhen(args, /epoch 0: /);
     assert.equal(code, 130, stderr);
-    assert.match(stderr, /interrupted; stopping at the end of this epoch/);
+    assert.match(stderr, /interrupted \(SIGINT\); stopping at the end of this epoch/);
     assert.match(stderr, /the ensemble training stopped after epoch [0-2]; its state is saved in .*checkpoint; continue with: mopo train-dynamics --dataset .* --resume/);
     assert.doesNotMatch(stderr, STACK);
     assert.ok(existsSync(join(out, 'checkpoint')), 'the training state is kept');
@@ -407,7 +407,7 @@ test('train: Ctrl-C stops at the epoch end with a checkpoint and the resume comm
     // The SAC epoch line (the ensemble's own epoch lines say "val MSE").
     const { code, stderr, stdout } = await interruptWhen(args, /epoch 0: .*updates\/s/);
     assert.equal(code, 130, stderr);
-    assert.match(stderr, /interrupted; stopping at the end of this epoch/);
+    assert.match(stderr, /interrupted \(SIGINT\); stopping at the end of this epoch/);
     assert.match(stderr, /continue with: mopo train --resume /);
     assert.doesNotMatch(stderr, STACK);
     assert.ok(existsSync(join(run, 'checkpoints', 'latest.json')));
