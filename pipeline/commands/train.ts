@@ -14,7 +14,7 @@ import type { PenaltyKind } from '../../operators/rollout.js';
 import type { WeightInit } from '../mlp.js';
 import type { RolloutLag } from '../../operators/sacConsumer.js';
 import { InterruptedError, UserError } from '../errors.js';
-import { withCtrlC } from '../ctrlC.js';
+import { withStopSignals } from '../stopSignals.js';
 import { isDivergenceError } from '../divergence.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
 
@@ -109,7 +109,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
  */
 export async function runPipelineCommand(runDir: string, parsed: ParsedPipeline | null, o: { resume: boolean; quiet: boolean; backend: string; log: (m: string) => void; command: 'train' | 'run' }): Promise<void> {
   const resumeWith = `mopo ${o.command} --resume ${runDir}`;
-  await withCtrlC('at the end of this epoch with a checkpoint', async (stopRequested) => {
+  await withStopSignals('at the end of this epoch with a checkpoint', async (stopRequested) => {
     let result: Awaited<ReturnType<typeof runPipeline>>;
     try {
       result = await runPipeline(runDir, parsed, { resume: o.resume, quiet: o.quiet, backend: o.backend, stopRequested, log: o.log });

@@ -12,7 +12,7 @@ import { readJsonLines, tempPathFor, writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
 import { InterruptedError, UserError } from '../errors.js';
-import { withCtrlC } from '../ctrlC.js';
+import { withStopSignals } from '../stopSignals.js';
 import { acquireRunLock, sweepKilledRun, tracePhase } from '../runLock.js';
 import { readOptionsFrom, type InputArgs } from './inputOptions.js';
 
@@ -40,7 +40,7 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
   const out = resolve(args.out ?? join('runs', `dynamics-${basename(args.dataset).replace(/\.parquet$/, '')}`));
   const log = args.quiet ? () => {} : (m: string) => process.stderr.write(m + '\n');
   const backend = await initBackend({ ...(args.backend ? { backend: args.backend } : {}), log });
-  const report = await withCtrlC('at the end of this epoch, with its state saved', async (stopRequested) => {
+  const report = await withStopSignals('at the end of this epoch, with its state saved', async (stopRequested) => {
     try {
       return await trainDynamicsInto(out, {
         dataset: args.dataset,

@@ -6,7 +6,7 @@
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 /** Runs `job` with `stopRequested` turned true by the first SIGINT or SIGTERM; `where` says when it will stop. */
-export async function withCtrlC<T>(where: string, job: (stopRequested: () => boolean) => Promise<T>): Promise<T> {
+export async function withStopSignals<T>(where: string, job: (stopRequested: () => boolean) => Promise<T>): Promise<T> {
   let stop = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stop) {
