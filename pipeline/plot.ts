@@ -9,6 +9,8 @@ export interface Series {
   /** Optional ± band around y (e.g. std over evaluation episodes). */
   band?: number[];
   color?: string;
+  /** Dashed line (and legend swatch): a second grouping beside the colour, e.g. the task. */
+  dashed?: boolean;
 }
 
 export interface LineChart {
@@ -104,9 +106,10 @@ export function lineChartSvg(c: LineChart): string {
       parts.push(`<polygon points="${[...up, ...down].join(' ')}" fill="${color}" fill-opacity="0.15" stroke="none"/>`);
     }
     const pts = s.x.map((x, i) => `${px(x).toFixed(1)},${py(s.y[i]!).toFixed(1)}`).join(' ');
-    parts.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2"/>`);
+    const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
+    parts.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
     for (let i = 0; i < s.x.length; i++) parts.push(`<circle cx="${px(s.x[i]!).toFixed(1)}" cy="${py(s.y[i]!).toFixed(1)}" r="2.5" fill="${color}"/>`);
-    parts.push(`<line x1="${W - m.r + 6}" x2="${W - m.r + 26}" y1="${m.t + 10 + 18 * k}" y2="${m.t + 10 + 18 * k}" stroke="${color}" stroke-width="2"/>`);
+    parts.push(`<line x1="${W - m.r + 6}" x2="${W - m.r + 26}" y1="${m.t + 10 + 18 * k}" y2="${m.t + 10 + 18 * k}" stroke="${color}" stroke-width="2"${dash}/>`);
     parts.push(`<text x="${W - m.r + 30}" y="${m.t + 14 + 18 * k}">${esc(s.name)}</text>`);
   });
   parts.push('</svg>');

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
-import { lineChartSvg } from '../pipeline/plot.js';
+import { lineChartSvg, PALETTE } from '../pipeline/plot.js';
 import { isMain } from '../pipeline/isMain.js';
 import { f1, readJson, tableScriptMain } from './tableScript.js';
 
@@ -101,11 +101,23 @@ export function penaltyTableMarkdown(rows: readonly PenaltyRow[]): string {
   return lines.join('\n') + '\n';
 }
 
-/** Score (± the spread of its last 10 evaluations) against λ·ū, a line per task and penalty. */
+/**
+ * Score (± the spread of its last 10 evaluations) against λ·ū, a line per task and penalty: one
+ * colour per penalty, so a penalty reads the same on every task, and the tasks after the first dashed.
+ */
 export function penaltySweepSvg(rows: readonly PenaltyRow[]): string {
+  const penalties = [...new Set(rows.map((r) => r.penalty))];
+  const tasks = [...new Set(rows.map((r) => r.task))];
   const series = rows.map((r) => {
     const pts = r.tried.filter((t) => t.score !== null && t.lambdaU !== null).sort((a, b) => a.lambdaU! - b.lambdaU!);
-    return { name: `${r.task}, ${r.penalty}`, x: pts.map((t) => t.lambdaU!), y: pts.map((t) => t.score!), band: pts.map((t) => t.scoreStd ?? 0) };
+    return {
+      name: `${r.task}, ${r.penalty}`,
+      x: pts.map((t) => t.lambdaU!),
+      y: pts.map((t) => t.score!),
+      band: pts.map((t) => t.scoreStd ?? 0),
+      color: PALETTE[penalties.indexOf(r.penalty) % PALETTE.length]!,
+      dashed: tasks.indexOf(r.task) > 0,
+    };
   });
   return lineChartSvg({
     title: 'MOPO by penalty: score against the penalty taken off the reward',

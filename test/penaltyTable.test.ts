@@ -77,13 +77,21 @@ test('penalty figure: a line per task and penalty through its runs with λ·ū, 
       fakeRun(root, 'b', { dataset: m, penalty: 'disagreement', lambda: 1, score: 35, penaltyMeans: [1] }),
       fakeRun(root, 'c', { dataset: m, penalty: 'max-aleatoric', lambda: 1, score: 40, penaltyMeans: [2] }),
       fakeRun(root, 'd', { dataset: m, penalty: 'max-aleatoric', lambda: 0.5, score: 45 }), // no rounds: not drawn
+      fakeRun(root, 'e', { dataset: '/d/halfcheetah-uniform-random.parquet', penalty: 'max-aleatoric', lambda: 0.5, score: 20, penaltyMeans: [1] }),
     ];
     const rows = penaltyRows(dirs.map(readSweepRun).filter((x): x is SweepRun => x !== null));
     const svg = penaltySweepSvg(rows);
     assert.match(svg, /medium-replay, disagreement/);
     assert.match(svg, /medium-replay, max-aleatoric/);
-    assert.equal(svg.match(/<circle /g)?.length, 3, 'the three runs with rounds');
-    assert.equal(svg.match(/<polyline /g)?.length, 2);
+    assert.equal(svg.match(/<circle /g)?.length, 4, 'the four runs with rounds');
+    const lines = svg.match(/<polyline [^>]*>/g) ?? [];
+    assert.equal(lines.length, 3);
+    // A penalty keeps its colour on every task; the second task's lines are dashed.
+    const stroke = (l: string) => /stroke="([^"]+)"/.exec(l)![1];
+    const [mrDis, mrMa, urMa] = lines as [string, string, string];
+    assert.notEqual(stroke(mrDis), stroke(mrMa));
+    assert.equal(stroke(urMa), stroke(mrMa), 'max-aleatoric: one colour on both tasks');
+    assert.ok(!mrMa.includes('stroke-dasharray') && urMa.includes('stroke-dasharray'), 'the second task dashed');
 
     const out = join(root, 'sweep.svg');
     const cli = spawnSync(process.execPath, [SCRIPT, ...dirs, '--svg', out], { encoding: 'utf8' });
