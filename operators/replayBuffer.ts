@@ -59,7 +59,7 @@
 // per sampled row (indices and sort buffers), kept by the buffer for the next block.
 
 import { Observable, from, isObservable, lastValueFrom } from 'rxjs';
-import { TransitionBatch, COLUMNS, type OptionalColumn, type TransitionColumns, type TransitionDims } from '../schemas/transition.js';
+import { TransitionBatch, COLUMNS, type OptionalColumn, type TransitionDims } from '../schemas/transition.js';
 import { readShards, writeShards, type ShardManifest, type WriteShardsConfig } from './shards.js';
 import { UserError } from '../pipeline/errors.js';
 import type { Rng } from '../pipeline/random.js';
@@ -238,16 +238,7 @@ export class ArrowReplayBuffer {
 
   /** The batch with only the columns this buffer keeps and its dims (views, no copy). */
   private keptView(b: TransitionBatch): TransitionBatch {
-    const cols: TransitionColumns = {
-      observation: b.observation,
-      action: b.action,
-      reward: b.reward,
-      nextObservation: b.nextObservation,
-      terminal: b.terminal,
-      timeout: b.timeout,
-    };
-    for (const k of this.optionalColumns) (cols as unknown as Record<string, unknown>)[k] = b[k];
-    return new TransitionBatch(this.dims, cols);
+    return new TransitionBatch(this.dims, b.columnsWith(this.optionalColumns));
   }
 
   /** Adds an empty segment at the back whose row 0 is absolute row `base`. */

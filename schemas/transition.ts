@@ -188,6 +188,11 @@ export class TransitionBatch {
   }
 
   get columns(): TransitionColumns {
+    return this.columnsWith(this.optionalColumns);
+  }
+
+  /** The required columns and the optional ones named in `optional` (views, no copy). */
+  columnsWith(optional: readonly OptionalColumn[]): TransitionColumns {
     const c: TransitionColumns = {
       observation: this.observation,
       action: this.action,
@@ -196,7 +201,7 @@ export class TransitionBatch {
       terminal: this.terminal,
       timeout: this.timeout,
     };
-    for (const k of this.optionalColumns) (c as unknown as Record<string, unknown>)[k] = this[k];
+    for (const k of optional) (c as unknown as Record<string, unknown>)[k] = this[k];
     return c;
   }
 
