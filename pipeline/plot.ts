@@ -31,6 +31,9 @@ export interface LineChart {
 /** Series colours in order: enough for a 7-member ensemble's curves before one repeats. */
 export const PALETTE: readonly string[] = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f'];
 
+/** The one dash pattern: reference lines, fitted lines and dashed series look alike. */
+const DASH = ' stroke-dasharray="5 4"';
+
 /** "Nice" tick values covering [lo, hi]. */
 export function ticks(lo: number, hi: number, count = 6): number[] {
   if (!(hi > lo)) return [lo];
@@ -94,7 +97,7 @@ export function lineChartSvg(c: LineChart): string {
   parts.push(`<text x="${(m.l + W - m.r) / 2}" y="${H - 12}" text-anchor="middle">${esc(c.xLabel)}</text>`);
   parts.push(`<text transform="translate(16 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`);
   for (const h of c.hlines ?? []) {
-    parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(h.y)}" y2="${py(h.y)}" stroke="#888" stroke-dasharray="5 4"/>`);
+    parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(h.y)}" y2="${py(h.y)}" stroke="#888"${DASH}/>`);
     // Labelled inside the plot, just above the line at its right end: the margin holds the legend.
     parts.push(`<text x="${W - m.r - 6}" y="${py(h.y) - 5}" text-anchor="end" fill="#555">${esc(h.label)}</text>`);
   }
@@ -106,7 +109,7 @@ export function lineChartSvg(c: LineChart): string {
       parts.push(`<polygon points="${[...up, ...down].join(' ')}" fill="${color}" fill-opacity="0.15" stroke="none"/>`);
     }
     const pts = s.x.map((x, i) => `${px(x).toFixed(1)},${py(s.y[i]!).toFixed(1)}`).join(' ');
-    const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
+    const dash = s.dashed ? DASH : '';
     parts.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`);
     for (let i = 0; i < s.x.length; i++) parts.push(`<circle cx="${px(s.x[i]!).toFixed(1)}" cy="${py(s.y[i]!).toFixed(1)}" r="2.5" fill="${color}"/>`);
     parts.push(`<line x1="${W - m.r + 6}" x2="${W - m.r + 26}" y1="${m.t + 10 + 18 * k}" y2="${m.t + 10 + 18 * k}" stroke="${color}" stroke-width="2"${dash}/>`);
@@ -267,9 +270,9 @@ export function scatterSvg(c: ScatterChart): string {
       }
     }
     if (cur.length) runs.push(cur);
-    for (const pts of runs) if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="1.5" stroke-dasharray="5 4"/>`);
+    for (const pts of runs) if (pts.length > 1) parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="1.5"${DASH}/>`);
     const ly = m.t + 10 + 18 * (c.series.length + k);
-    parts.push(`<line x1="${W - m.r + 6}" x2="${W - m.r + 22}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="1.5" stroke-dasharray="5 4"/>`);
+    parts.push(`<line x1="${W - m.r + 6}" x2="${W - m.r + 22}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="1.5"${DASH}/>`);
     parts.push(`<text x="${W - m.r + 24}" y="${ly + 4}">${esc(l.label)}</text>`);
   });
   parts.push('</svg>');
