@@ -308,7 +308,8 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   const bar = new ProgressBar({ label: 'mopo', total: learner.epochs, unit: 'epochs', quiet: opts.quiet ?? false, initial: startEpoch });
   const requests = new Subject<RolloutRequest>();
   let last: (SacEpochEvent & { evaluation: Evaluation | null }) | null = null;
-  let lastEvaluation: Evaluation | null = null;
+  // A resumed run's bar shows the score of its last evaluation before the resume, not "–".
+  let lastEvaluation: Evaluation | null = [...history].reverse().find((m) => m.evaluation !== null)?.evaluation ?? null;
   // A stop (Ctrl-C) ends the run only after an epoch whose checkpoint is written. The sink below
   // decides per epoch whether to write one (scheduled, last, or a stop requested by then); a stop
   // requested after that decision ends the run after this epoch if it got a checkpoint anyway, else
@@ -392,7 +393,6 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   // resumes at the end and runs no epoch; its evaluation and plots are those of the epochs before.
   const epochsDone = end ? end.epoch + 1 : startEpoch;
   const stoppedEarly = epochsDone < learner.epochs;
-  lastEvaluation ??= [...history].reverse().find((m) => m.evaluation !== null)?.evaluation ?? null;
   bar.finish(stoppedEarly ? 'stopped' : 'done', { complete: !stoppedEarly });
   tracePhase('finish');
   if (end === null && history.length > 0) await writePlots(runDir, history, config.env);
