@@ -56,7 +56,7 @@ export interface KillTestOptions {
   epochs: number;
   /** At most this many kills in one run before it is let finish (at least 1). */
   maxKillsPerRun: number;
-  /** The stop checks to run: Ctrl-C while SAC learns and right at an epoch's end (while its plots are written), SIGTERM while SAC learns. */
+  /** The stop checks to run: Ctrl-C while SAC learns and right at an epoch's end (while its plots are written), SIGTERM while SAC learns and while a scheduled checkpoint is written. */
   stopChecks: StopCheckName[];
   backend: string;
   /** Longest a single child may run. */
@@ -70,7 +70,7 @@ export const KILL_TEST_DEFAULTS: Omit<KillTestOptions, 'log'> = {
   out: 'runs/kill-test',
   epochs: 20,
   maxKillsPerRun: 5,
-  stopChecks: ['sigint-mid-learning', 'sigint-at-epoch-end', 'sigterm-mid-learning'],
+  stopChecks: ['sigint-mid-learning', 'sigint-at-epoch-end', 'sigterm-mid-learning', 'sigterm-at-checkpoint'],
   backend: 'wasm',
   attemptTimeoutMs: 300_000,
 };
@@ -119,7 +119,7 @@ export interface Failure {
   logTail: string[];
 }
 
-export type StopCheckName = 'sigint-mid-learning' | 'sigint-at-epoch-end' | 'sigterm-mid-learning';
+export type StopCheckName = 'sigint-mid-learning' | 'sigint-at-epoch-end' | 'sigterm-mid-learning' | 'sigterm-at-checkpoint';
 
 export interface StopCheck {
   name: StopCheckName;
@@ -156,6 +156,9 @@ export interface KillTestReport {
 // ---------------------------------------------------------------------------------------------
 // The pipeline
 
+/** The kill test's pipeline writes a checkpoint after every second epoch (1, 3, 5, …) and the last. */
+const KILL_TEST_CHECKPOINT_EVERY = 2;
+
 export function killTestPipeline(dataset: string, epochs: number, seed: number): object {
   return {
     name: 'kill-test',
@@ -170,7 +173,7 @@ export function killTestPipeline(dataset: string, epochs: number, seed: number):
       { stage: 'sac', epochs, hidden: [32, 32], batchSize: 64 },
       { stage: 'evaluate', every: 1, episodes: 2 },
     ],
-    checkpointEvery: 2,
+    checkpointEvery: KILL_TEST_CHECKPOINT_EVERY,
   };
 }
 
@@ -697,6 +700,8 @@ export async function runKillTest(o: KillTestOptions, command = 'runKillTest'): 
     if (o.stopChecks.includes('sigint-mid-learning')) aims.push({ name: 'sigint-mid-learning', signal: 'SIGINT', ...midLearning() });
     if (o.stopChecks.includes('sigint-at-epoch-end')) aims.push({ name: 'sigint-at-epoch-end', signal: 'SIGINT', target: 'epoch-end', delay: 0, occurrence: 2 * (1 + rng.int(Math.max(1, Math.floor((o.epochs - 4) / 2)))) });
     if (o.stopChecks.includes('sigterm-mid-learning')) aims.push({ name: 'sigterm-mid-learning', signal: 'SIGTERM', ...midLearning() });
+    // While a scheduled checkpoint (not the last epoch's) is written: the run stops after that epoch.
+    if (o.stopChecks.includes('sigterm-at-checkpoint')) aims.push({ name: 'sigterm-at-checkpoint', signal: 'SIGTERM', target: 'checkpoint', delay: 0, occurrence: rng.int(Math.max(1, Math.floor((o.epochs - 1) / KILL_TEST_CHECKPOINT_EVERY))) });
     for (const aim of aims) {
       const runDir = join(out, 'runs', aim.name);
       const occurrence = aim.occurrence;
@@ -778,9 +783,12 @@ async function stopCheck(
     const lastEpoch = (JSON.parse(lines[lines.length - 1]!) as { epoch: number }).epoch;
     if (latest.epoch !== lastEpoch) problems.push(`the checkpoint is at epoch ${latest.epoch} but metrics.jsonl ends at epoch ${lastEpoch}: the stop did not checkpoint the epoch it ended at`);
     if (res.stoppedAfterEpoch !== null && res.stoppedAfterEpoch !== latest.epoch) problems.push(`stderr says stopped after epoch ${res.stoppedAfterEpoch}, the checkpoint is at epoch ${latest.epoch}`);
-    // The stop comes at the end of the epoch the signal came in (or the next, if it came after that epoch's check).
+    // The stop comes at the end of the epoch the signal came in (or the next, if it came after that
+    // epoch's check). A signal seen while the epoch before was still ending (its end line printed, its
+    // scheduled checkpoint being written) stops the run after that epoch: its checkpoint exists.
     const inEpoch = r.sent.epochEnds;
-    if (latest.epoch < inEpoch || latest.epoch > inEpoch + 2) problems.push(`${sig} during epoch ${inEpoch}, but the checkpoint is at epoch ${latest.epoch}`);
+    const earliest = inEpoch > 0 && inEpoch % KILL_TEST_CHECKPOINT_EVERY === 0 ? inEpoch - 1 : inEpoch;
+    if (latest.epoch < earliest || latest.epoch > inEpoch + 2) problems.push(`${sig} during epoch ${inEpoch}, but the checkpoint is at epoch ${latest.epoch}`);
     const others = readdirSync(join(runDir, 'checkpoints')).filter((n) => n !== 'latest.json' && n !== `epoch-${String(latest.epoch).padStart(6, '0')}`);
     if (others.length > 0) problems.push(`checkpoints/ holds more than the latest: ${others.join(', ')}`);
   }

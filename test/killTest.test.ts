@@ -20,15 +20,15 @@ const deadPid = () => spawnSync(process.execPath, ['-e', '0']).pid!;
 const lines = (p: string) => readJsonl<{ epoch: number; evaluation: unknown }>(p);
 const json = (p: string) => JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>;
 
-test('kill test (fast): 3 SIGKILLs at aimed moments, a SIGINT and a SIGTERM mid-learning, every run equal to the reference', { timeout: 180_000 }, async () => {
+test('kill test (fast): 3 SIGKILLs at aimed moments, a SIGINT and a SIGTERM mid-learning, a SIGTERM during a checkpoint write, every run equal to the reference', { timeout: 180_000 }, async () => {
   const out = mkdtempSync(join(tmpdir(), 'mopo-kill-'));
   const log: string[] = [];
   try {
-    const report = await runKillTest({ ...KILL_TEST_DEFAULTS, kills: 3, seed: 7, epochs: 6, maxKillsPerRun: 3, stopChecks: ['sigint-mid-learning', 'sigterm-mid-learning'], out, log: (m) => log.push(m) });
+    const report = await runKillTest({ ...KILL_TEST_DEFAULTS, kills: 3, seed: 7, epochs: 6, maxKillsPerRun: 3, stopChecks: ['sigint-mid-learning', 'sigterm-mid-learning', 'sigterm-at-checkpoint'], out, log: (m) => log.push(m) });
     const detail = JSON.stringify({ failures: report.failures, stops: report.stops }, null, 1) + '\n' + log.join('\n');
     assert.equal(report.failures.length, 0, detail);
     assert.ok(report.kills >= 3 && report.killsSurvived === report.kills, detail);
-    assert.deepEqual(report.stops.map((s) => s.name), ['sigint-mid-learning', 'sigterm-mid-learning']);
+    assert.deepEqual(report.stops.map((s) => s.name), ['sigint-mid-learning', 'sigterm-mid-learning', 'sigterm-at-checkpoint']);
     for (const s of report.stops) {
       assert.ok(s.ok && s.exitCode === 130, detail);
       assert.match(s.resumeCommand ?? '', /^mopo \S+ --resume /);
