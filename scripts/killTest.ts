@@ -570,12 +570,12 @@ function phaseLengths(phases: PhaseLine[], totalMs: number): Record<string, numb
 
 /** Aims at a phase still ahead, among those aimed at least often so far (so every phase gets its share). */
 function planKill(rng: Rng, s: RunState, o: KillTestOptions, lengths: Record<string, number>, aimed: Map<Phase, number>): KillPlan {
-  const feasible = PHASES.filter((p) => occurrencesAhead(p, s, o.epochs, 2, 3) > 0);
+  const feasible = PHASES.filter((p) => occurrencesAhead(p, s, o.epochs, KILL_TEST_CHECKPOINT_EVERY, 3) > 0);
   const least = Math.min(...feasible.map((p) => aimed.get(p) ?? 0));
   const candidates = feasible.filter((p) => (aimed.get(p) ?? 0) === least);
   const target = candidates[rng.int(candidates.length)]!;
   aimed.set(target, least + 1);
-  const occurrence = rng.int(occurrencesAhead(target, s, o.epochs, 2, 3));
+  const occurrence = rng.int(occurrencesAhead(target, s, o.epochs, KILL_TEST_CHECKPOINT_EVERY, 3));
   // A random moment inside the phase as long as it lasted in the reference (at least 1 ms wide);
   // for the short write phases that lands mid-write most of the time.
   const span = Math.max(1, Math.min(lengths[target] ?? 50, 3000));
