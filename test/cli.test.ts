@@ -236,7 +236,19 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     const valSvg = readFileSync(join(dir, 'val.svg'), 'utf8');
     assert.equal((valSvg.match(/<polyline/g) ?? []).length, 3, 'one curve a member');
     assert.match(valSvg, />member 2</);
-    assert.match(valSvg, />validation MSE/);
+    assert.match(valSvg, />validation MSE \(raw Δs, r\)</, 'the default model predicts raw targets; the axis says so');
+    assert.match(readFileSync(join(dir, 'dyn', 'validation.svg'), 'utf8'), />validation MSE \(raw Δs, r\)</);
+    // Two runs in different output spaces: the axis does not claim one, each curve names its own.
+    const { cpSync, writeFileSync } = await import('node:fs');
+    cpSync(join(dir, 'dyn'), join(dir, 'dyn-normalized'), { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(dir, 'dyn-normalized', 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'dyn-normalized', 'config.json'), JSON.stringify({ ...cfg, ensemble: { ...cfg.ensemble, targets: 'normalized' } }));
+    const two = mopo(['runs', 'plot', join(dir, 'dyn'), join(dir, 'dyn-normalized'), '--out', join(dir, 'two.svg')]);
+    assert.equal(two.code, 0, two.stderr);
+    const twoSvg = readFileSync(join(dir, 'two.svg'), 'utf8');
+    assert.match(twoSvg, />validation MSE \(each run in its own space\)</);
+    assert.match(twoSvg, />dyn \(raw\)</);
+    assert.match(twoSvg, />dyn-normalized \(normalized\)</);
     const mixed = mopo(['runs', 'plot', join(dir, 'dyn'), join(dir, 'start'), '--out', join(dir, 'val.svg')]);
     assert.equal(mixed.code, 2);
     assert.match(mixed.stderr, /start: not a train-dynamics run; plot train-dynamics runs and MOPO runs separately/);

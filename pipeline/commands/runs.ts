@@ -9,7 +9,7 @@ import { readJsonIfExists, readJsonLines, writeFileAtomic } from '../atomic.js';
 import { lineChartSvg } from '../plot.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
 import { runLockHolder } from '../runLock.js';
-import { validationChartSvg } from './trainDynamics.js';
+import { validationChartSvg, validationMseLabel } from './trainDynamics.js';
 import { scoreOfLastEvaluations } from '../mopo.js';
 
 export interface RunInfo {
@@ -87,6 +87,11 @@ interface DynamicsRunInfo {
 /** A train-dynamics run's config.json, as far as these commands read it. */
 type DynamicsConfig = { job?: string; dataset?: string; ensemble?: { patience?: number; targets?: ModelTargets } };
 
+/** The output space a dynamics run's model (and so its validation MSE) is in; runs from before the option: normalized. */
+function dynamicsTargets(cfg: DynamicsConfig | null): ModelTargets {
+  return cfg?.ensemble?.targets ?? 'normalized';
+}
+
 /** Also a MOPO run's `dynamics/` stage, which is laid out as a train-dynamics run; `cfg` is its config.json. */
 function dynamicsRunInfo(run: string, cfg: DynamicsConfig | null): DynamicsRunInfo {
   const report = readJsonIfExists<{ epochs: number; stoppedBy: string; seconds: number; validation: { mse: number[] } }>(join(run, 'report.json'));
@@ -101,7 +106,7 @@ function dynamicsRunInfo(run: string, cfg: DynamicsConfig | null): DynamicsRunIn
     epochs: report?.epochs ?? lines.length,
     // The saved ensemble's own validation once finished; the best logged epoch while it trains.
     bestValidationMse: report ? Math.min(...report.validation.mse) : mses.length > 0 ? Math.min(...mses) : null,
-    targets: cfg?.ensemble?.targets ?? 'normalized', // runs from before the option: normalized
+    targets: dynamicsTargets(cfg),
     status,
     stoppedBy: report?.stoppedBy ?? null,
     seconds: lines.length > 0 ? Math.round(lines.reduce((sum, l) => sum + l.seconds, 0)) : null,
@@ -251,17 +256,19 @@ async function plotDynamicsRuns(args: { runs: string[]; out: string; title?: str
   const curves = runs.map((run) => {
     const epochs = readJsonLines<{ epoch: number; valMse: number[] }>(join(run, 'metrics.jsonl'));
     if (epochs.length === 0) throw new UserError(`${run}: no epoch logged yet`);
-    return { name: basename(run), epochs };
+    return { name: basename(run), epochs, targets: dynamicsTargets(readJsonIfExists<DynamicsConfig>(join(run, 'config.json'))) };
   });
+  // Runs whose models predict in different spaces share an axis only with the space named per run.
+  const mixed = new Set(curves.map((c) => c.targets)).size > 1;
   const svg =
     curves.length === 1
-      ? validationChartSvg(args.title ?? `Dynamics ensemble ${curves[0]!.name}`, curves[0]!.epochs)
+      ? validationChartSvg(args.title ?? `Dynamics ensemble ${curves[0]!.name}`, curves[0]!.epochs, curves[0]!.targets)
       : lineChartSvg({
           title: args.title ?? 'Dynamics ensembles: best member',
           xLabel: 'epoch',
-          yLabel: 'validation MSE (normalized Δs, r)',
+          yLabel: mixed ? 'validation MSE (each run in its own space)' : validationMseLabel(curves[0]!.targets),
           yScale: 'log',
-          series: curves.map((c) => ({ name: c.name, x: c.epochs.map((e) => e.epoch), y: c.epochs.map((e) => Math.min(...e.valMse)) })),
+          series: curves.map((c) => ({ name: mixed ? `${c.name} (${c.targets})` : c.name, x: c.epochs.map((e) => e.epoch), y: c.epochs.map((e) => Math.min(...e.valMse)) })),
         });
   await writeFileAtomic(resolve(args.out), svg);
   process.stderr.write(`written ${resolve(args.out)} (${curves.length} train-dynamics run${curves.length > 1 ? 's' : ''}, validation MSE)\n`);

@@ -7,7 +7,7 @@ import { join, resolve, basename } from 'node:path';
 import { lastValueFrom, tap, filter } from 'rxjs';
 import { initBackend } from '../backend.js';
 import type { ReadOptions } from '../../operators/readTransitions.js';
-import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, hasEnsembleTrainingState, type EnsembleConfig, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleStoppedEvent } from '../../operators/ensemble.js';
+import { trainEnsembleFrom, resolveEnsembleConfig, saveEnsembleTrainingState, loadEnsembleTrainingState, hasEnsembleTrainingState, type EnsembleConfig, type ModelTargets, type EnsembleDoneEvent, type EnsembleEpochEvent, type EnsembleStoppedEvent } from '../../operators/ensemble.js';
 import { readJsonLines, tempPathFor, writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
@@ -60,13 +60,18 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
   log(`run directory ${out}: config.json, metrics.jsonl, validation.svg, ensemble/, report.json`);
 }
 
+/** The validation MSE's axis label: it is in the model's output space (ensemble config `targets`). */
+export function validationMseLabel(targets: ModelTargets): string {
+  return `validation MSE (${targets} Δs, r)`;
+}
+
 /** Each member's validation MSE by epoch, on a log axis (it falls by a decade or more). */
-export function validationChartSvg(title: string, epochs: readonly { epoch: number; valMse: number[] }[]): string {
+export function validationChartSvg(title: string, epochs: readonly { epoch: number; valMse: number[] }[], targets: ModelTargets): string {
   const members = epochs[0]?.valMse.length ?? 0;
   return lineChartSvg({
     title,
     xLabel: 'epoch',
-    yLabel: 'validation MSE (normalized Δs, r)',
+    yLabel: validationMseLabel(targets),
     yScale: 'log',
     series: Array.from({ length: members }, (_, m) => ({ name: `member ${m}`, x: epochs.map((e) => e.epoch), y: epochs.map((e) => e.valMse[m]!) })),
   });
@@ -163,7 +168,7 @@ async function trainDynamicsLocked(
   bar.finish(`stopped by ${done.stoppedBy} after ${done.epochs} epochs`);
   tracePhase('dynamics-save');
   await done.ensemble.save(join(out, 'ensemble'));
-  await writeFileAtomic(join(out, 'validation.svg'), validationChartSvg(`Dynamics ensemble on ${basename(opts.dataset)}`, epochs));
+  await writeFileAtomic(join(out, 'validation.svg'), validationChartSvg(`Dynamics ensemble on ${basename(opts.dataset)}`, epochs, config.targets));
   const report: TrainDynamicsReport = {
     dataset: opts.dataset,
     epochs: done.epochs,
