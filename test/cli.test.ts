@@ -213,7 +213,7 @@ test('a reader that closes early (mopo runs ls | head -1) ends the command quiet
 });
 
 test('train-dynamics trains, saves the ensemble and reports per-member validation', async () => {
-  const { existsSync, mkdirSync, readFileSync } = await import('node:fs');
+  const { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } = await import('node:fs');
   await withTempDir('mopo-dyn-', async (dir) => {
     mkdirSync(join(dir, 'start'));
     assert.equal(mopo(['collect', '--env', 'pendulum', '--steps', '3000', '--out', join(dir, 'start', 'pendulum-random.parquet'), '--quiet']).code, 0);
@@ -239,7 +239,6 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     assert.match(valSvg, />validation MSE \(raw Δs, r\)</, 'the default model predicts raw targets; the axis says so');
     assert.match(readFileSync(join(dir, 'dyn', 'validation.svg'), 'utf8'), />validation MSE \(raw Δs, r\)</);
     // Two runs in different output spaces: the axis does not claim one, each curve names its own.
-    const { cpSync, writeFileSync } = await import('node:fs');
     cpSync(join(dir, 'dyn'), join(dir, 'dyn-normalized'), { recursive: true });
     const cfg = JSON.parse(readFileSync(join(dir, 'dyn-normalized', 'config.json'), 'utf8'));
     writeFileSync(join(dir, 'dyn-normalized', 'config.json'), JSON.stringify({ ...cfg, ensemble: { ...cfg.ensemble, targets: 'normalized' } }));
