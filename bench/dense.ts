@@ -1,6 +1,7 @@
 // Dense-layer throughput on the selected TensorFlow.js backend.
 //
-//   benchDense({ seconds?, backend? }) -> { backend, peakGflops, critic: { gflops, ratio }, ensemble: { gflops, ratio } }
+//   benchDense({ seconds?, backend? }) -> { backend, products, peakGflops, critic: { gflops, ratio }, ensemble: { gflops, ratio },
+//                                           wasm?, nativeSpeedup? }
 //
 // peak      plain 256x256x256 matMul (2*256^3 flops per call): warm-up, then the median of many
 //           timings of 4 back-to-back calls, the last one waited for with dataSync.
@@ -9,6 +10,8 @@
 // ensemble  one full training step of a 7-member dynamics ensemble computed as ONE batched
 //           computation (weights [7, in, out]): 23 -> 200 x4 (swish) -> 36 (mean and log-variance
 //           of 17 state deltas + 1 reward), batch 256 per member, Gaussian NLL loss.
+// With the native gemm (pipeline/kernels.ts) the three are also measured on the wasm kernels alone,
+// interleaved round by round, as `wasm`, with `nativeSpeedup` = native / wasm for each.
 // Flops count matmuls only: forward 2*B*in*out per layer, backward 2x forward (dX and dW), so a
 // step is 3x forward. ratio = gflops / peakGflops, all measured in the same run and interleaved
 // in rounds (the machine is shared and noisy: compare ratios, not absolute numbers).
@@ -18,16 +21,35 @@
 // the matmul patch and with the stock wasm kernels).
 
 import { initBackend, tf } from '../pipeline/backend.js';
-import { fastKernelsInstalled, withUnpatchedKernels, type FastKernelOptions } from '../pipeline/kernels.js';
+import { fastKernelsInstalled, nativeKernelsInfo, withUnpatchedKernels, type FastKernelOptions } from '../pipeline/kernels.js';
 import { Adam, DenseStack, trainStep, type LossAndGrad } from '../pipeline/mlp.js';
 import { Rng } from '../pipeline/random.js';
 import { median, round3 } from './stats.js';
 
-export interface DenseBenchResult {
-  backend: string;
+export interface DenseFigures {
   peakGflops: number;
   critic: { gflops: number; ratio: number };
   ensemble: { gflops: number; ratio: number };
+}
+
+export interface DenseBenchResult extends DenseFigures {
+  backend: string;
+  /** What computes the products: 'native avx512' / 'native avx2' (native/kernels.cc) or 'wasm'. */
+  products: string;
+  /** With the native gemm: the same figures on the wasm kernels, interleaved in the same run, and the speedups. */
+  wasm?: DenseFigures;
+  nativeSpeedup?: { peak: number; critic: number; ensemble: number };
+}
+
+/** 'native <isa>' when the native gemm computes the products, else 'wasm'. */
+export function productEngine(): string {
+  const isa = nativeKernelsInfo().isa;
+  return fastKernelsInstalled().native && isa !== null ? `native ${isa}` : 'wasm';
+}
+
+/** Runs f on the wasm kernels only (every wasm patch, not the native gemm): the comparison the benchmarks make. */
+export function onWasmKernels<T>(f: () => T): T {
+  return withUnpatchedKernels(f, { matmul: true, simd: true, gemm: true, native: false });
 }
 
 const BATCH = 256;
@@ -206,25 +228,44 @@ export async function benchDense(opts: { seconds?: number; backend?: string } = 
     for (let i = 0; i < 5; i++) peak.timeMs();
     for (let i = 0; i < 3; i++) timeStep(critic);
     for (let i = 0; i < 2; i++) timeStep(ensemble);
-    const peakMs: number[] = [];
-    const criticMs: number[] = [];
-    const ensembleMs: number[] = [];
-    const deadline = performance.now() + seconds * 1000;
-    // Interleaved rounds so that noise hits all three measurements alike.
+    const products = productEngine();
+    const compare = products !== 'wasm';
+    if (compare) onWasmKernels(() => { for (let i = 0; i < 3; i++) { peak.timeMs(); timeStep(critic); timeStep(ensemble); } });
+    type Times = { peak: number[]; critic: number[]; ensemble: number[] };
+    const round = (t: Times): void => {
+      for (let i = 0; i < 3; i++) t.peak.push(peak.timeMs());
+      for (let i = 0; i < 5; i++) t.critic.push(timeStep(critic));
+      t.ensemble.push(timeStep(ensemble));
+    };
+    const fast: Times = { peak: [], critic: [], ensemble: [] };
+    const wasm: Times = { peak: [], critic: [], ensemble: [] };
+    const deadline = performance.now() + seconds * 1000 * (compare ? 2 : 1);
+    // Interleaved rounds so that noise hits all the measurements alike.
     do {
-      for (let i = 0; i < 3; i++) peakMs.push(peak.timeMs());
-      for (let i = 0; i < 5; i++) criticMs.push(timeStep(critic));
-      ensembleMs.push(timeStep(ensemble));
-    } while (performance.now() < deadline || ensembleMs.length < 3);
-    const gf = (flops: number, ms: number): number => flops / (ms * 1e6);
-    const peakGflops = gf(PeakMatMul.FLOPS, median(peakMs));
-    const c = gf(critic.flops, median(criticMs));
-    const e = gf(ensemble.flops, median(ensembleMs));
+      round(fast);
+      if (compare) onWasmKernels(() => round(wasm));
+    } while (performance.now() < deadline || fast.ensemble.length < 3);
+    const figures = (t: Times): DenseFigures => {
+      const gf = (flops: number, ms: number): number => flops / (ms * 1e6);
+      const peakGflops = gf(PeakMatMul.FLOPS, median(t.peak));
+      const c = gf(critic.flops, median(t.critic));
+      const e = gf(ensemble.flops, median(t.ensemble));
+      return {
+        peakGflops: round3(peakGflops),
+        critic: { gflops: round3(c), ratio: round3(c / peakGflops) },
+        ensemble: { gflops: round3(e), ratio: round3(e / peakGflops) },
+      };
+    };
+    const f = figures(fast);
+    if (!compare) return { backend, products, ...f };
+    const w = figures(wasm);
     return {
-      backend,
-      peakGflops: round3(peakGflops),
-      critic: { gflops: round3(c), ratio: round3(c / peakGflops) },
-      ensemble: { gflops: round3(e), ratio: round3(e / peakGflops) },
+      backend, products, ...f, wasm: w,
+      nativeSpeedup: {
+        peak: round3(f.peakGflops / w.peakGflops),
+        critic: round3(f.critic.gflops / w.critic.gflops),
+        ensemble: round3(f.ensemble.gflops / w.ensemble.gflops),
+      },
     };
   } finally {
     peak.dispose();
@@ -236,8 +277,8 @@ export async function benchDense(opts: { seconds?: number; backend?: string } = 
 export interface VariantTiming {
   name: string;
   flops: number;
-  /** Median ms per kernel setting: fast = all patches, xnnpack = all but the SIMD gemm (products via
-   *  XNNPACK), matmulOnly = matmul patch only, stock = none. */
+  /** Median ms per kernel setting: native = the native gemm (where built), fast = all wasm patches,
+   *  xnnpack = all but the SIMD gemm (products via XNNPACK), matmulOnly = matmul patch only, stock = none. */
   ms: Record<string, number>;
 }
 
@@ -249,8 +290,9 @@ export async function benchVariants(opts: { seconds?: number } = {}): Promise<Va
   await initBackend({ backend: 'wasm' });
   const budget = (opts.seconds ?? 20) * 1000;
   const settings: Array<[string, FastKernelOptions]> = [
-    ['fast', { matmul: true, simd: true }],
-    ['xnnpack', { matmul: true, simd: true, gemm: false }],
+    ...(nativeKernelsInfo().isa !== null ? [['native', { matmul: true, simd: true, native: true }] as [string, FastKernelOptions]] : []),
+    ['fast', { matmul: true, simd: true, native: false }],
+    ['xnnpack', { matmul: true, simd: true, gemm: false, native: false }],
     ['matmulOnly', { matmul: true, simd: false }],
     ['stock', { matmul: false, simd: false }],
   ];

@@ -21,6 +21,8 @@
 //          measured for a short slice before every round of SAC timings, so peak and SAC are
 //          measured interleaved in the same run; the median of the rounds' peaks is reported.
 // ratio    gflops / peakGflops.
+// products what computes the products; with the native gemm, each round also times the updates on
+//          the wasm kernels alone (wasmUpdatesPerSecond) and nativeSpeedup = native / wasm updates/s.
 //
 // From the CLI: mopo bench sac [--seconds 8] [--backend wasm]
 
@@ -28,7 +30,7 @@ import { initBackend } from '../pipeline/backend.js';
 import { Rng } from '../pipeline/random.js';
 import { TransitionBatch } from '../schemas/transition.js';
 import { SacAgent } from '../operators/sac.js';
-import { measurePeakGflops } from './dense.js';
+import { measurePeakGflops, onWasmKernels, productEngine } from './dense.js';
 import { median, round3 } from './stats.js';
 
 export interface SacBenchResult {
@@ -39,6 +41,11 @@ export interface SacBenchResult {
   gflops: number;
   peakGflops: number;
   ratio: number;
+  /** What computes the products (see bench/dense.ts productEngine). */
+  products: string;
+  /** With the native gemm: updates/s on the wasm kernels alone, interleaved in the same run, and native / wasm. */
+  wasmUpdatesPerSecond?: number;
+  nativeSpeedup?: number;
 }
 
 export const SAC_BENCH_DIMS = { obsDim: 17, actDim: 6 } as const;
@@ -69,19 +76,26 @@ export async function benchSac(opts: { seconds?: number; backend?: string; round
     // Warm-up: XNNPACK operators, heap growth, JIT.
     for (let i = 0; i < 5; i++) agent.update(batches[i % batches.length]!, { metrics: false });
     sync();
+    const products = productEngine();
+    const compare = products !== 'wasm';
     const k = 4; // updates per timing
     const peaks: number[] = [];
     const ms: number[] = [];
+    const wasmMs: number[] = [];
     let u = 0;
-    for (let r = 0; r < rounds; r++) {
-      peaks.push(measurePeakGflops(Math.min(1, (0.25 * seconds) / rounds)));
-      const deadline = performance.now() + (0.75 * seconds * 1000) / rounds;
+    const time = (into: number[], until: number): void => {
       do {
         const t0 = performance.now();
         for (let i = 0; i < k; i++) agent.update(batches[u++ % batches.length]!, { metrics: false });
         sync();
-        ms.push((performance.now() - t0) / k);
-      } while (performance.now() < deadline);
+        into.push((performance.now() - t0) / k);
+      } while (performance.now() < until);
+    };
+    if (compare) onWasmKernels(() => time([], performance.now() + 200)); // its warm-up
+    for (let r = 0; r < rounds; r++) {
+      peaks.push(measurePeakGflops(Math.min(1, (0.25 * seconds) / rounds)));
+      time(ms, performance.now() + (0.75 * seconds * 1000) / rounds);
+      if (compare) onWasmKernels(() => time(wasmMs, performance.now() + (0.75 * seconds * 1000) / rounds));
     }
     const msPerUpdate = median(ms);
     const gflops = flops / (msPerUpdate * 1e6);
@@ -94,6 +108,8 @@ export async function benchSac(opts: { seconds?: number; backend?: string; round
       gflops: round3(gflops),
       peakGflops: round3(peakGflops),
       ratio: round3(gflops / peakGflops),
+      products,
+      ...(compare ? { wasmUpdatesPerSecond: round3(1000 / median(wasmMs)), nativeSpeedup: round3(median(wasmMs) / msPerUpdate) } : {}),
     };
   } finally {
     agent.dispose();

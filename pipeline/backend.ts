@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as tfwasm from '@tensorflow/tfjs-backend-wasm';
 import { UserError } from './errors.js';
-import { installFastKernels } from './kernels.js';
+import { installFastKernels, nativeKernelsInfo } from './kernels.js';
 
 export { tf };
 
@@ -125,7 +125,10 @@ function describe(name: BackendName): string {
       /* not initialized */
     }
     const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT') ? 'SIMD, ' : '';
-    return `mopo: compute backend wasm (tfjs ${version}, XNNPACK, ${simd}${threads} thread${threads === 1 ? '' : 's'})`;
+    // Dense products go to the native gemm where it is built (pipeline/kernels.ts), else XNNPACK and the SIMD gemm.
+    const nk = nativeKernelsInfo();
+    const products = nk.isa !== null ? `native ${nk.isa === 'avx512' ? 'AVX-512' : 'AVX2'} gemm` : 'XNNPACK';
+    return `mopo: compute backend wasm (tfjs ${version}, ${products}, ${simd}${threads} thread${threads === 1 ? '' : 's'})`;
   }
   if (name === 'node') return `mopo: compute backend node (tfjs ${version}, native TensorFlow)`;
   return `mopo: compute backend cpu (tfjs ${version}, pure JavaScript: slow)`;

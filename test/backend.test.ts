@@ -6,6 +6,7 @@ import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { initBackend, parseBackendName, tf } from '../pipeline/backend.js';
 import { UserError } from '../pipeline/errors.js';
+import { nativeKernelsInfo } from '../pipeline/kernels.js';
 import { Adam, DenseStack, trainStep, type DenseStackSpec } from '../pipeline/mlp.js';
 import { Rng } from '../pipeline/random.js';
 
@@ -27,7 +28,10 @@ test('automatic choice: tfjs-node is not installed here, so wasm; logged once', 
   assert.equal(tf.getBackend(), 'wasm');
   assert.equal(await initBackend({ log: c.log }), 'wasm');
   assert.equal(c.lines.length, 1, c.lines.join('\n'));
-  assert.match(c.lines[0]!, /^mopo: compute backend wasm \(tfjs 4\.\d+\.\d+, XNNPACK, (SIMD, )?1 thread\)$/);
+  assert.match(c.lines[0]!, /^mopo: compute backend wasm \(tfjs 4\.\d+\.\d+, [^,]+, (SIMD, )?1 thread\)$/);
+  // The products' engine: the native gemm where it is built, else XNNPACK.
+  const isa = nativeKernelsInfo().isa;
+  assert.ok(c.lines[0]!.includes(isa === null ? ', XNNPACK,' : `, native ${isa === 'avx512' ? 'AVX-512' : 'AVX2'} gemm,`), c.lines[0]);
 });
 
 test('explicit node falls back to wasm with a warning', async () => {

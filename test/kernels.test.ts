@@ -1,10 +1,13 @@
 // The patched wasm kernels (pipeline/kernels.ts) against the stock wasm kernels and the pure-JS
-// cpu backend, on random inputs of odd and even shapes.
+// cpu backend, on random inputs of odd and even shapes. The wasm paths (XNNPACK, the SIMD gemm) are
+// tested with the native gemm switched off; the native gemm, where it is built, against them all.
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { initBackend, tf } from '../pipeline/backend.js';
-import { fastKernelsInstalled, hasMopoKernel, kernelStats, withUnpatchedKernels } from '../pipeline/kernels.js';
+import { fastKernelsInstalled, hasMopoKernel, kernelStats, nativeKernelsInfo, withUnpatchedKernels } from '../pipeline/kernels.js';
 import { Rng } from '../pipeline/random.js';
 
 const rng = new Rng(12345, 'kernels-test');
@@ -49,41 +52,70 @@ function stock<T>(f: () => T): T {
 before(async () => {
   const b = await initBackend({ backend: 'wasm', log: () => undefined });
   assert.equal(b, 'wasm');
-  assert.deepEqual(fastKernelsInstalled(), { matmul: true, simd: true, gemm: true });
+  assert.deepEqual(fastKernelsInstalled(), { matmul: true, simd: true, gemm: true, native: nativeKernelsInfo().isa !== null });
 });
 
-test('2-D matMul, every transpose combination, odd and even sizes: patched == stock == cpu', async () => {
+/** Runs f with every wasm patch (XNNPACK for 2-D products, the SIMD gemm for batched ones) but not the native gemm. */
+function wasmPath<T>(f: () => T): T {
+  return withUnpatchedKernels(f, { matmul: true, simd: true, gemm: true, native: false });
+}
+
+type Engine = { name: string; run: <T>(f: () => T) => T };
+/** The patched product engines: the wasm paths, and the native gemm where it is built (checked to be used). */
+const engines: Engine[] = [
+  { name: 'wasm', run: wasmPath },
+  ...(nativeKernelsInfo().isa === null ? [] : [{
+    name: 'native',
+    run: <T>(f: () => T): T => {
+      const before = kernelStats.native;
+      const r = f();
+      assert.ok(kernelStats.native > before, 'the native gemm should be used');
+      return r;
+    },
+  }]),
+];
+
+test('2-D matMul, every transpose combination, odd and even sizes: patched (wasm, native) == stock == cpu', async () => {
   const sizes: Array<[number, number, number]> = [[1, 1, 1], [3, 17, 23], [17, 3, 1], [23, 64, 5], [1, 23, 256], [64, 256, 33]];
   for (const [m, k, n] of sizes) {
     for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
       const a = rand(ta ? [k, m] : [m, k]);
       const b = rand(tb ? [n, k] : [k, n]);
-      const what = `matMul ${m}x${k}x${n} tA=${ta} tB=${tb}`;
-      const fast = tf.matMul(a, b, ta, tb);
-      assert.deepEqual(fast.shape, [m, n], what);
       const slow = stock(() => tf.matMul(a, b, ta, tb));
-      assertClose(fast, slow, `${what} vs stock`);
-      assertClose(fast, await onCpu(() => tf.matMul(a, b, ta, tb)), `${what} vs cpu`);
-      tf.dispose([a, b, fast, slow]);
+      const ref = await onCpu(() => tf.matMul(a, b, ta, tb));
+      for (const e of engines) {
+        const what = `${e.name} matMul ${m}x${k}x${n} tA=${ta} tB=${tb}`;
+        const fast = e.run(() => tf.matMul(a, b, ta, tb));
+        assert.deepEqual(fast.shape, [m, n], what);
+        assertClose(fast, slow, `${what} vs stock`);
+        assertClose(fast, ref, `${what} vs cpu`);
+        fast.dispose();
+      }
+      tf.dispose([a, b, slow]);
     }
   }
 });
 
-test('rank-3 batched matMul with transposes: patched == stock == cpu', async () => {
+test('rank-3 batched matMul with transposes: patched (wasm, native) == stock == cpu', async () => {
   for (const [bs, m, k, n] of [[7, 10, 13, 9], [2, 1, 3, 1], [3, 17, 23, 5]] as const) {
     for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
       const a = rand(ta ? [bs, k, m] : [bs, m, k]);
       const b = rand(tb ? [bs, n, k] : [bs, k, n]);
-      const what = `batched ${bs}x(${m}x${k}x${n}) tA=${ta} tB=${tb}`;
-      const fast = tf.matMul(a, b, ta, tb);
-      assertClose(fast, stock(() => tf.matMul(a, b, ta, tb)), `${what} vs stock`);
-      assertClose(fast, await onCpu(() => tf.matMul(a, b, ta, tb)), `${what} vs cpu`);
-      tf.dispose([a, b, fast]);
+      const slow = stock(() => tf.matMul(a, b, ta, tb));
+      const ref = await onCpu(() => tf.matMul(a, b, ta, tb));
+      for (const e of engines) {
+        const what = `${e.name} batched ${bs}x(${m}x${k}x${n}) tA=${ta} tB=${tb}`;
+        const fast = e.run(() => tf.matMul(a, b, ta, tb));
+        assertClose(fast, slow, `${what} vs stock`);
+        assertClose(fast, ref, `${what} vs cpu`);
+        fast.dispose();
+      }
+      tf.dispose([a, b, slow]);
     }
   }
 });
 
-test('batched matMul broadcasting of batch dims: patched == cpu (and == stock where stock supports it)', async () => {
+test('batched matMul broadcasting of batch dims: patched (wasm, native) == cpu (and == stock where stock supports it)', async () => {
   const cases: Array<[number[], number[], boolean]> = [
     [[1, 5, 3], [4, 3, 6], true], // size-1 batch on a: the stock kernel supports this
     [[4, 5, 3], [1, 3, 6], true],
@@ -95,16 +127,19 @@ test('batched matMul broadcasting of batch dims: patched == cpu (and == stock wh
   for (const [sa, sb, stockOk] of cases) {
     const a = rand(sa);
     const b = rand(sb);
-    const what = `matMul [${sa}] x [${sb}]`;
-    const fast = tf.matMul(a, b);
     // Reference: broadcast both operands to the full batch shape explicitly (the cpu kernel only
     // broadcasts a flattened size-1 batch), then a plain batched product on cpu.
     const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
     const ref = await onCpu(() => tf.matMul(tf.broadcastTo(a, [...batch, ...sa.slice(-2)]), tf.broadcastTo(b, [...batch, ...sb.slice(-2)])));
-    assert.deepEqual(fast.shape, [...batch, sa[sa.length - 2]!, sb[sb.length - 1]!], what);
-    assertClose(fast, ref, `${what} vs cpu`);
-    if (stockOk) assertClose(fast, stock(() => tf.matMul(a, b)), `${what} vs stock`);
-    tf.dispose([a, b, fast]);
+    for (const e of engines) {
+      const what = `${e.name} matMul [${sa}] x [${sb}]`;
+      const fast = e.run(() => tf.matMul(a, b));
+      assert.deepEqual(fast.shape, [...batch, sa[sa.length - 2]!, sb[sb.length - 1]!], what);
+      assertClose(fast, ref, `${what} vs cpu`);
+      if (stockOk) assertClose(fast, stock(() => tf.matMul(a, b)), `${what} vs stock`);
+      fast.dispose();
+    }
+    tf.dispose([a, b]);
   }
 });
 
@@ -150,7 +185,7 @@ test('SIMD gemm: every tile path (row/column tails, k tails), transposes, broadc
       const b = rand(tr(sb, tb));
       const what = `gemm [${sa}] x [${sb}] tA=${ta} tB=${tb}`;
       const before = kernelStats.gemm;
-      const fast = tf.matMul(a, b, ta, tb);
+      const fast = wasmPath(() => tf.matMul(a, b, ta, tb));
       assert.ok(kernelStats.gemm > before, `${what} should use the gemm`);
       const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
       const full = (t: tf.Tensor, s: number[]): tf.Tensor => tf.broadcastTo(t, [...batch, ...s.slice(-2)]);
@@ -168,8 +203,8 @@ test('SIMD gemm: every tile path (row/column tails, k tails), transposes, broadc
   }
   // 2-D products (any transposes) keep XNNPACK; thin outputs (n < 4) too.
   const before = kernelStats.gemm;
-  tf.dispose([tf.matMul(rand([5, 8]), rand([8, 6])), tf.matMul(rand([8, 5]), rand([6, 8]), true, true),
-    tf.matMul(rand([3, 5, 8]), rand([3, 8, 3]))]);
+  wasmPath(() => tf.dispose([tf.matMul(rand([5, 8]), rand([8, 6])), tf.matMul(rand([8, 5]), rand([6, 8]), true, true),
+    tf.matMul(rand([3, 5, 8]), rand([3, 8, 3]))]));
   assert.equal(kernelStats.gemm, before);
 });
 
@@ -186,7 +221,7 @@ test('SIMD gemm fused: bias [n] / [B, 1, n] / broadcast batch, linear and relu, 
         const what = `gemm fused ${act} [${sa}] x [${sb}] + [${sbias}] tB=${tb}`;
         const f = (): tf.Tensor => tf.fused.matMul({ a, b, transposeB: tb, bias, activation: act });
         const before = kernelStats.gemm;
-        const fast = f();
+        const fast = wasmPath(f);
         assert.ok(kernelStats.gemm > before, `${what} should use the gemm`);
         const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
         const ref = await onCpu(() => {
@@ -214,7 +249,7 @@ test('the same weight data reshaped to another shape does not hit a stale XNNPAC
   tf.dispose([w, x, x2, r1, r2]);
 });
 
-test('fused matMul: bias shapes x activations x transposes == cpu', async () => {
+test('fused matMul: bias shapes x activations x transposes, wasm and native == cpu', async () => {
   const acts = ['linear', 'relu', 'relu6', 'sigmoid', 'elu', 'leakyrelu', 'prelu'] as const;
   const [m, k, n] = [9, 17, 23];
   for (const batch of [null, 3] as const) {
@@ -232,9 +267,13 @@ test('fused matMul: bias shapes x activations x transposes == cpu', async () => 
             a, b, transposeA: ta, transposeB: tb, bias, activation: act,
             ...(alpha !== undefined ? { preluActivationWeights: alpha } : {}), leakyreluAlpha: 0.1,
           });
-          const fast = f();
-          assertClose(fast, await onCpu(f), what);
-          tf.dispose([a, b, bias, fast]);
+          const ref = await onCpu(f);
+          for (const e of engines) {
+            const fast = e.run(f);
+            assertClose(fast, ref, `${e.name} ${what}`);
+            fast.dispose();
+          }
+          tf.dispose([a, b, bias]);
           if (alpha !== undefined) alpha.dispose();
         }
       }
@@ -247,7 +286,7 @@ test('fused matMul with a rank-1 bias and no transpose matches the stock XNNPACK
   const b = rand([19, 7]);
   const bias = rand([7]);
   for (const act of ['linear', 'relu', 'sigmoid'] as const) {
-    const fast = tf.fused.matMul({ a, b, bias, activation: act });
+    const fast = wasmPath(() => tf.fused.matMul({ a, b, bias, activation: act }));
     const slow = stock(() => tf.fused.matMul({ a, b, bias, activation: act }));
     assertClose(fast, slow, `fused ${act} vs stock`, 1e-6);
     tf.dispose([fast, slow]);
@@ -372,11 +411,40 @@ test('patched kernels free their temporaries (no tensor or heap-id leaks)', () =
       tf.concat(tf.split(a, [10, 20], 2), 2);
     });
   };
-  run();
-  const before = tf.memory().numTensors;
-  const ids = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
-  for (let i = 0; i < 5; i++) run();
-  assert.equal(tf.memory().numTensors, before);
-  assert.equal((tf.backend() as unknown as { numDataIds(): number }).numDataIds(), ids);
+  for (const e of engines) {
+    e.run(run);
+    const before = tf.memory().numTensors;
+    const ids = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+    for (let i = 0; i < 5; i++) e.run(run);
+    assert.equal(tf.memory().numTensors, before, e.name);
+    assert.equal((tf.backend() as unknown as { numDataIds(): number }).numDataIds(), ids, e.name);
+  }
   tf.dispose([a, b, bias]);
+});
+
+test('native gemm: k past one packed block, several row blocks, partial panels, bias and relu == cpu', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, async () => {
+  if (process.env.MOPO_NATIVE_ISA !== undefined) assert.equal(nativeKernelsInfo().isa, process.env.MOPO_NATIVE_ISA);
+  // k 600 = 256 + 256 + 88 (accumulating blocks, the bias and relu on the last only); m 205 = 96 + 96 + 13
+  // (row blocks, a short last tile); n 37, 200 (a partial last panel at either width).
+  for (const [m, k, n] of [[205, 600, 37], [13, 257, 200], [1, 300, 1]] as const) {
+    for (const [ta, tb] of [[false, false], [true, true], [false, true]] as const) {
+      const a = rand(ta ? [k, m] : [m, k], 0.2);
+      const b = rand(tb ? [n, k] : [k, n], 0.2);
+      const bias = rand([n]);
+      const f = (): tf.Tensor => tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, bias, activation: 'relu' });
+      const before = kernelStats.native;
+      const fast = f();
+      assert.equal(kernelStats.native, before + 1);
+      assertClose(fast, await onCpu(f), `native ${m}x${k}x${n} tA=${ta} tB=${tb}`);
+      tf.dispose([a, b, bias, fast]);
+    }
+  }
+});
+
+test('native gemm: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same checks', { skip: nativeKernelsInfo().isa !== 'avx512' ? 'AVX-512 not in use here' : false }, () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, MOPO_NATIVE_ISA: 'avx2' };
+  delete env.NODE_TEST_CONTEXT; // a runner of its own, reporting as text
+  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=native gemm: k past', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /# pass 1\b/);
 });

@@ -1,0 +1,102 @@
+// One SIMD gemm, included once per instruction set (see kernels.cc) inside a `#pragma GCC target`
+// region, with V, W (lanes), MR (rows of a register tile) and the intrinsics defined by the includer.
+// C = A·B (+ bias row) (relu), every operand strided (in floats): A(i,p) = A[i·rsA + p·csA],
+// B(p,j) = B[p·rsB + j·csB], C(i,j) = C[i·rsC + j]. B is packed into NR-wide column panels (zero
+// padded) once per KC rows of k, so a transposed B costs only its packing; A is read in place.
+namespace NS {
+constexpr int NR = 2 * W;
+
+// An R × NR tile of C from R rows of A and one packed panel (kc × NR).
+template <int R>
+static inline void tile(const float* A, long rsA, long csA, const float* P, int kc, float* C, long rsC,
+                        const float* bias, bool accumulate, bool relu) {
+  V c0[R], c1[R];
+  for (int r = 0; r < R; r++) c0[r] = c1[r] = ZERO();
+  for (int p = 0; p < kc; p++) {
+    const V b0 = LOAD(P + p * NR), b1 = LOAD(P + p * NR + W);
+    const float* a = A + p * csA;
+    for (int r = 0; r < R; r++) {
+      const V ar = SET1(a[r * rsA]);
+      c0[r] = FMADD(ar, b0, c0[r]);
+      c1[r] = FMADD(ar, b1, c1[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    float* c = C + r * rsC;
+    if (accumulate) { c0[r] = ADD(c0[r], LOADU(c)); c1[r] = ADD(c1[r], LOADU(c + W)); }
+    if (bias != nullptr) { c0[r] = ADD(c0[r], LOADU(bias)); c1[r] = ADD(c1[r], LOADU(bias + W)); }
+    if (relu) { c0[r] = MAX(c0[r], ZERO()); c1[r] = MAX(c1[r], ZERO()); }
+    STOREU(c, c0[r]);
+    STOREU(c + W, c1[r]);
+  }
+}
+
+// The tile for the last rows of a block (fewer than MR).
+template <int R>
+static inline void tileRows(int rows, const float* A, long rsA, long csA, const float* P, int kc, float* C, long rsC,
+                            const float* bias, bool accumulate, bool relu) {
+  if (rows == R) tile<R>(A, rsA, csA, P, kc, C, rsC, bias, accumulate, relu);
+  else if constexpr (R > 1) tileRows<R - 1>(rows, A, rsA, csA, P, kc, C, rsC, bias, accumulate, relu);
+}
+
+static void gemm(const float* A, long rsA, long csA, const float* B, long rsB, long csB, float* C, long rsC,
+                 int m, int k, int n, const float* bias, bool relu, float* pack) {
+  const int panels = (n + NR - 1) / NR;
+  alignas(64) float edge[MR * NR];  // a partial panel's tile, copied to C's valid columns
+  alignas(64) float edgeBias[NR];
+  for (int p0 = 0; p0 < k; p0 += KC) {
+    const int kc = k - p0 < KC ? k - p0 : KC;
+    const bool accumulate = p0 > 0;
+    const bool last = p0 + kc == k;
+    // Pack B[p0:p0+kc, :] into panels (zero padded to NR columns).
+    for (int jp = 0; jp < panels; jp++) {
+      float* P = pack + (long)jp * kc * NR;
+      const int j0 = jp * NR;
+      const int w = n - j0 < NR ? n - j0 : NR;
+      if (csB == 1 && w == NR) {
+        for (int p = 0; p < kc; p++) {
+          const float* b = B + (long)(p0 + p) * rsB + j0;
+          STORE(P + p * NR, LOADU(b));
+          STORE(P + p * NR + W, LOADU(b + W));
+        }
+      } else {
+        for (int p = 0; p < kc; p++)
+          for (int jj = w; jj < NR; jj++) P[p * NR + jj] = 0.f;
+        for (int jj = 0; jj < w; jj++) {
+          const float* b = B + (long)(j0 + jj) * csB + (long)p0 * rsB;
+          for (int p = 0; p < kc; p++) P[p * NR + jj] = b[(long)p * rsB];
+        }
+      }
+    }
+    // Row blocks of MC rows of A (kept in cache across the panels), then the panels, then tiles.
+    for (int i0 = 0; i0 < m; i0 += MC) {
+      const int mc = m - i0 < MC ? m - i0 : MC;
+      for (int jp = 0; jp < panels; jp++) {
+        const float* P = pack + (long)jp * kc * NR;
+        const int j0 = jp * NR;
+        const int w = n - j0 < NR ? n - j0 : NR;
+        const float* bj = last && bias != nullptr ? bias + j0 : nullptr;
+        if (w < NR && bj != nullptr) {
+          for (int jj = 0; jj < NR; jj++) edgeBias[jj] = jj < w ? bj[jj] : 0.f;
+          bj = edgeBias;
+        }
+        for (int i = i0; i < i0 + mc; i += MR) {
+          const int rows = i0 + mc - i < MR ? i0 + mc - i : MR;
+          const float* a = A + (long)i * rsA + (long)p0 * csA;
+          float* c = C + (long)i * rsC + j0;
+          if (w == NR) {
+            tileRows<MR>(rows, a, rsA, csA, P, kc, c, rsC, bj, accumulate, last && relu);
+          } else {
+            if (accumulate)
+              for (int r = 0; r < rows; r++)
+                for (int jj = 0; jj < NR; jj++) edge[r * NR + jj] = jj < w ? c[(long)r * rsC + jj] : 0.f;
+            tileRows<MR>(rows, a, rsA, csA, P, kc, edge, NR, bj, accumulate, last && relu);
+            for (int r = 0; r < rows; r++)
+              for (int jj = 0; jj < w; jj++) c[(long)r * rsC + jj] = edge[r * NR + jj];
+          }
+        }
+      }
+    }
+  }
+}
+}  // namespace NS

@@ -1,0 +1,162 @@
+// Native dense-layer kernels for the tfjs wasm backend (pipeline/kernels.ts): a gemm that runs on
+// the wasm heap in place, with the host's wide SIMD and FMA (AVX-512 or AVX2), which WebAssembly
+// cannot use (128-bit lanes, no FMA). (-Wno-maybe-uninitialized: GCC 12 warns inside its own
+// AVX-512 intrinsics, _mm512_undefined_ps.) Built at `npm install` by node-gyp when a C++ compiler is
+// there; without it, or on a CPU without AVX2, the wasm kernels are used.
+#include <node_api.h>
+#include <immintrin.h>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+constexpr int KC = 256;  // rows of k packed at a time: a panel is KC × NR floats (32 KB at NR 32)
+constexpr int MC = 96;   // rows of A kept in cache across the panels of one pass
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define NS avx512
+#define V __m512
+#define W 16
+#define MR 12
+#define ZERO() _mm512_setzero_ps()
+#define LOAD(p) _mm512_load_ps(p)
+#define LOADU(p) _mm512_loadu_ps(p)
+#define STORE(p, v) _mm512_store_ps(p, v)
+#define STOREU(p, v) _mm512_storeu_ps(p, v)
+#define SET1(x) _mm512_set1_ps(x)
+#define FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define ADD(a, b) _mm512_add_ps(a, b)
+#define MAX(a, b) _mm512_max_ps(a, b)
+#include "gemm.h"
+#undef NS
+#undef V
+#undef W
+#undef MR
+#undef ZERO
+#undef LOAD
+#undef LOADU
+#undef STORE
+#undef STOREU
+#undef SET1
+#undef FMADD
+#undef ADD
+#undef MAX
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define NS avx2
+#define V __m256
+#define W 8
+#define MR 6
+#define ZERO() _mm256_setzero_ps()
+#define LOAD(p) _mm256_load_ps(p)
+#define LOADU(p) _mm256_loadu_ps(p)
+#define STORE(p, v) _mm256_store_ps(p, v)
+#define STOREU(p, v) _mm256_storeu_ps(p, v)
+#define SET1(x) _mm256_set1_ps(x)
+#define FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define ADD(a, b) _mm256_add_ps(a, b)
+#define MAX(a, b) _mm256_max_ps(a, b)
+#include "gemm.h"
+#pragma GCC pop_options
+
+namespace {
+
+enum class Isa { none, avx2, avx512 };
+
+Isa detect() {
+  __builtin_cpu_init();
+  const char* force = std::getenv("MOPO_NATIVE_ISA");  // "avx2" to test the AVX2 path on an AVX-512 CPU
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (force != nullptr && force[0] == 'a' && force[3] == '2') return avx2 ? Isa::avx2 : Isa::none;
+  if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
+  return avx2 ? Isa::avx2 : Isa::none;
+}
+
+const Isa isa = detect();
+
+// The packing buffer, per thread (ensemble and rollout workers each have their own).
+thread_local float* packBuf = nullptr;
+thread_local size_t packCap = 0;
+
+float* packFor(size_t floats) {
+  if (floats > packCap) {
+    std::free(packBuf);
+    packBuf = static_cast<float*>(std::aligned_alloc(64, ((floats * 4 + 63) / 64) * 64));
+    packCap = packBuf == nullptr ? 0 : floats;
+  }
+  return packBuf;
+}
+
+napi_value throwError(napi_env env, const char* msg) {
+  napi_throw_error(env, nullptr, msg);
+  return nullptr;
+}
+
+// gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, relu):
+// offsets and strides in bytes into `heap` (the wasm memory), as the wasm SIMD gemm takes them;
+// biasOff 0 means no bias. Every range is checked against the heap before anything is touched.
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  size_t argc = 14;
+  napi_value argv[14];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 14) return throwError(env, "gemm: 14 arguments expected");
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value ab;
+  size_t byteOffset;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &byteOffset) != napi_ok || type != napi_uint8_array)
+    return throwError(env, "gemm: the heap must be a Uint8Array");
+  int64_t v[13];
+  for (int i = 0; i < 13; i++)
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) return throwError(env, "gemm: numeric arguments expected");
+  const int64_t aOff = v[0], rsA = v[1], csA = v[2], bOff = v[3], rsB = v[4], csB = v[5], cOff = v[6], rsC = v[7];
+  const int64_t m = v[8], k = v[9], n = v[10], biasOff = v[11], relu = v[12];
+  if (m <= 0 || k <= 0 || n <= 0) return throwError(env, "gemm: empty product");
+  const auto aligned = [](int64_t x) { return x >= 0 && x % 4 == 0; };
+  if (!aligned(aOff) || !aligned(rsA) || !aligned(csA) || !aligned(bOff) || !aligned(rsB) || !aligned(csB) || !aligned(cOff) ||
+      !aligned(rsC) || !aligned(biasOff))
+    return throwError(env, "gemm: offsets and strides must be non-negative multiples of 4 bytes");
+  const int64_t len = static_cast<int64_t>(length);
+  const auto inside = [len](int64_t off, int64_t last) { return off + last + 4 <= len; };
+  if (!inside(aOff, (m - 1) * rsA + (k - 1) * csA) || !inside(bOff, (k - 1) * rsB + (n - 1) * csB) ||
+      !inside(cOff, (m - 1) * rsC + (n - 1) * 4) || (biasOff != 0 && !inside(biasOff, (n - 1) * 4)) || rsC < n * 4)
+    return throwError(env, "gemm: an operand lies outside the heap");
+  uint8_t* heap = static_cast<uint8_t*>(data);
+  const float* A = reinterpret_cast<const float*>(heap + aOff);
+  const float* B = reinterpret_cast<const float*>(heap + bOff);
+  float* C = reinterpret_cast<float*>(heap + cOff);
+  const float* bias = biasOff == 0 ? nullptr : reinterpret_cast<const float*>(heap + biasOff);
+  const int kc = k < KC ? static_cast<int>(k) : KC;
+  if (isa == Isa::avx512) {
+    float* pack = packFor(static_cast<size_t>(kc) * ((n + avx512::NR - 1) / avx512::NR) * avx512::NR);
+    if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");
+    avx512::gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, relu != 0, pack);
+  } else if (isa == Isa::avx2) {
+    float* pack = packFor(static_cast<size_t>(kc) * ((n + avx2::NR - 1) / avx2::NR) * avx2::NR);
+    if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");
+    avx2::gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, relu != 0, pack);
+  } else {
+    return throwError(env, "gemm: this CPU has neither AVX-512 nor AVX2 with FMA");
+  }
+  return nullptr;
+}
+
+napi_value Isa(napi_env env, napi_callback_info) {
+  const char* name = isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2" : "none";
+  napi_value s;
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &s);
+  return s;
+}
+
+}  // namespace
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, nullptr, &fn);
+  napi_set_named_property(env, exports, "gemm", fn);
+  napi_create_function(env, "isa", NAPI_AUTO_LENGTH, Isa, nullptr, &fn);
+  napi_set_named_property(env, exports, "isa", fn);
+  return exports;
+}
