@@ -20,7 +20,7 @@ D=data/datasets
 # that made that policy (about 40 minutes on one core; `mopo sac` has no resume, so a stopped one
 # starts over). (halfcheetah-random made by a randomly initialized actor — the first random
 # dataset — has its runs done or stopped: runs/mopo-hc-random-*; they are not resumed here.)
-[ -f $D/halfcheetah-uniform-random.parquet ] || $MOPO collect --env halfcheetah --policy uniform --steps 1000000 --seed 0 --out $D/halfcheetah-uniform-random.parquet --quiet || exit 1
+uniform_random_data || exit 1
 [ -f $D/halfcheetah-medium.parquet ] || $MOPO collect --env halfcheetah --policy data/policies/halfcheetah-medium --noise --steps 1000000 --seed 0 --out $D/halfcheetah-medium.parquet --quiet || exit 1
 medium_replay_data() {
   [ -f $D/halfcheetah-medium-replay.parquet ] && return 0

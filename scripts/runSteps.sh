@@ -1,9 +1,17 @@
-# Steps shared by scripts/paperTable.sh and scripts/penaltySweep.sh (sourced, not run): each skips
+# Steps shared by the queue scripts (paperTable.sh, penaltySweep.sh, patienceLead.sh; sourced, not run): each skips
 # what is finished and continues what is not, so a queue of them is resumable as a whole.
 MOPO=${MOPO:-node dist/pipeline/cli.js}  # the CLI (a test sets a stand-in)
 mkdir -p runs
 
-# An ensemble, trained to early stopping (or continued); one thread each, so two train side by side
+# halfcheetah-random as D4RL's generation script makes it (uniform random actions), where it is
+# missing: a minute.
+uniform_random_data() {
+  mkdir -p data/datasets
+  [ -f data/datasets/halfcheetah-uniform-random.parquet ] ||
+    $MOPO collect --env halfcheetah --policy uniform --steps 1000000 --seed 0 --out data/datasets/halfcheetah-uniform-random.parquet --quiet
+}
+
+# An ensemble, trained to early stopping (or continued); one thread each by default, so two train side by side
 # (more work done on two cores than one training split over both).
 # Waits while another process (a training started by hand, or another queue) holds the run's lock.
 wait_unlocked() { # name
@@ -17,10 +25,13 @@ wait_unlocked() { # name
 # With ENSEMBLE_MAX_EPOCHS set, the training stops there (at once if it is past it) with each
 # member's best weights: a time budget on a machine that will not be there for the hours early
 # stopping would take.
-dynamics() { # name dataset [workers, default 1]
-  wait_unlocked "$1"
-  [ -f "runs/$1/report.json" ] && return 0
-  $MOPO train-dynamics --dataset "$2" --out "runs/$1" --workers "${3:-1}" --resume ${ENSEMBLE_MAX_EPOCHS:+--max-epochs "$ENSEMBLE_MAX_EPOCHS"} >> "runs/$1.log" 2>&1
+# Flags after the worker count set the training on its start (a resumed run keeps its own config).
+dynamics() { # name dataset [workers, default 1] [flags…]
+  local name=$1 dataset=$2 workers=${3:-1}
+  shift 2; [ $# -gt 0 ] && shift
+  wait_unlocked "$name"
+  [ -f "runs/$name/report.json" ] && return 0
+  $MOPO train-dynamics --dataset "$dataset" --out "runs/$name" --workers "$workers" --resume ${ENSEMBLE_MAX_EPOCHS:+--max-epochs "$ENSEMBLE_MAX_EPOCHS"} "$@" >> "runs/$name.log" 2>&1
 }
 diagnose() { # name
   [ -f "runs/$1/diagnose-dynamics.json" ] && return 0
