@@ -3,7 +3,7 @@
 //
 //   benchEnsemble({ seconds?, predictRows?, workers2? }) ->
 //     { backend, peakGflops, train: { samplesPerSecond, gflops, ratio }, predict: { samplesPerSecond, gflops, ratio },
-//       workers2: { samplesPerSecond, speedup, msPerStep } }
+//       workers2: { samplesPerSecond, speedup, msPerStep }, products, wasm?, nativeSpeedup? }
 //
 // train    full DynamicsEnsemble.trainStep (forward, NLL with learned log-variance bounds, hand-written
 //          backward, weight decay, Adam) on per-member batches of 256. samplesPerSecond counts
@@ -22,13 +22,15 @@
 //          split ms of those rounds. It needs a free second core: anything running there shows up
 //          here first.
 //          workers2: false skips it.
+// wasm     with the native gemm, train and predict are also timed on the wasm kernels alone,
+//          interleaved round by round; nativeSpeedup = wasm ms / native ms for each.
 //
 // From the CLI: mopo bench ensemble [--seconds 6] [--rows 50000]
 import { tf } from '../pipeline/backend.js';
 import { DynamicsEnsemble } from '../operators/ensemble.js';
 import { EnsembleWorkerPool } from '../operators/ensembleWorkerPool.js';
 import { Rng } from '../pipeline/random.js';
-import { measurePeakGflops } from './dense.js';
+import { measurePeakGflops, onWasmKernels, productEngine } from './dense.js';
 import { median, round3 } from './stats.js';
 
 export interface EnsembleBenchResult {
@@ -37,6 +39,11 @@ export interface EnsembleBenchResult {
   train: { samplesPerSecond: number; gflops: number; ratio: number; msPerStep: number };
   predict: { samplesPerSecond: number; gflops: number; ratio: number; rows: number; msPerCall: number };
   workers2?: { samplesPerSecond: number; speedup: number; msPerStep: number };
+  /** What computes the products (bench/dense.ts productEngine). */
+  products: string;
+  /** With the native gemm: the training step and the prediction on the wasm kernels alone, interleaved, and native / wasm speed. */
+  wasm?: { trainMsPerStep: number; predictMsPerCall: number };
+  nativeSpeedup?: { train: number; predict: number };
 }
 
 
@@ -69,21 +76,30 @@ export async function benchEnsemble(opts: { seconds?: number; predictRows?: numb
     for (let i = 0; i < 3; i++) ens.trainStep(xs, ys);
     ens.predict(obs.subarray(0, 1000 * O), act.subarray(0, 1000 * A));
     sync();
+    const products = productEngine();
+    const compare = products !== 'wasm';
     const peaks: number[] = [];
     const trainMs: number[] = [];
     const predictMs: number[] = [];
-    const deadline = performance.now() + seconds * 1000;
-    do {
-      peaks.push(measurePeakGflops(0.2));
+    const wasmTrainMs: number[] = [];
+    const wasmPredictMs: number[] = [];
+    const round = (train: number[], predict: number[]): void => {
       for (let i = 0; i < 5; i++) {
         const t0 = performance.now();
         ens.trainStep(xs, ys);
         sync();
-        trainMs.push(performance.now() - t0);
+        train.push(performance.now() - t0);
       }
       const t0 = performance.now();
       ens.predict(obs, act, rows);
-      predictMs.push(performance.now() - t0);
+      predict.push(performance.now() - t0);
+    };
+    if (compare) onWasmKernels(() => { for (let i = 0; i < 2; i++) ens.trainStep(xs, ys); sync(); });
+    const deadline = performance.now() + seconds * 1000 * (compare ? 2 : 1);
+    do {
+      peaks.push(measurePeakGflops(0.2));
+      round(trainMs, predictMs);
+      if (compare) onWasmKernels(() => round(wasmTrainMs, wasmPredictMs));
     } while (performance.now() < deadline || predictMs.length < 2);
     const oneMs: number[] = [];
     const splitMs: number[] = [];
@@ -108,6 +124,11 @@ export async function benchEnsemble(opts: { seconds?: number; predictRows?: numb
       train: { samplesPerSecond: Math.round((E * B * 1000) / tMs), gflops: round3(trainGf), ratio: round3(trainGf / peak), msPerStep: round3(tMs) },
       predict: { samplesPerSecond: Math.round((rows * 1000) / pMs), gflops: round3(predGf), ratio: round3(predGf / peak), rows, msPerCall: Math.round(pMs) },
       ...(pool ? { workers2: { samplesPerSecond: Math.round((E * B * 1000) / sMs), speedup: round3(median(oneMs) / sMs), msPerStep: round3(sMs) } } : {}),
+      products,
+      ...(compare ? {
+        wasm: { trainMsPerStep: round3(median(wasmTrainMs)), predictMsPerCall: Math.round(median(wasmPredictMs)) },
+        nativeSpeedup: { train: round3(median(wasmTrainMs) / tMs), predict: round3(median(wasmPredictMs) / pMs) },
+      } : {}),
     };
   } finally {
     await pool?.dispose();

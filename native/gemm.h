@@ -1,15 +1,23 @@
 // One SIMD gemm, included once per instruction set (see kernels.cc) inside a `#pragma GCC target`
 // region, with V, W (lanes), MR (rows of a register tile) and the intrinsics defined by the includer.
-// C = A·B (+ bias row) (relu), every operand strided (in floats): A(i,p) = A[i·rsA + p·csA],
+// C = act(A·B (+ bias row)), act linear, relu or swish (z·sigmoid(z)), every operand strided (in floats): A(i,p) = A[i·rsA + p·csA],
 // B(p,j) = B[p·rsB + j·csB], C(i,j) = C[i·rsC + j]. B is packed into NR-wide column panels (zero
 // padded) once per KC rows of k, so a transposed B costs only its packing; A is read in place.
 namespace NS {
 constexpr int NR = 2 * W;
 
 // An R × NR tile of C from R rows of A and one packed panel (kc × NR).
+enum Act { LINEAR = 0, RELU = 1, SWISH = 2 };
+
+static inline V activate(V z, int act) {
+  if (act == RELU) return MAX(z, ZERO());
+  if (act == SWISH) return SWISH(z);
+  return z;
+}
+
 template <int R>
 static inline void tile(const float* A, long rsA, long csA, const float* P, int kc, float* C, long rsC,
-                        const float* bias, bool accumulate, bool relu) {
+                        const float* bias, bool accumulate, int act) {
   V c0[R], c1[R];
   for (int r = 0; r < R; r++) c0[r] = c1[r] = ZERO();
   for (int p = 0; p < kc; p++) {
@@ -25,7 +33,7 @@ static inline void tile(const float* A, long rsA, long csA, const float* P, int 
     float* c = C + r * rsC;
     if (accumulate) { c0[r] = ADD(c0[r], LOADU(c)); c1[r] = ADD(c1[r], LOADU(c + W)); }
     if (bias != nullptr) { c0[r] = ADD(c0[r], LOADU(bias)); c1[r] = ADD(c1[r], LOADU(bias + W)); }
-    if (relu) { c0[r] = MAX(c0[r], ZERO()); c1[r] = MAX(c1[r], ZERO()); }
+    if (act != LINEAR) { c0[r] = activate(c0[r], act); c1[r] = activate(c1[r], act); }
     STOREU(c, c0[r]);
     STOREU(c + W, c1[r]);
   }
@@ -34,13 +42,13 @@ static inline void tile(const float* A, long rsA, long csA, const float* P, int 
 // The tile for the last rows of a block (fewer than MR).
 template <int R>
 static inline void tileRows(int rows, const float* A, long rsA, long csA, const float* P, int kc, float* C, long rsC,
-                            const float* bias, bool accumulate, bool relu) {
-  if (rows == R) tile<R>(A, rsA, csA, P, kc, C, rsC, bias, accumulate, relu);
-  else if constexpr (R > 1) tileRows<R - 1>(rows, A, rsA, csA, P, kc, C, rsC, bias, accumulate, relu);
+                            const float* bias, bool accumulate, int act) {
+  if (rows == R) tile<R>(A, rsA, csA, P, kc, C, rsC, bias, accumulate, act);
+  else if constexpr (R > 1) tileRows<R - 1>(rows, A, rsA, csA, P, kc, C, rsC, bias, accumulate, act);
 }
 
 static void gemm(const float* A, long rsA, long csA, const float* B, long rsB, long csB, float* C, long rsC,
-                 int m, int k, int n, const float* bias, bool relu, float* pack) {
+                 int m, int k, int n, const float* bias, int act, float* pack) {
   const int panels = (n + NR - 1) / NR;
   alignas(64) float edge[MR * NR];  // a partial panel's tile, copied to C's valid columns
   alignas(64) float edgeBias[NR];
@@ -85,12 +93,12 @@ static void gemm(const float* A, long rsA, long csA, const float* B, long rsB, l
           const float* a = A + (long)i * rsA + (long)p0 * csA;
           float* c = C + (long)i * rsC + j0;
           if (w == NR) {
-            tileRows<MR>(rows, a, rsA, csA, P, kc, c, rsC, bj, accumulate, last && relu);
+            tileRows<MR>(rows, a, rsA, csA, P, kc, c, rsC, bj, accumulate, last ? act : LINEAR);
           } else {
             if (accumulate)
               for (int r = 0; r < rows; r++)
                 for (int jj = 0; jj < NR; jj++) edge[r * NR + jj] = jj < w ? c[(long)r * rsC + jj] : 0.f;
-            tileRows<MR>(rows, a, rsA, csA, P, kc, edge, NR, bj, accumulate, last && relu);
+            tileRows<MR>(rows, a, rsA, csA, P, kc, edge, NR, bj, accumulate, last ? act : LINEAR);
             for (int r = 0; r < rows; r++)
               for (int jj = 0; jj < w; jj++) c[(long)r * rsC + jj] = edge[r * NR + jj];
           }

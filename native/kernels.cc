@@ -27,6 +27,26 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #define FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define ADD(a, b) _mm512_add_ps(a, b)
 #define MAX(a, b) _mm512_max_ps(a, b)
+namespace avx512 {
+// z·sigmoid(z) = z / (1 + e^-z), e^x = 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (Cody-Waite),
+// p a degree-6 Taylor polynomial (relative error < 2e-7 on |r| ≤ ln2/2); x clamped where e^x overflows.
+static inline __m512 swish(__m512 z) {
+  const __m512 x = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+  __m512 p = _mm512_set1_ps(1.f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  const __m512 e = _mm512_scalef_ps(p, n);
+  return _mm512_div_ps(z, _mm512_add_ps(_mm512_set1_ps(1.f), e));
+}
+}  // namespace avx512
+#define SWISH(z) swish(z)
 #include "gemm.h"
 #undef NS
 #undef V
@@ -41,6 +61,7 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #undef FMADD
 #undef ADD
 #undef MAX
+#undef SWISH
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -58,6 +79,26 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #define FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define ADD(a, b) _mm256_add_ps(a, b)
 #define MAX(a, b) _mm256_max_ps(a, b)
+namespace avx2 {
+// As avx512::swish; 2^n built in the exponent bits (n is within [-126, 127] after the clamp).
+static inline __m256 swish(__m256 z) {
+  const __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+  __m256 p = _mm256_set1_ps(1.f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256 two = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+  const __m256 e = _mm256_mul_ps(p, two);
+  return _mm256_div_ps(z, _mm256_add_ps(_mm256_set1_ps(1.f), e));
+}
+}  // namespace avx2
+#define SWISH(z) swish(z)
 #include "gemm.h"
 #pragma GCC pop_options
 
@@ -94,9 +135,9 @@ napi_value throwError(napi_env env, const char* msg) {
   return nullptr;
 }
 
-// gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, relu):
+// gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, act):
 // offsets and strides in bytes into `heap` (the wasm memory), as the wasm SIMD gemm takes them;
-// biasOff 0 means no bias. Every range is checked against the heap before anything is touched.
+// biasOff 0 means no bias; act 0 linear, 1 relu, 2 swish. Every range is checked against the heap before anything is touched.
 napi_value Gemm(napi_env env, napi_callback_info info) {
   size_t argc = 14;
   napi_value argv[14];
@@ -112,8 +153,9 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   for (int i = 0; i < 13; i++)
     if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) return throwError(env, "gemm: numeric arguments expected");
   const int64_t aOff = v[0], rsA = v[1], csA = v[2], bOff = v[3], rsB = v[4], csB = v[5], cOff = v[6], rsC = v[7];
-  const int64_t m = v[8], k = v[9], n = v[10], biasOff = v[11], relu = v[12];
+  const int64_t m = v[8], k = v[9], n = v[10], biasOff = v[11], act = v[12];
   if (m <= 0 || k <= 0 || n <= 0) return throwError(env, "gemm: empty product");
+  if (act < 0 || act > 2) return throwError(env, "gemm: act must be 0 (linear), 1 (relu) or 2 (swish)");
   const auto aligned = [](int64_t x) { return x >= 0 && x % 4 == 0; };
   if (!aligned(aOff) || !aligned(rsA) || !aligned(csA) || !aligned(bOff) || !aligned(rsB) || !aligned(csB) || !aligned(cOff) ||
       !aligned(rsC) || !aligned(biasOff))
@@ -132,11 +174,11 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   if (isa == Isa::avx512) {
     float* pack = packFor(static_cast<size_t>(kc) * ((n + avx512::NR - 1) / avx512::NR) * avx512::NR);
     if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");
-    avx512::gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, relu != 0, pack);
+    avx512::gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, (int)act, pack);
   } else if (isa == Isa::avx2) {
     float* pack = packFor(static_cast<size_t>(kc) * ((n + avx2::NR - 1) / avx2::NR) * avx2::NR);
     if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");
-    avx2::gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, relu != 0, pack);
+    avx2::gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, (int)act, pack);
   } else {
     return throwError(env, "gemm: this CPU has neither AVX-512 nor AVX2 with FMA");
   }

@@ -40,7 +40,8 @@
 // for the other slow pieces of a training step: Transpose of the last two axes, Sum over a
 // non-last axis (bias gradients), Slice/SplitV/Concat (the stock Slice copies the whole input
 // out of the heap on every call), and three custom kernels used by mlp.ts: MopoAdam (one fused
-// pass over all parameters), MopoSwishGrad, MopoReluGrad.
+// pass over all parameters), MopoSwishGrad, MopoReluGrad, and MopoDenseSwish (a dense swish layer's
+// inference: swish in the native gemm's epilogue where it is built).
 //
 // Where the native kernels are built (native/, by node-gyp at `npm install`; see kernels.cc), every
 // float32 product goes to their gemm instead, on the same heap offsets: the host's AVX-512 or AVX2
@@ -114,7 +115,7 @@ let nativeEnabled = true;
 /** The native addon's exports (native/kernels.cc). */
 interface NativeKernels {
   gemm(heap: Uint8Array, aOff: number, rsA: number, csA: number, bOff: number, rsB: number, csB: number, cOff: number, rsC: number,
-    m: number, k: number, n: number, biasOff: number, relu: number): void;
+    m: number, k: number, n: number, biasOff: number, act: number): void;
   isa(): string;
 }
 
@@ -425,12 +426,15 @@ function gemmProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean,
   }
 }
 
+/** The native gemm's epilogues (native/gemm.h Act). */
+const NATIVE_ACT = { linear: 0, relu: 1, swish: 2 } as const;
+
 /**
- * out[i] = a[ia[i]]·b[ib[i]] (+ bias row, relu) for every output batch index with the native gemm,
+ * out[i] = act(a[ia[i]]·b[ib[i]] (+ bias row)) for every output batch index with the native gemm,
  * on the heap in place. A transposed operand is read through its strides, so nothing is copied.
  */
 function nativeProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean, b: TensorInfo, tB: boolean, p: Plan,
-  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: { t: TensorInfo; batch: number[] } | null, relu: boolean): void {
+  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: { t: TensorInfo; batch: number[] } | null, act: number): void {
   const nk = native.kernels!;
   const { m, k, n } = p;
   const nOut = sizeOf(p.outBatch);
@@ -446,7 +450,7 @@ function nativeProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolea
   const heap = backend.wasm.HEAPU8; // read per call: the heap's buffer changes when wasm memory grows
   for (let i = 0; i < nOut; i++) {
     const bias = biasIdx !== null ? biasBase + biasIdx[i]! * n * 4 : biasBase;
-    nk.gemm(heap, aOff + ia[i]! * m * k * 4, rsA, csA, bOff + ib[i]! * k * n * 4, rsB, csB, cOff + i * m * n * 4, n * 4, m, k, n, bias, relu ? 1 : 0);
+    nk.gemm(heap, aOff + ia[i]! * m * k * 4, rsA, csA, bOff + ib[i]! * k * n * 4, rsB, csB, cOff + i * m * n * 4, n * 4, m, k, n, bias, act);
   }
   kernelStats.native += nOut;
 }
@@ -478,7 +482,7 @@ function fastBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo {
   kernelStats.batchMatMul++;
   if (useNative()) {
     const out = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
-    nativeProducts(backend, a, transposeA, b, transposeB, p, out, null, null, false);
+    nativeProducts(backend, a, transposeA, b, transposeB, p, out, null, null, NATIVE_ACT.linear);
     return out;
   }
   if (useGemm(p)) {
@@ -559,7 +563,8 @@ function fastFusedMatMul(args: Parameters<KernelFunc>[0]): TensorInfo {
     // Bias and relu fused where they can be; anything else after, as the stock kernel would.
     const out = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
     const fused = biasLater === null && gemmAct;
-    nativeProducts(backend, a, transposeA, b, transposeB, p, out, biasRow, biasPerBatch, fused && act === FUSABLE_ACTIVATION.relu);
+    const nativeAct = fused && act === FUSABLE_ACTIVATION.relu ? NATIVE_ACT.relu : NATIVE_ACT.linear;
+    nativeProducts(backend, a, transposeA, b, transposeB, p, out, biasRow, biasPerBatch, nativeAct);
     return fused ? out : addBiasAndActivate(backend, out, biasLater, activation, alpha, preluActivationWeights);
   }
   if (biasLater === null && gemmAct && useGemm(p)) {
@@ -1295,6 +1300,34 @@ function mopoSwishGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
 }
 
 /** MopoReluGrad: inputs dy, h (relu output or pre-activation); output h > 0 ? dy : 0. */
+/**
+ * MopoDenseSwish: inputs a [..., m, k], b [..., k, n], bias ([n] or [..., 1, n]); output swish(a·b + bias),
+ * a dense swish layer's inference. With the native gemm, swish is its epilogue (one pass, no
+ * sigmoid and product tensors); otherwise the fused product, then Sigmoid and Multiply, as before.
+ */
+function mopoDenseSwish(args: Parameters<KernelFunc>[0]): TensorInfo {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const { a, b, bias } = args.inputs as { a: TensorInfo; b: TensorInfo; bias: TensorInfo };
+  const p = plan(a, b, false, false);
+  const bs = bias.shape;
+  const perBatch = bs.length >= 2 && bs[bs.length - 2] === 1 && broadcastsTo(bs.slice(0, -2), p.outBatch);
+  if (bs[bs.length - 1] !== p.n || (sizeOf(bs) !== p.n && !perBatch)) {
+    throw new Error(`MopoDenseSwish: bias of shape [${bs}] is neither [${p.n}] nor [..., 1, ${p.n}] for a product of shape [${[...p.outBatch, p.m, p.n]}]`);
+  }
+  if (a.dtype === 'float32' && b.dtype === 'float32' && useNative() && p.m > 0 && p.k > 0 && sizeOf(p.outBatch) > 0) {
+    const out = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
+    const biasRow = sizeOf(bs) === p.n ? bias : null;
+    nativeProducts(backend, a, false, b, false, p, out, biasRow, biasRow === null ? { t: bias, batch: bs.slice(0, -2) } : null, NATIVE_ACT.swish);
+    return out;
+  }
+  const z = runKernel('_FusedMatMul', backend, { a, b, bias }, { transposeA: false, transposeB: false, activation: 'linear', leakyreluAlpha: 0 });
+  const sg = runKernel('Sigmoid', backend, { x: z });
+  const h = runKernel('Multiply', backend, { a: z, b: sg });
+  backend.disposeData(z.dataId);
+  backend.disposeData(sg.dataId);
+  return h;
+}
+
 function mopoReluGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
   const backend = args.backend as unknown as WasmBackendInternals;
   const s = getSimd(backend)!;
@@ -1321,6 +1354,7 @@ const MOPO_KERNELS: Array<[string, KernelFunc]> = [
   ['MopoAdam', mopoAdam as unknown as KernelFunc],
   ['MopoSwishGrad', mopoSwishGrad as unknown as KernelFunc],
   ['MopoReluGrad', mopoReluGrad as unknown as KernelFunc],
+  ['MopoDenseSwish', mopoDenseSwish as unknown as KernelFunc],
 ];
 
 function installSimdKernels(): void {

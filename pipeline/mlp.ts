@@ -162,6 +162,11 @@ export class DenseStack {
       let h = x;
       for (let l = 0; l < this.weights.length; l++) {
         const a = this.act(l);
+        if (a === 'swish' && hasMopoKernel('MopoDenseSwish')) {
+          // One pass: swish in the product's epilogue (native gemm), no sigmoid or product tensors.
+          h = tf.engine().runKernel('MopoDenseSwish', { a: h, b: this.weights[l]!, bias: this.biases[l]! }, {}) as tf.Tensor;
+          continue;
+        }
         const z = dense(h, this.weights[l]!, this.biases[l]!, a === 'relu');
         h = a === 'swish' ? swish(z) : a === 'tanh' ? tf.tanh(z) : z;
       }

@@ -448,3 +448,43 @@ test('native gemm: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same checks',
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /# pass 1\b/);
 });
+
+test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias) on cpu, native and wasm; extremes finite; a bad bias refused', async () => {
+  const cases: Array<[number[], number[], number[]]> = [
+    [[37, 23], [23, 200], [200]], // a plain layer
+    [[7, 37, 200], [7, 200, 36], [7, 1, 36]], // an ensemble layer, bias per member
+    [[37, 23], [7, 23, 200], [7, 1, 200]], // the ensemble's first layer: one input for every member
+    [[5, 300], [300, 3], [3]], // k past a packed block; a thin output
+  ];
+  for (const [sa, sb, sbias] of cases) {
+    const a = rand(sa);
+    const b = rand(sb, 0.3);
+    const bias = rand(sbias);
+    const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
+    const ref = await onCpu(() => {
+      const z = tf.add(tf.matMul(tf.broadcastTo(a, [...batch, ...sa.slice(-2)]), tf.broadcastTo(b, [...batch, ...sb.slice(-2)])), bias);
+      return tf.mul(z, tf.sigmoid(z));
+    });
+    for (const e of engines) {
+      const h = e.run(() => tf.engine().runKernel('MopoDenseSwish', { a, b, bias }, {}) as tf.Tensor);
+      assert.deepEqual(h.shape, [...batch, sa[sa.length - 2]!, sb[sb.length - 1]!]);
+      assertClose(h, ref, `${e.name} MopoDenseSwish [${sa}] x [${sb}] + [${sbias}]`, 1e-5);
+      h.dispose();
+    }
+    tf.dispose([a, b, bias]);
+  }
+  // Pre-activations far past where e^-z overflows a float: swish(z) → z for z ≫ 0, → 0 for z ≪ 0.
+  const a = tf.tensor2d([[1], [-1], [0.5], [-0.5], [0]]);
+  const b = tf.tensor2d([[200, 90, 1e-3]]);
+  const zero = tf.zeros([3]);
+  for (const e of engines) {
+    const h = e.run(() => tf.engine().runKernel('MopoDenseSwish', { a, b, bias: zero }, {}) as tf.Tensor).arraySync() as number[][];
+    const swishOf = (z: number): number => z / (1 + Math.exp(-z));
+    [1, -1, 0.5, -0.5, 0].forEach((x, i) => [200, 90, 1e-3].forEach((w, j) => {
+      const want = swishOf(x * w);
+      assert.ok(Number.isFinite(h[i]![j]!) && Math.abs(h[i]![j]! - want) <= 1e-6 * Math.max(1, Math.abs(want)), `${e.name} swish(${x * w}) = ${h[i]![j]} vs ${want}`);
+    }));
+  }
+  assert.throws(() => tf.engine().runKernel('MopoDenseSwish', { a, b, bias: tf.zeros([2, 3]) }, {}), /bias of shape \[2,3\]/);
+  tf.dispose([a, b, zero]);
+});
