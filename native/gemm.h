@@ -1,5 +1,6 @@
 // One SIMD gemm, included once per instruction set (see kernels.cc) inside a `#pragma GCC target`
-// region, with V, W (lanes), MR (rows of a register tile) and the intrinsics defined by the includer.
+// region, with V, W (lanes), MR (rows of a register tile) and the intrinsics (ZERO, LOAD, …, SCALE2N)
+// defined by the includer as macros.
 // C = act(A·B (+ bias row)), act linear, relu or swish (z·sigmoid(z)), every operand strided (in floats): A(i,p) = A[i·rsA + p·csA],
 // B(p,j) = B[p·rsB + j·csB], C(i,j) = C[i·rsC + j]. B is packed into NR-wide column panels (zero
 // padded) once per KC rows of k, so a transposed B costs only its packing; A is read in place.
@@ -9,9 +10,26 @@ constexpr int NR = 2 * W;
 // An R × NR tile of C from R rows of A and one packed panel (kc × NR).
 enum Act { LINEAR = 0, RELU = 1, SWISH = 2 };
 
+// z·sigmoid(z) = z / (1 + e^-z), e^x = 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (Cody-Waite),
+// p a degree-6 Taylor polynomial (relative error < 2e-7 on |r| ≤ ln2/2); x clamped where e^x overflows.
+static inline V swish(V z) {
+  const V x = MIN(MAX(SUB(ZERO(), z), SET1(-87.f)), SET1(88.f));
+  const V n = ROUND(MUL(x, SET1(1.44269504f)));
+  V r = FNMADD(n, SET1(0.693145752f), x);
+  r = FNMADD(n, SET1(1.42860677e-6f), r);
+  V p = SET1(1.f / 720);
+  p = FMADD(p, r, SET1(1.f / 120));
+  p = FMADD(p, r, SET1(1.f / 24));
+  p = FMADD(p, r, SET1(1.f / 6));
+  p = FMADD(p, r, SET1(0.5f));
+  p = FMADD(p, r, SET1(1.f));
+  p = FMADD(p, r, SET1(1.f));
+  return DIV(z, ADD(SET1(1.f), SCALE2N(p, n)));
+}
+
 static inline V activate(V z, int act) {
   if (act == RELU) return MAX(z, ZERO());
-  if (act == SWISH) return SWISH(z);
+  if (act == SWISH) return swish(z);
   return z;
 }
 

@@ -27,26 +27,13 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #define FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define ADD(a, b) _mm512_add_ps(a, b)
 #define MAX(a, b) _mm512_max_ps(a, b)
-namespace avx512 {
-// z·sigmoid(z) = z / (1 + e^-z), e^x = 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (Cody-Waite),
-// p a degree-6 Taylor polynomial (relative error < 2e-7 on |r| ≤ ln2/2); x clamped where e^x overflows.
-static inline __m512 swish(__m512 z) {
-  const __m512 x = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), _mm512_set1_ps(-87.f)), _mm512_set1_ps(88.f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-  __m512 p = _mm512_set1_ps(1.f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  const __m512 e = _mm512_scalef_ps(p, n);
-  return _mm512_div_ps(z, _mm512_add_ps(_mm512_set1_ps(1.f), e));
-}
-}  // namespace avx512
-#define SWISH(z) swish(z)
+#define MIN(a, b) _mm512_min_ps(a, b)
+#define SUB(a, b) _mm512_sub_ps(a, b)
+#define MUL(a, b) _mm512_mul_ps(a, b)
+#define DIV(a, b) _mm512_div_ps(a, b)
+#define FNMADD(a, b, c) _mm512_fnmadd_ps(a, b, c)
+#define ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define SCALE2N(p, n) _mm512_scalef_ps(p, n)
 #include "gemm.h"
 #undef NS
 #undef V
@@ -61,7 +48,13 @@ static inline __m512 swish(__m512 z) {
 #undef FMADD
 #undef ADD
 #undef MAX
-#undef SWISH
+#undef MIN
+#undef SUB
+#undef MUL
+#undef DIV
+#undef FNMADD
+#undef ROUND
+#undef SCALE2N
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -79,26 +72,14 @@ static inline __m512 swish(__m512 z) {
 #define FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define ADD(a, b) _mm256_add_ps(a, b)
 #define MAX(a, b) _mm256_max_ps(a, b)
-namespace avx2 {
-// As avx512::swish; 2^n built in the exponent bits (n is within [-126, 127] after the clamp).
-static inline __m256 swish(__m256 z) {
-  const __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), z), _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
-  __m256 p = _mm256_set1_ps(1.f / 720);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  const __m256 two = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
-  const __m256 e = _mm256_mul_ps(p, two);
-  return _mm256_div_ps(z, _mm256_add_ps(_mm256_set1_ps(1.f), e));
-}
-}  // namespace avx2
-#define SWISH(z) swish(z)
+#define MIN(a, b) _mm256_min_ps(a, b)
+#define SUB(a, b) _mm256_sub_ps(a, b)
+#define MUL(a, b) _mm256_mul_ps(a, b)
+#define DIV(a, b) _mm256_div_ps(a, b)
+#define FNMADD(a, b, c) _mm256_fnmadd_ps(a, b, c)
+#define ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+// p·2^n with 2^n built in the exponent bits (n is within [-126, 127] after the clamp in swish).
+#define SCALE2N(p, n) _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
 #include "gemm.h"
 #pragma GCC pop_options
 

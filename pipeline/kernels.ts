@@ -394,13 +394,36 @@ function useGemm(p: Plan): boolean {
   return simdInstalled && gemmEnabled && p.n >= 4 && sizeOf(p.outBatch) > 1;
 }
 
+type BiasPerBatch = { t: TensorInfo; batch: number[] } | null;
+
+/**
+ * Calls run(aOff, bOff, cOff, biasOff) once per output batch index i, with the byte offsets of
+ * a[ia[i]], b[ib[i]] (broadcast batch dims), out[i] and its bias row (0 for none): the loop both
+ * gemm routes share.
+ */
+function forEachProduct(backend: WasmBackendInternals, a: TensorInfo, b: TensorInfo, p: Plan, out: TensorInfo,
+  biasRow: TensorInfo | null, biasPerBatch: BiasPerBatch, run: (aOff: number, bOff: number, cOff: number, biasOff: number) => void): number {
+  const { m, k, n } = p;
+  const nOut = sizeOf(p.outBatch);
+  const { ia, ib } = broadcastBatchIndex(p.aBatch, p.bBatch, p.outBatch);
+  const biasIdx = biasPerBatch === null ? null : broadcastBatchIndex(biasPerBatch.batch, [], p.outBatch).ia;
+  const biasBase = biasPerBatch !== null ? offsetOf(backend, biasPerBatch.t) : biasRow !== null ? offsetOf(backend, biasRow) : 0;
+  const aOff = offsetOf(backend, a);
+  const bOff = offsetOf(backend, b);
+  const cOff = offsetOf(backend, out);
+  for (let i = 0; i < nOut; i++) {
+    run(aOff + ia[i]! * m * k * 4, bOff + ib[i]! * k * n * 4, cOff + i * m * n * 4, biasIdx !== null ? biasBase + biasIdx[i]! * n * 4 : biasBase);
+  }
+  return nOut;
+}
+
 /**
  * out[i] = a[ia[i]]·b[ib[i]] (+ bias row, relu) for every output batch index with the SIMD gemm,
  * straight on the heap (no view ids, no operators). Transposed operands are transposed explicitly
  * first (one cheap SIMD pass each).
  */
 function gemmProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean, b: TensorInfo, tB: boolean, p: Plan,
-  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: { t: TensorInfo; batch: number[] } | null, relu: boolean): void {
+  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: BiasPerBatch, relu: boolean): void {
   const sx = getSimd(backend)!;
   const bt = tB ? transposeLast2Fast(backend, b) : b;
   // A transposed A could be read in place (rsA = 4, csA = m·4), but measured in the ensemble step
@@ -408,18 +431,8 @@ function gemmProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean,
   const at = tA ? transposeLast2Fast(backend, a) : a;
   try {
     const { m, k, n } = p;
-    const nOut = sizeOf(p.outBatch);
-    const { ia, ib } = broadcastBatchIndex(p.aBatch, p.bBatch, p.outBatch);
-    const biasIdx = biasPerBatch === null ? null : broadcastBatchIndex(biasPerBatch.batch, [], p.outBatch).ia;
-    const biasBase = biasPerBatch !== null ? offsetOf(backend, biasPerBatch.t) : biasRow !== null ? offsetOf(backend, biasRow) : 0;
-    const aOff = offsetOf(backend, at);
-    const bOff = offsetOf(backend, bt);
-    const cOff = offsetOf(backend, out);
-    for (let i = 0; i < nOut; i++) {
-      const bias = biasIdx !== null ? biasBase + biasIdx[i]! * n * 4 : biasBase;
-      sx.gemm(aOff + ia[i]! * m * k * 4, k * 4, 4, bOff + ib[i]! * k * n * 4, n * 4, cOff + i * m * n * 4, n * 4, m, k, n, bias, relu ? 1 : 0);
-    }
-    kernelStats.gemm += nOut;
+    kernelStats.gemm += forEachProduct(backend, at, bt, p, out, biasRow, biasPerBatch, (aOff, bOff, cOff, bias) =>
+      sx.gemm(aOff, k * 4, 4, bOff, n * 4, cOff, n * 4, m, k, n, bias, relu ? 1 : 0));
   } finally {
     if (bt !== b) backend.disposeData(bt.dataId);
     if (at !== a) backend.disposeData(at.dataId);
@@ -434,25 +447,15 @@ const NATIVE_ACT = { linear: 0, relu: 1, swish: 2 } as const;
  * on the heap in place. A transposed operand is read through its strides, so nothing is copied.
  */
 function nativeProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean, b: TensorInfo, tB: boolean, p: Plan,
-  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: { t: TensorInfo; batch: number[] } | null, act: number): void {
+  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: BiasPerBatch, act: number): void {
   const nk = native.kernels!;
   const { m, k, n } = p;
-  const nOut = sizeOf(p.outBatch);
-  const { ia, ib } = broadcastBatchIndex(p.aBatch, p.bBatch, p.outBatch);
-  const biasIdx = biasPerBatch === null ? null : broadcastBatchIndex(biasPerBatch.batch, [], p.outBatch).ia;
-  const biasBase = biasPerBatch !== null ? offsetOf(backend, biasPerBatch.t) : biasRow !== null ? offsetOf(backend, biasRow) : 0;
-  const aOff = offsetOf(backend, a);
-  const bOff = offsetOf(backend, b);
-  const cOff = offsetOf(backend, out);
   // Byte strides: A(i,p) at i·rsA + p·csA (a is [m,k], or [k,m] transposed), B(p,j) at p·rsB + j·csB.
   const [rsA, csA] = tA ? [4, m * 4] : [k * 4, 4];
   const [rsB, csB] = tB ? [4, k * 4] : [n * 4, 4];
   const heap = backend.wasm.HEAPU8; // read per call: the heap's buffer changes when wasm memory grows
-  for (let i = 0; i < nOut; i++) {
-    const bias = biasIdx !== null ? biasBase + biasIdx[i]! * n * 4 : biasBase;
-    nk.gemm(heap, aOff + ia[i]! * m * k * 4, rsA, csA, bOff + ib[i]! * k * n * 4, rsB, csB, cOff + i * m * n * 4, n * 4, m, k, n, bias, act);
-  }
-  kernelStats.native += nOut;
+  kernelStats.native += forEachProduct(backend, a, b, p, out, biasRow, biasPerBatch, (aOff, bOff, cOff, bias) =>
+    nk.gemm(heap, aOff, rsA, csA, bOff, rsB, csB, cOff, n * 4, m, k, n, bias, act));
 }
 
 function useNative(): boolean {

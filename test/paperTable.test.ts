@@ -5,16 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { withQueueSandbox, type QueueTestBody } from './queueScriptFixture.js';
+import { standIn, withQueueSandbox, type QueueTestBody } from './queueScriptFixture.js';
 
 // Arguments to calls.log; then the files the real command leaves (what the script checks for).
-const STAND_IN = `#!/bin/bash
-echo "$*" >> calls.log
-[ "$1" = "$FAIL" ] && exit 1
-args=("$@"); out=""; run=""
-for ((i = 0; i < \${#args[@]}; i++)); do
-  case "\${args[$i]}" in --out) out=\${args[$((i + 1))]};; --run) run=\${args[$((i + 1))]};; esac
-done
+const STAND_IN = standIn(`[ "$1" = "$FAIL" ] && exit 1
 case "$1" in
   collect) touch "$out";;
   sac) mkdir -p "$out" && touch "$out/replay.parquet";;
@@ -22,7 +16,7 @@ case "$1" in
   diagnose) touch "$run/diagnose-dynamics.json";;
   train) mkdir -p "$out" && echo '{}' > "$out/summary.json";;
 esac
-`;
+`);
 
 const outOf = (call: string) => / --(?:out|run) (\S+)/.exec(call)?.[1] ?? '';
 const before = (calls: string[], a: string, b: string) => {

@@ -5,22 +5,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { withQueueSandbox } from './queueScriptFixture.js';
+import { standIn, withQueueSandbox } from './queueScriptFixture.js';
 
 // Arguments to calls.log; then the files the real command leaves (what the script checks for).
-const STAND_IN = `#!/bin/bash
-echo "$*" >> calls.log
-args=("$@"); out=""; run=""
-for ((i = 0; i < \${#args[@]}; i++)); do
-  case "\${args[$i]}" in --out) out=\${args[$((i + 1))]};; --run) run=\${args[$((i + 1))]};; esac
-done
-case "$1" in
+const STAND_IN = standIn(`case "$1" in
   collect) touch "$out";;
   train-dynamics) mkdir -p "$out" && touch "$out/report.json";;
   diagnose) touch "$run/diagnose-dynamics.json";;
   train) mkdir -p "\${out:-$3}" && echo '{}' > "\${out:-$3}/summary.json";;
 esac
-`;
+`);
 
 const DATA = 'data/datasets/halfcheetah-uniform-random.parquet';
 

@@ -17,6 +17,20 @@ export interface QueueRun {
   calls: string[];
 }
 
+/**
+ * A stand-in CLI (bash): appends its arguments to calls.log, sets $out and $run from --out and
+ * --run, then runs `body` (which leaves the files the real command would).
+ */
+export function standIn(body: string): string {
+  return `#!/bin/bash
+echo "$*" >> calls.log
+args=("$@"); out=""; run=""
+for ((i = 0; i < \${#args[@]}; i++)); do
+  case "\${args[$i]}" in --out) out=\${args[$((i + 1))]};; --run) run=\${args[$((i + 1))]};; esac
+done
+${body}`;
+}
+
 /** A test's body: `run` runs the script in the sandbox `dir` (env added to this process's). */
 export type QueueTestBody = (run: (env?: Record<string, string>) => QueueRun, dir: string) => void;
 
