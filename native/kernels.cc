@@ -152,6 +152,11 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   float* C = reinterpret_cast<float*>(heap + cOff);
   const float* bias = biasOff == 0 ? nullptr : reinterpret_cast<const float*>(heap + biasOff);
   const int kc = k < KC ? static_cast<int>(k) : KC;
+  // Denormals flushed to zero for the call (MXCSR FTZ and DAZ), as TensorFlow does on CPUs: tiny
+  // gradients otherwise take a slow path in the multiply-adds. The caller's mode is restored.
+  const unsigned csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040);
+  struct Restore { unsigned csr; ~Restore() { _mm_setcsr(csr); } } restore{csr};
   if (isa == Isa::avx512) {
     float* pack = packFor(static_cast<size_t>(kc) * ((n + avx512::NR - 1) / avx512::NR) * avx512::NR);
     if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");

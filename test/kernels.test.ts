@@ -488,3 +488,15 @@ test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias) on cpu, native 
   assert.throws(() => tf.engine().runKernel('MopoDenseSwish', { a, b, bias: tf.zeros([2, 3]) }, {}), /bias of shape \[2,3\]/);
   tf.dispose([a, b, zero]);
 });
+
+test('native gemm flushes denormals within its call only (FTZ/DAZ, as TensorFlow on CPUs)', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, () => {
+  const a = tf.tensor2d([[1e-20, 1]]);
+  const b = tf.tensor2d([[1e-20], [0]]);
+  const c = tf.matMul(a, b); // 1e-40: a float32 denormal
+  assert.equal(c.dataSync()[0], 0);
+  const d = wasmPath(() => tf.matMul(a, b)); // the wasm kernels keep IEEE denormals
+  assert.ok(Math.abs(d.dataSync()[0]! - 1e-40) < 1e-42, String(d.dataSync()[0]));
+  const e = tf.mul(tf.scalar(1e-20), tf.scalar(1e-20)); // after the native call, the thread's mode is back
+  assert.ok(e.dataSync()[0]! > 0, 'denormal arithmetic outside the gemm');
+  tf.dispose([a, b, c, d, e]);
+});
