@@ -7,7 +7,6 @@
 namespace NS {
 constexpr int NR = 2 * W;
 
-// An R × NR tile of C from R rows of A and one packed panel (kc × NR).
 enum Act { LINEAR = 0, RELU = 1, SWISH = 2 };
 
 // z·sigmoid(z) = z / (1 + e^-z), e^x = 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (Cody-Waite),
@@ -33,6 +32,7 @@ static inline V activate(V z, int act) {
   return z;
 }
 
+// An R × NR tile of C from R rows of A and one packed panel (kc × NR).
 template <int R>
 static inline void tile(const float* A, long rsA, long csA, const float* P, int kc, float* C, long rsC,
                         const float* bias, bool accumulate, int act) {

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 constexpr int KC = 256;  // rows of k packed at a time: a panel is KC × NR floats (32 KB at NR 32)
@@ -91,7 +92,7 @@ Isa detect() {
   __builtin_cpu_init();
   const char* force = std::getenv("MOPO_NATIVE_ISA");  // "avx2" to test the AVX2 path on an AVX-512 CPU
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (force != nullptr && force[0] == 'a' && force[3] == '2') return avx2 ? Isa::avx2 : Isa::none;
+  if (force != nullptr && std::strcmp(force, "avx2") == 0) return avx2 ? Isa::avx2 : Isa::none;
   if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
   return avx2 ? Isa::avx2 : Isa::none;
 }
@@ -157,17 +158,12 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   const unsigned csr = _mm_getcsr();
   _mm_setcsr(csr | 0x8040);
   struct Restore { unsigned csr; ~Restore() { _mm_setcsr(csr); } } restore{csr};
-  if (isa == Isa::avx512) {
-    float* pack = packFor(static_cast<size_t>(kc) * ((n + avx512::NR - 1) / avx512::NR) * avx512::NR);
-    if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");
-    avx512::gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, (int)act, pack);
-  } else if (isa == Isa::avx2) {
-    float* pack = packFor(static_cast<size_t>(kc) * ((n + avx2::NR - 1) / avx2::NR) * avx2::NR);
-    if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");
-    avx2::gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, (int)act, pack);
-  } else {
-    return throwError(env, "gemm: this CPU has neither AVX-512 nor AVX2 with FMA");
-  }
+  if (isa == Isa::none) return throwError(env, "gemm: this CPU has neither AVX-512 nor AVX2 with FMA");
+  const int nr = isa == Isa::avx512 ? avx512::NR : avx2::NR;
+  const auto gemm = isa == Isa::avx512 ? avx512::gemm : avx2::gemm;
+  float* pack = packFor(static_cast<size_t>(kc) * ((n + nr - 1) / nr) * nr);
+  if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");
+  gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, (int)act, pack);
   return nullptr;
 }
 

@@ -543,19 +543,7 @@ function fastFusedMatMul(args: Parameters<KernelFunc>[0]): TensorInfo {
   const alpha = leakyreluAlpha ?? 0;
   const nProducts = sizeOf(p.outBatch);
 
-  // How the bias is applied.
-  let biasRow: TensorInfo | null = null;
-  let biasPerBatch: { t: TensorInfo; batch: number[] } | null = null;
-  let biasLater: TensorInfo | null = null;
-  if (bias != null) {
-    const bs = bias.shape;
-    const r = bs.length;
-    const lastIsN = r >= 1 && bs[r - 1] === p.n;
-    if (lastIsN && sizeOf(bs) === p.n) biasRow = bias;
-    else if (lastIsN && r >= 2 && bs[r - 2] === 1 && r - 2 <= p.outBatch.length && broadcastsTo(bs.slice(0, -2), p.outBatch)) {
-      biasPerBatch = { t: bias, batch: bs.slice(0, -2) };
-    } else biasLater = bias;
-  }
+  const { biasRow, biasPerBatch, biasLater } = placeBias(bias, p);
   // The activation can be fused per product when it is elementwise and the bias goes in first.
   const fuseAct = biasLater === null && act !== FUSABLE_ACTIVATION.prelu;
   const singleProduct = nProducts === 1 && sizeOf(p.aBatch) === 1 && sizeOf(p.bBatch) === 1 && biasPerBatch === null;
@@ -606,6 +594,24 @@ function addBiasAndActivate(backend: WasmBackendInternals, out: TensorInfo, bias
   const activated = applyActivation(backend, res, activation, alpha, prelu);
   if (activated !== res) backend.disposeData(res.dataId);
   return activated;
+}
+
+/**
+ * How a product's bias is applied: one row of n values for every product (biasRow), one row per
+ * batch member ([..., 1, n] broadcasting to the output batch: the ensemble case), or, anything else
+ * broadcastable, added after the product (biasLater).
+ */
+function placeBias(bias: TensorInfo | null | undefined, p: Plan): { biasRow: TensorInfo | null; biasPerBatch: BiasPerBatch; biasLater: TensorInfo | null } {
+  const none = { biasRow: null, biasPerBatch: null, biasLater: null };
+  if (bias == null) return none;
+  const bs = bias.shape;
+  const r = bs.length;
+  const lastIsN = r >= 1 && bs[r - 1] === p.n;
+  if (lastIsN && sizeOf(bs) === p.n) return { ...none, biasRow: bias };
+  if (lastIsN && r >= 2 && bs[r - 2] === 1 && r - 2 <= p.outBatch.length && broadcastsTo(bs.slice(0, -2), p.outBatch)) {
+    return { ...none, biasPerBatch: { t: bias, batch: bs.slice(0, -2) } };
+  }
+  return { ...none, biasLater: bias };
 }
 
 function broadcastsTo(from: number[], to: number[]): boolean {
@@ -1312,15 +1318,13 @@ function mopoDenseSwish(args: Parameters<KernelFunc>[0]): TensorInfo {
   const backend = args.backend as unknown as WasmBackendInternals;
   const { a, b, bias } = args.inputs as { a: TensorInfo; b: TensorInfo; bias: TensorInfo };
   const p = plan(a, b, false, false);
-  const bs = bias.shape;
-  const perBatch = bs.length >= 2 && bs[bs.length - 2] === 1 && broadcastsTo(bs.slice(0, -2), p.outBatch);
-  if (bs[bs.length - 1] !== p.n || (sizeOf(bs) !== p.n && !perBatch)) {
-    throw new Error(`MopoDenseSwish: bias of shape [${bs}] is neither [${p.n}] nor [..., 1, ${p.n}] for a product of shape [${[...p.outBatch, p.m, p.n]}]`);
+  const { biasRow, biasPerBatch, biasLater } = placeBias(bias, p);
+  if (biasLater !== null) {
+    throw new Error(`MopoDenseSwish: bias of shape [${bias.shape}] is neither [${p.n}] nor [..., 1, ${p.n}] for a product of shape [${[...p.outBatch, p.m, p.n]}]`);
   }
   if (a.dtype === 'float32' && b.dtype === 'float32' && useNative() && p.m > 0 && p.k > 0 && sizeOf(p.outBatch) > 0) {
     const out = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
-    const biasRow = sizeOf(bs) === p.n ? bias : null;
-    nativeProducts(backend, a, false, b, false, p, out, biasRow, biasRow === null ? { t: bias, batch: bs.slice(0, -2) } : null, NATIVE_ACT.swish);
+    nativeProducts(backend, a, false, b, false, p, out, biasRow, biasPerBatch, NATIVE_ACT.swish);
     return out;
   }
   const z = runKernel('_FusedMatMul', backend, { a, b, bias }, { transposeA: false, transposeB: false, activation: 'linear', leakyreluAlpha: 0 });

@@ -1,8 +1,8 @@
 #!/bin/bash
 # The remaining lead on halfcheetah-random (README "Results"): the uniform-random ensemble trained as
 # the official code trains it (each member on its bootstrap sample, truncated-normal initial weights)
-# to early stopping, on both cores (about 165 s an epoch, 100+ epochs), its diagnostic, then MOPO at
-# the paper's settings on it (1,000 epochs, about 36 s each).
+# to early stopping, on both cores (about 50 s an epoch with the native gemm, 100+ epochs), its
+# diagnostic, then MOPO at the paper's settings on it (1,000 epochs, about 8–11 s each).
 # Hours of work, and a session's end kills it: run it again at the next session's start and it
 # continues each step from its last checkpoint (on a new machine it makes the dataset again, a
 # minute, and starts over). A training started by hand on the same run directory is waited for.
