@@ -296,7 +296,16 @@ export async function runMopo(runDirIn: string, configIn: MopoConfig, opts: Mopo
   // 3. Learner state: fresh or from the checkpoint.
   const agent = checkpoint ? await SacAgent.loadCheckpoint(join(checkpoint.dir, 'agent')) : SacAgent.create(sac, dims, new Rng(config.seed, 'mopo/sac'));
   const model = new ArrowReplayBuffer({ ...dims, capacity: config.retainEpochs * rollout.batch * rollout.horizon, optional: ['rawReward', 'penalty'] });
-  if (checkpoint) await model.readShards(join(checkpoint.dir, 'model-buffer'));
+  if (checkpoint) {
+    const shards = join(checkpoint.dir, 'model-buffer');
+    // A checkpoint carried to another machine in git (scripts/carry.sh) leaves its model buffer
+    // behind (hundreds of MB): the run goes on from the round being inserted, and the buffer is
+    // whole again after retainEpochs rounds.
+    if (existsSync(shards)) await model.readShards(shards);
+    else if (checkpoint.position.updates % rollout.rolloutEvery !== 0) {
+      throw new UserError(`${shards}: missing, and the checkpoint is inside a round (update ${checkpoint.position.updates}, a round every ${rollout.rolloutEvery}), where the learner samples the buffer as it was; restore the directory, or resume from a checkpoint at a round's start`);
+    } else log(`${checkpoint.dir}: no model-buffer/ (a carried checkpoint); the model buffer starts empty and holds ${config.retainEpochs} epochs' rollouts again after ${config.retainEpochs} rounds`);
+  }
   const limiter = new RateLimiter({ samplesPerInsert: rollout.rolloutEvery, minInserts: 1, errorBuffer: rollout.rolloutEvery });
 
   const metricsPath = join(runDir, 'metrics.jsonl');

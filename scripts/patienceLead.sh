@@ -4,8 +4,9 @@
 # to early stopping, on both cores (about 50 s an epoch with the native gemm, 100+ epochs), its
 # diagnostic, then MOPO at the paper's settings on it (1,000 epochs, about 8–11 s each).
 # Hours of work, and a session's end kills it: run it again at the next session's start and it
-# continues each step from its last checkpoint (on a new machine it makes the dataset again, a
-# minute, and starts over). A training started by hand on the same run directory is waited for.
+# continues each step from its last checkpoint. On a new machine it makes the dataset again (a
+# minute) and continues from what was carried in git (scripts/carry.sh), else starts over. A training
+# started by hand on the same run directory is waited for.
 #
 #   nohup bash scripts/patienceLead.sh > runs/patience-lead.log 2>&1 &
 set -u
@@ -13,6 +14,7 @@ cd "$(dirname "$0")/.."
 source scripts/runSteps.sh
 D=data/datasets
 
+carry_restore
 uniform_random_data || exit 1
 dynamics dyn-hc-uniform-random-patience $D/halfcheetah-uniform-random.parquet 2 --resample bootstrap --init truncated-normal || exit 1
 diagnose dyn-hc-uniform-random-patience || exit 1

@@ -55,3 +55,30 @@ diagnose_penalty() { # name
   [ -f "runs/$1/diagnose-penalty.json" ] && return 0
   $MOPO diagnose penalty --run "runs/$1" > "runs/diagnose-penalty-$1.txt" 2>> "runs/$1.log"
 }
+
+# Runs carried across machines in git (data/carry/<name>): the machines here do not outlive a
+# session, and the lead's runs take several. carry_save copies runs/<name> there without what is
+# bulky and remade on resume (a MOPO checkpoint's model-buffer shards, hundreds of MB: the resumed
+# run refills its model buffer; saved rollouts; the lock); carry_restore copies each carried run
+# back where runs/<name> is missing, so the queue resumes it. Commit data/carry after carry_save.
+CARRY=data/carry
+carry_save() { # name…
+  local name
+  for name in "$@"; do
+    [ -d "runs/$name" ] || { echo "carry: no runs/$name" >&2; return 1; }
+    wait_unlocked "$name"
+    rm -rf "$CARRY/$name.tmp" && mkdir -p "$CARRY" && cp -r "runs/$name" "$CARRY/$name.tmp" || return 1
+    rm -rf "$CARRY/$name.tmp/LOCK" "$CARRY/$name.tmp/stages" "$CARRY/$name.tmp"/checkpoints/*/model-buffer
+    rm -rf "$CARRY/$name" && mv "$CARRY/$name.tmp" "$CARRY/$name" || return 1
+    echo "carried runs/$name → $CARRY/$name ($(du -sh "$CARRY/$name" | cut -f1))"
+  done
+}
+carry_restore() {
+  local d name
+  for d in "$CARRY"/*/; do
+    [ -d "$d" ] || continue
+    name=$(basename "$d")
+    [ -e "runs/$name" ] && continue
+    cp -r "$CARRY/$name" "runs/$name" && echo "restored runs/$name from $CARRY/$name"
+  done
+}

@@ -3,7 +3,7 @@
 // whichever policy the rollouts use (rolloutLag 1 or 0).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withPendulumDataset, readJsonl } from './pendulumFixture.js';
 import { trainDynamicsInto } from '../pipeline/commands/trainDynamics.js';
@@ -85,6 +85,34 @@ async function stopAtFirstCheckpointThenResume(runDir: string, config: MopoConfi
     assert.deepEqual(mb[k]!.evaluation?.returns ?? null, uninterrupted[k]!.evaluation?.returns ?? null, `epoch ${k}: evaluation`);
   }
 }
+
+test('mopo: a checkpoint carried without its model-buffer shards resumes with an empty model buffer, refilled round by round; one inside a round refuses', { timeout: 240_000 }, async () => {
+  await withPendulumDataset('mopo-carry-', { steps: 3000, seed: 2 }, async ({ dir, dataset, backend }) => {
+    await trainDynamicsInto(join(dir, 'dyn'), { dataset, read: {}, ensemble: { members: 3, elites: 2, hidden: [32, 32], maxEpochs: 1, workers: 1 }, backend, quiet: true });
+    const run = join(dir, 'a');
+    await runMopo(run, tinyConfig(dataset, join(dir, 'dyn')), { backend, quiet: true, stopRequested: () => existsSync(join(run, 'checkpoints', 'latest.json')) });
+    const ckpt = join(run, 'checkpoints', 'epoch-000001');
+    assert.ok(existsSync(join(ckpt, 'model-buffer')));
+    rmSync(join(ckpt, 'model-buffer'), { recursive: true });
+
+    // The same checkpoint, moved inside a round: the learner would sample the buffer it lost.
+    const inside = join(dir, 'inside');
+    cpSync(run, inside, { recursive: true });
+    const statePath = join(inside, 'checkpoints', 'epoch-000001', 'state.json');
+    const state = JSON.parse(readFileSync(statePath, 'utf8')) as { position: { updates: number } };
+    state.position.updates += 25;
+    writeFileSync(statePath, JSON.stringify(state));
+    await assert.rejects(runMopo(inside, {} as MopoConfig, { backend, quiet: true, resume: true }), /model-buffer: missing, and the checkpoint is inside a round \(update 125, a round every 50\)/);
+
+    const logs: string[] = [];
+    const b = await runMopo(run, {} as MopoConfig, { backend, quiet: true, resume: true, log: (m) => logs.push(m) });
+    assert.equal(b.epochs, 4);
+    assert.ok(logs.some((l) => /no model-buffer\/ \(a carried checkpoint\); the model buffer starts empty/.test(l)), logs.join('\n'));
+    const m = metrics(run);
+    assert.deepEqual(m.map((x) => x.epoch), [0, 1, 2, 3]);
+    assert.deepEqual(m.map((x) => x.modelBufferSize), [600, 1200, 600, 1200], 'epoch 2 has only its own round; epoch 3 retainEpochs rounds again');
+  });
+});
 
 test('mopo: a real-data budget below the dataset samples a refreshed reservoir, and a resumed run rebuilds it exactly', { timeout: 240_000 }, async () => {
   await withPendulumDataset('mopo-reservoir-', { steps: 3000, seed: 4 }, async ({ dir, dataset, backend }) => {

@@ -3,7 +3,7 @@
 // after a kill, each step continues from its checkpoint (--resume), not from the start.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { standIn, withQueueSandbox } from './queueScriptFixture.js';
 
@@ -55,6 +55,66 @@ test('patienceLead.sh: a MOPO run killed after a checkpoint is resumed, the fini
       rmSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'));
       writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'), '{"stoppedEarly": true}');
       assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued');
+    },
+  );
+});
+
+test('patienceLead.sh on a new machine: the runs carried in git (data/carry) are restored and continued, the dataset made again', () => {
+  withQueueSandbox(
+    'patienceLead.sh',
+    STAND_IN,
+    (dir) => {
+      const dyn = join(dir, 'data', 'carry', 'dyn-hc-uniform-random-patience');
+      mkdirSync(join(dyn, 'ensemble'), { recursive: true });
+      for (const f of ['report.json', 'diagnose-dynamics.json', 'ensemble/ensemble.json']) writeFileSync(join(dyn, f), '{}');
+      const ckpt = join(dir, 'data', 'carry', 'mopo-hcur-patience', 'checkpoints');
+      mkdirSync(join(ckpt, 'epoch-000399', 'agent'), { recursive: true });
+      writeFileSync(join(ckpt, 'latest.json'), '{"checkpoint": "epoch-000399"}');
+    },
+    (run, dir) => {
+      const r = run();
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(r.calls, [
+        `collect --env halfcheetah --policy uniform --steps 1000000 --seed 0 --out ${DATA} --quiet`,
+        'train --resume runs/mopo-hcur-patience',
+      ]);
+      assert.ok(existsSync(join(dir, 'runs', 'dyn-hc-uniform-random-patience', 'ensemble', 'ensemble.json')));
+      assert.ok(existsSync(join(dir, 'runs', 'mopo-hcur-patience', 'checkpoints', 'epoch-000399', 'agent')));
+      // A run already on the machine is newer than the carried one: left as it is.
+      writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'checkpoints', 'latest.json'), '{"checkpoint": "epoch-000409"}');
+      rmSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'));
+      assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience']);
+      assert.match(readFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'checkpoints', 'latest.json'), 'utf8'), /epoch-000409/);
+    },
+  );
+});
+
+test('carry.sh save: a run copied to data/carry without its model-buffer shards, saved rollouts and lock; usage errors', () => {
+  withQueueSandbox(
+    'carry.sh',
+    STAND_IN,
+    (dir) => {
+      const run = join(dir, 'runs', 'mopo-x');
+      const ckpt = join(run, 'checkpoints', 'epoch-000009');
+      for (const d of ['agent', 'model-buffer']) mkdirSync(join(ckpt, d), { recursive: true });
+      mkdirSync(join(run, 'stages', 'rollout'), { recursive: true });
+      for (const f of ['checkpoints/latest.json', 'checkpoints/epoch-000009/state.json', 'checkpoints/epoch-000009/agent/w.f32', 'checkpoints/epoch-000009/model-buffer/shard-0.arrow', 'stages/rollout/round-0.arrow', 'config.json', 'metrics.jsonl']) {
+        writeFileSync(join(run, f), 'x');
+      }
+      writeFileSync(join(run, 'LOCK'), JSON.stringify({ pid: 2 ** 22 + 7 })); // no such process: a stale lock
+    },
+    (run, dir) => {
+      const r = run({}, ['save', 'mopo-x']);
+      assert.equal(r.status, 0, r.stderr);
+      const carried = join(dir, 'data', 'carry', 'mopo-x');
+      for (const f of ['checkpoints/latest.json', 'checkpoints/epoch-000009/state.json', 'checkpoints/epoch-000009/agent/w.f32', 'config.json', 'metrics.jsonl']) assert.ok(existsSync(join(carried, f)), f);
+      for (const f of ['checkpoints/epoch-000009/model-buffer', 'stages', 'LOCK']) assert.ok(!existsSync(join(carried, f)), f);
+      assert.ok(existsSync(join(dir, 'runs', 'mopo-x', 'checkpoints', 'epoch-000009', 'model-buffer')), 'the run itself is untouched');
+      const missing = run({}, ['save', 'mopo-y']);
+      assert.equal(missing.status, 1);
+      assert.match(missing.stderr, /carry: no runs\/mopo-y/);
+      assert.equal(run({}, []).status, 2);
+      assert.equal(run({}, ['save']).status, 2);
     },
   );
 });

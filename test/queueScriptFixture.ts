@@ -31,8 +31,8 @@ done
 ${body}`;
 }
 
-/** A test's body: `run` runs the script in the sandbox `dir` (env added to this process's). */
-export type QueueTestBody = (run: (env?: Record<string, string>) => QueueRun, dir: string) => void;
+/** A test's body: `run` runs the script in the sandbox `dir` (env added to this process's; args after the script). */
+export type QueueTestBody = (run: (env?: Record<string, string>, args?: string[]) => QueueRun, dir: string) => void;
 
 /** Runs `body` with a sandbox holding `script`, the stand-in at ./mopo, and what `setup` adds; removes it after. */
 export function withQueueSandbox(
@@ -48,9 +48,9 @@ export function withQueueSandbox(
     writeFileSync(join(dir, 'mopo'), standIn);
     chmodSync(join(dir, 'mopo'), 0o755);
     setup(dir);
-    const run = (env: Record<string, string> = {}): QueueRun => {
+    const run = (env: Record<string, string> = {}, args: string[] = []): QueueRun => {
       rmSync(join(dir, 'calls.log'), { force: true });
-      const r = spawnSync('bash', [`scripts/${script}`], { cwd: dir, env: { ...process.env, MOPO: join(dir, 'mopo'), ...env }, encoding: 'utf8' });
+      const r = spawnSync('bash', [`scripts/${script}`, ...args], { cwd: dir, env: { ...process.env, MOPO: join(dir, 'mopo'), ...env }, encoding: 'utf8' });
       const calls = existsSync(join(dir, 'calls.log')) ? readFileSync(join(dir, 'calls.log'), 'utf8').trim().split('\n') : [];
       return { status: r.status, stderr: r.stderr, calls };
     };
