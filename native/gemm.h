@@ -2,16 +2,17 @@
 // region, with V, W (lanes), MR (rows of a register tile) and the intrinsics (ZERO, LOAD, …, SCALE2N)
 // defined by the includer as macros.
 // C = act(A·B (+ bias row)), act linear, relu or swish (z·sigmoid(z)), every operand strided (in floats): A(i,p) = A[i·rsA + p·csA],
+// (SWISH_SIG: C = z·s and S = s = sigmoid(z), S laid out as C, for a training forward pass whose backward needs both),
 // B(p,j) = B[p·rsB + j·csB], C(i,j) = C[i·rsC + j]. B is packed into NR-wide column panels (zero
 // padded) once per KC rows of k, so a transposed B costs only its packing; A is read in place.
 namespace NS {
 constexpr int NR = 2 * W;
 
-enum Act { LINEAR = 0, RELU = 1, SWISH = 2 };
+enum Act { LINEAR = 0, RELU = 1, SWISH = 2, SWISH_SIG = 3 };
 
-// z·sigmoid(z) = z / (1 + e^-z), e^x = 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (Cody-Waite),
-// p a degree-6 Taylor polynomial (relative error < 2e-7 on |r| ≤ ln2/2); x clamped where e^x overflows.
-static inline V swish(V z) {
+// 1 + e^-z, e^x = 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (Cody-Waite), p a degree-6
+// Taylor polynomial (relative error < 2e-7 on |r| ≤ ln2/2); x clamped where e^x overflows.
+static inline V onePlusExpNeg(V z) {
   const V x = MIN(MAX(SUB(ZERO(), z), SET1(-87.f)), SET1(88.f));
   const V n = ROUND(MUL(x, SET1(1.44269504f)));
   V r = FNMADD(n, SET1(0.693145752f), x);
@@ -23,8 +24,11 @@ static inline V swish(V z) {
   p = FMADD(p, r, SET1(0.5f));
   p = FMADD(p, r, SET1(1.f));
   p = FMADD(p, r, SET1(1.f));
-  return DIV(z, ADD(SET1(1.f), SCALE2N(p, n)));
+  return ADD(SET1(1.f), SCALE2N(p, n));
 }
+
+// z·sigmoid(z) = z / (1 + e^-z).
+static inline V swish(V z) { return DIV(z, onePlusExpNeg(z)); }
 
 static inline V activate(V z, int act) {
   if (act == RELU) return MAX(z, ZERO());
@@ -35,7 +39,7 @@ static inline V activate(V z, int act) {
 // An R × NR tile of C from R rows of A and one packed panel (kc × NR).
 template <int R>
 static inline void tile(const float* A, long rsA, long csA, const float* P, int kc, float* C, long rsC,
-                        const float* bias, bool accumulate, int act) {
+                        const float* bias, bool accumulate, int act, float* S) {
   V c0[R], c1[R];
   for (int r = 0; r < R; r++) c0[r] = c1[r] = ZERO();
   for (int p = 0; p < kc; p++) {
@@ -51,7 +55,13 @@ static inline void tile(const float* A, long rsA, long csA, const float* P, int 
     float* c = C + r * rsC;
     if (accumulate) { c0[r] = ADD(c0[r], LOADU(c)); c1[r] = ADD(c1[r], LOADU(c + W)); }
     if (bias != nullptr) { c0[r] = ADD(c0[r], LOADU(bias)); c1[r] = ADD(c1[r], LOADU(bias + W)); }
-    if (act != LINEAR) { c0[r] = activate(c0[r], act); c1[r] = activate(c1[r], act); }
+    if (act == SWISH_SIG) {
+      const V s0 = DIV(SET1(1.f), onePlusExpNeg(c0[r])), s1 = DIV(SET1(1.f), onePlusExpNeg(c1[r]));
+      STOREU(S + r * rsC, s0);
+      STOREU(S + r * rsC + W, s1);
+      c0[r] = MUL(c0[r], s0);
+      c1[r] = MUL(c1[r], s1);
+    } else if (act != LINEAR) { c0[r] = activate(c0[r], act); c1[r] = activate(c1[r], act); }
     STOREU(c, c0[r]);
     STOREU(c + W, c1[r]);
   }
@@ -60,15 +70,16 @@ static inline void tile(const float* A, long rsA, long csA, const float* P, int 
 // The tile for the last rows of a block (fewer than MR).
 template <int R>
 static inline void tileRows(int rows, const float* A, long rsA, long csA, const float* P, int kc, float* C, long rsC,
-                            const float* bias, bool accumulate, int act) {
-  if (rows == R) tile<R>(A, rsA, csA, P, kc, C, rsC, bias, accumulate, act);
-  else if constexpr (R > 1) tileRows<R - 1>(rows, A, rsA, csA, P, kc, C, rsC, bias, accumulate, act);
+                            const float* bias, bool accumulate, int act, float* S) {
+  if (rows == R) tile<R>(A, rsA, csA, P, kc, C, rsC, bias, accumulate, act, S);
+  else if constexpr (R > 1) tileRows<R - 1>(rows, A, rsA, csA, P, kc, C, rsC, bias, accumulate, act, S);
 }
 
 static void gemm(const float* A, long rsA, long csA, const float* B, long rsB, long csB, float* C, long rsC,
-                 int m, int k, int n, const float* bias, int act, float* pack) {
+                 int m, int k, int n, const float* bias, int act, float* S, float* pack) {
   const int panels = (n + NR - 1) / NR;
   alignas(64) float edge[MR * NR];  // a partial panel's tile, copied to C's valid columns
+  alignas(64) float edgeS[MR * NR];  // its sigmoids (SWISH_SIG), copied to S's
   alignas(64) float edgeBias[NR];
   for (int p0 = 0; p0 < k; p0 += KC) {
     const int kc = k - p0 < KC ? k - p0 : KC;
@@ -110,15 +121,19 @@ static void gemm(const float* A, long rsA, long csA, const float* B, long rsB, l
           const int rows = i0 + mc - i < MR ? i0 + mc - i : MR;
           const float* a = A + (long)i * rsA + (long)p0 * csA;
           float* c = C + (long)i * rsC + j0;
+          float* sg = S == nullptr ? nullptr : S + (long)i * rsC + j0;
           if (w == NR) {
-            tileRows<MR>(rows, a, rsA, csA, P, kc, c, rsC, bj, accumulate, last ? act : LINEAR);
+            tileRows<MR>(rows, a, rsA, csA, P, kc, c, rsC, bj, accumulate, last ? act : LINEAR, sg);
           } else {
             if (accumulate)
               for (int r = 0; r < rows; r++)
                 for (int jj = 0; jj < NR; jj++) edge[r * NR + jj] = jj < w ? c[(long)r * rsC + jj] : 0.f;
-            tileRows<MR>(rows, a, rsA, csA, P, kc, edge, NR, bj, accumulate, last ? act : LINEAR);
+            tileRows<MR>(rows, a, rsA, csA, P, kc, edge, NR, bj, accumulate, last ? act : LINEAR, edgeS);
             for (int r = 0; r < rows; r++)
               for (int jj = 0; jj < w; jj++) c[(long)r * rsC + jj] = edge[r * NR + jj];
+            if (last && act == SWISH_SIG)
+              for (int r = 0; r < rows; r++)
+                for (int jj = 0; jj < w; jj++) sg[(long)r * rsC + jj] = edgeS[r * NR + jj];
           }
         }
       }

@@ -117,13 +117,14 @@ napi_value throwError(napi_env env, const char* msg) {
   return nullptr;
 }
 
-// gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, act):
+// gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, act, sOff):
 // offsets and strides in bytes into `heap` (the wasm memory), as the wasm SIMD gemm takes them;
-// biasOff 0 means no bias; act 0 linear, 1 relu, 2 swish. Every range is checked against the heap before anything is touched.
+// biasOff 0 means no bias; act 0 linear, 1 relu, 2 swish, 3 swish with the sigmoids written at sOff
+// (laid out as C; sOff 0 for the other acts). Every range is checked against the heap before anything is touched.
 napi_value Gemm(napi_env env, napi_callback_info info) {
-  size_t argc = 14;
-  napi_value argv[14];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 14) return throwError(env, "gemm: 14 arguments expected");
+  size_t argc = 15;
+  napi_value argv[15];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 15) return throwError(env, "gemm: 15 arguments expected");
   napi_typedarray_type type;
   size_t length;
   void* data;
@@ -131,27 +132,30 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   size_t byteOffset;
   if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &byteOffset) != napi_ok || type != napi_uint8_array)
     return throwError(env, "gemm: the heap must be a Uint8Array");
-  int64_t v[13];
-  for (int i = 0; i < 13; i++)
+  int64_t v[14];
+  for (int i = 0; i < 14; i++)
     if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) return throwError(env, "gemm: numeric arguments expected");
   const int64_t aOff = v[0], rsA = v[1], csA = v[2], bOff = v[3], rsB = v[4], csB = v[5], cOff = v[6], rsC = v[7];
-  const int64_t m = v[8], k = v[9], n = v[10], biasOff = v[11], act = v[12];
+  const int64_t m = v[8], k = v[9], n = v[10], biasOff = v[11], act = v[12], sOff = v[13];
   if (m <= 0 || k <= 0 || n <= 0) return throwError(env, "gemm: empty product");
-  if (act < 0 || act > 2) return throwError(env, "gemm: act must be 0 (linear), 1 (relu) or 2 (swish)");
+  if (act < 0 || act > 3) return throwError(env, "gemm: act must be 0 (linear), 1 (relu), 2 (swish) or 3 (swish and sigmoid)");
+  if ((act == 3) != (sOff != 0)) return throwError(env, "gemm: sOff is given with act 3 (swish and sigmoid) and only then");
   const auto aligned = [](int64_t x) { return x >= 0 && x % 4 == 0; };
   if (!aligned(aOff) || !aligned(rsA) || !aligned(csA) || !aligned(bOff) || !aligned(rsB) || !aligned(csB) || !aligned(cOff) ||
-      !aligned(rsC) || !aligned(biasOff))
+      !aligned(rsC) || !aligned(biasOff) || !aligned(sOff))
     return throwError(env, "gemm: offsets and strides must be non-negative multiples of 4 bytes");
   const int64_t len = static_cast<int64_t>(length);
   const auto inside = [len](int64_t off, int64_t last) { return off + last + 4 <= len; };
   if (!inside(aOff, (m - 1) * rsA + (k - 1) * csA) || !inside(bOff, (k - 1) * rsB + (n - 1) * csB) ||
-      !inside(cOff, (m - 1) * rsC + (n - 1) * 4) || (biasOff != 0 && !inside(biasOff, (n - 1) * 4)) || rsC < n * 4)
+      !inside(cOff, (m - 1) * rsC + (n - 1) * 4) || (biasOff != 0 && !inside(biasOff, (n - 1) * 4)) ||
+      (sOff != 0 && !inside(sOff, (m - 1) * rsC + (n - 1) * 4)) || rsC < n * 4)
     return throwError(env, "gemm: an operand lies outside the heap");
   uint8_t* heap = static_cast<uint8_t*>(data);
   const float* A = reinterpret_cast<const float*>(heap + aOff);
   const float* B = reinterpret_cast<const float*>(heap + bOff);
   float* C = reinterpret_cast<float*>(heap + cOff);
   const float* bias = biasOff == 0 ? nullptr : reinterpret_cast<const float*>(heap + biasOff);
+  float* S = sOff == 0 ? nullptr : reinterpret_cast<float*>(heap + sOff);
   const int kc = k < KC ? static_cast<int>(k) : KC;
   // Denormals flushed to zero for the call (MXCSR FTZ and DAZ), as TensorFlow does on CPUs: tiny
   // gradients otherwise take a slow path in the multiply-adds. The caller's mode is restored.
@@ -163,7 +167,7 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   const auto gemm = isa == Isa::avx512 ? avx512::gemm : avx2::gemm;
   float* pack = packFor(static_cast<size_t>(kc) * ((n + nr - 1) / nr) * nr);
   if (pack == nullptr) return throwError(env, "gemm: out of memory for the packing buffer");
-  gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, (int)act, pack);
+  gemm(A, rsA / 4, csA / 4, B, rsB / 4, csB / 4, C, rsC / 4, (int)m, (int)k, (int)n, bias, (int)act, S, pack);
   return nullptr;
 }
 

@@ -115,7 +115,7 @@ let nativeEnabled = true;
 /** The native addon's exports (native/kernels.cc). */
 interface NativeKernels {
   gemm(heap: Uint8Array, aOff: number, rsA: number, csA: number, bOff: number, rsB: number, csB: number, cOff: number, rsC: number,
-    m: number, k: number, n: number, biasOff: number, act: number): void;
+    m: number, k: number, n: number, biasOff: number, act: number, sOff: number): void;
   isa(): string;
 }
 
@@ -439,23 +439,25 @@ function gemmProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean,
   }
 }
 
-/** The native gemm's epilogues (native/gemm.h Act). */
-const NATIVE_ACT = { linear: 0, relu: 1, swish: 2 } as const;
+/** The native gemm's epilogues (native/gemm.h Act); swishSig also writes sigmoid(z) to a second output. */
+const NATIVE_ACT = { linear: 0, relu: 1, swish: 2, swishSig: 3 } as const;
 
 /**
  * out[i] = act(a[ia[i]]·b[ib[i]] (+ bias row)) for every output batch index with the native gemm,
  * on the heap in place. A transposed operand is read through its strides, so nothing is copied.
  */
 function nativeProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean, b: TensorInfo, tB: boolean, p: Plan,
-  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: BiasPerBatch, act: number): void {
+  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: BiasPerBatch, act: number, sigmoids: TensorInfo | null = null): void {
   const nk = native.kernels!;
   const { m, k, n } = p;
   // Byte strides: A(i,p) at i·rsA + p·csA (a is [m,k], or [k,m] transposed), B(p,j) at p·rsB + j·csB.
   const [rsA, csA] = tA ? [4, m * 4] : [k * 4, 4];
   const [rsB, csB] = tB ? [4, k * 4] : [n * 4, 4];
   const heap = backend.wasm.HEAPU8; // read per call: the heap's buffer changes when wasm memory grows
+  // The sigmoids (swishSig) are laid out as out: the same offset from their own start.
+  const sShift = sigmoids === null ? null : offsetOf(backend, sigmoids) - offsetOf(backend, out);
   kernelStats.native += forEachProduct(backend, a, b, p, out, biasRow, biasPerBatch, (aOff, bOff, cOff, bias) =>
-    nk.gemm(heap, aOff, rsA, csA, bOff, rsB, csB, cOff, n * 4, m, k, n, bias, act));
+    nk.gemm(heap, aOff, rsA, csA, bOff, rsB, csB, cOff, n * 4, m, k, n, bias, act, sShift === null ? 0 : cOff + sShift));
 }
 
 function useNative(): boolean {
@@ -1335,6 +1337,33 @@ function mopoDenseSwish(args: Parameters<KernelFunc>[0]): TensorInfo {
   return h;
 }
 
+/**
+ * MopoDenseSwishTrain: inputs as MopoDenseSwish; outputs [h, s] with h = z·s, s = sigmoid(z),
+ * z = a·b + bias: a dense swish layer's training forward pass, whose backward (MopoSwishGrad) needs
+ * both. With the native gemm, both come out of the product's epilogue in one pass; otherwise the
+ * fused product, Sigmoid and Multiply.
+ */
+function mopoDenseSwishTrain(args: Parameters<KernelFunc>[0]): TensorInfo[] {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const { a, b, bias } = args.inputs as { a: TensorInfo; b: TensorInfo; bias: TensorInfo };
+  const p = plan(a, b, false, false);
+  const { biasRow, biasPerBatch, biasLater } = placeBias(bias, p);
+  if (biasLater !== null) {
+    throw new Error(`MopoDenseSwishTrain: bias of shape [${bias.shape}] is neither [${p.n}] nor [..., 1, ${p.n}] for a product of shape [${[...p.outBatch, p.m, p.n]}]`);
+  }
+  if (a.dtype === 'float32' && b.dtype === 'float32' && useNative() && p.m > 0 && p.k > 0 && sizeOf(p.outBatch) > 0) {
+    const h = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
+    const sg = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
+    nativeProducts(backend, a, false, b, false, p, h, biasRow, biasPerBatch, NATIVE_ACT.swishSig, sg);
+    return [h, sg];
+  }
+  const z = runKernel('_FusedMatMul', backend, { a, b, bias }, { transposeA: false, transposeB: false, activation: 'linear', leakyreluAlpha: 0 });
+  const sg = runKernel('Sigmoid', backend, { x: z });
+  const h = runKernel('Multiply', backend, { a: z, b: sg });
+  backend.disposeData(z.dataId);
+  return [h, sg];
+}
+
 function mopoReluGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
   const backend = args.backend as unknown as WasmBackendInternals;
   const s = getSimd(backend)!;
@@ -1362,6 +1391,7 @@ const MOPO_KERNELS: Array<[string, KernelFunc]> = [
   ['MopoSwishGrad', mopoSwishGrad as unknown as KernelFunc],
   ['MopoReluGrad', mopoReluGrad as unknown as KernelFunc],
   ['MopoDenseSwish', mopoDenseSwish as unknown as KernelFunc],
+  ['MopoDenseSwishTrain', mopoDenseSwishTrain as unknown as KernelFunc],
 ];
 
 function installSimdKernels(): void {

@@ -58,8 +58,6 @@ export type WeightInit = (typeof WEIGHT_INITS)[number];
 /** What forward() keeps per layer for backward(). */
 export interface LayerCache {
   input: tf.Tensor;
-  /** Pre-activation (swish, tanh) or null. */
-  z: tf.Tensor | null;
   /** Post-activation output (relu, tanh, swish) or null for linear. */
   h: tf.Tensor | null;
   /** sigmoid(z) for swish, else null. */
@@ -180,14 +178,20 @@ export class DenseStack {
     let h = x;
     for (let l = 0; l < this.weights.length; l++) {
       const a = this.act(l);
+      if (a === 'swish' && hasMopoKernel('MopoDenseSwishTrain')) {
+        // One pass with the native gemm: z·sigmoid(z) and sigmoid(z) out of the product's epilogue.
+        const [hs, s] = tf.engine().runKernel('MopoDenseSwishTrain', { a: h, b: this.weights[l]!, bias: this.biases[l]! }, {}) as unknown as tf.Tensor[];
+        cache.push({ input: h, h: hs!, s: s! });
+        h = hs!;
+        continue;
+      }
       const z = dense(h, this.weights[l]!, this.biases[l]!, a === 'relu');
-      const c: LayerCache = { input: h, z: null, h: null, s: null };
+      const c: LayerCache = { input: h, h: null, s: null };
       if (a === 'relu') {
         c.h = z;
         h = z;
       } else if (a === 'swish') {
         const s = tf.sigmoid(z);
-        c.z = z;
         c.s = s;
         h = tf.mul(z, s);
         c.h = h;

@@ -444,12 +444,12 @@ test('native gemm: k past one packed block, several row blocks, partial panels, 
 test('native gemm: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same checks', { skip: nativeKernelsInfo().isa !== 'avx512' ? 'AVX-512 not in use here' : false }, () => {
   const env: NodeJS.ProcessEnv = { ...process.env, MOPO_NATIVE_ISA: 'avx2' };
   delete env.NODE_TEST_CONTEXT; // a runner of its own, reporting as text
-  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=native gemm: k past', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=native gemm: k past|^MopoDenseSwish', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /# pass 1\b/);
+  assert.match(r.stdout, /# pass 2\b/);
 });
 
-test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias) on cpu, native and wasm; extremes finite; a bad bias refused', async () => {
+test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias), MopoDenseSwishTrain == [swish, sigmoid] of it, on cpu, native and wasm; extremes finite; a bad bias refused', async () => {
   const cases: Array<[number[], number[], number[]]> = [
     [[37, 23], [23, 200], [200]], // a plain layer
     [[7, 37, 200], [7, 200, 36], [7, 1, 36]], // an ensemble layer, bias per member
@@ -461,31 +461,40 @@ test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias) on cpu, native 
     const b = rand(sb, 0.3);
     const bias = rand(sbias);
     const batch = tf.broadcast_util.assertAndGetBroadcastShape(sa.slice(0, -2), sb.slice(0, -2));
-    const ref = await onCpu(() => {
-      const z = tf.add(tf.matMul(tf.broadcastTo(a, [...batch, ...sa.slice(-2)]), tf.broadcastTo(b, [...batch, ...sb.slice(-2)])), bias);
-      return tf.mul(z, tf.sigmoid(z));
-    });
+    const z = () => tf.add(tf.matMul(tf.broadcastTo(a, [...batch, ...sa.slice(-2)]), tf.broadcastTo(b, [...batch, ...sb.slice(-2)])), bias);
+    const ref = await onCpu(() => tf.mul(z(), tf.sigmoid(z())));
+    const refSig = await onCpu(() => tf.sigmoid(z()));
+    const shape = [...batch, sa[sa.length - 2]!, sb[sb.length - 1]!];
     for (const e of engines) {
       const h = e.run(() => tf.engine().runKernel('MopoDenseSwish', { a, b, bias }, {}) as tf.Tensor);
-      assert.deepEqual(h.shape, [...batch, sa[sa.length - 2]!, sb[sb.length - 1]!]);
+      assert.deepEqual(h.shape, shape);
       assertClose(h, ref, `${e.name} MopoDenseSwish [${sa}] x [${sb}] + [${sbias}]`, 1e-5);
-      h.dispose();
+      const [ht, st] = e.run(() => tf.engine().runKernel('MopoDenseSwishTrain', { a, b, bias }, {}) as unknown as tf.Tensor[]);
+      assert.deepEqual([ht!.shape, st!.shape], [shape, shape]);
+      assertClose(ht!, ref, `${e.name} MopoDenseSwishTrain h [${sa}] x [${sb}] + [${sbias}]`, 1e-5);
+      assertClose(st!, refSig, `${e.name} MopoDenseSwishTrain s [${sa}] x [${sb}] + [${sbias}]`, 1e-5);
+      tf.dispose([h, ht!, st!]);
     }
-    tf.dispose([a, b, bias]);
+    tf.dispose([a, b, bias, ref, refSig]);
   }
   // Pre-activations far past where e^-z overflows a float: swish(z) → z for z ≫ 0, → 0 for z ≪ 0.
   const a = tf.tensor2d([[1], [-1], [0.5], [-0.5], [0]]);
   const b = tf.tensor2d([[200, 90, 1e-3]]);
   const zero = tf.zeros([3]);
+  const sigmoidOf = (z: number): number => 1 / (1 + Math.exp(-z));
+  const swishOf = (z: number): number => z * sigmoidOf(z);
   for (const e of engines) {
     const h = e.run(() => tf.engine().runKernel('MopoDenseSwish', { a, b, bias: zero }, {}) as tf.Tensor).arraySync() as number[][];
-    const swishOf = (z: number): number => z / (1 + Math.exp(-z));
+    const [ht, st] = e.run(() => tf.engine().runKernel('MopoDenseSwishTrain', { a, b, bias: zero }, {}) as unknown as tf.Tensor[]).map((t) => t.arraySync() as number[][]);
+    const near = (got: number, want: number) => Number.isFinite(got) && Math.abs(got - want) <= 1e-6 * Math.max(1, Math.abs(want));
     [1, -1, 0.5, -0.5, 0].forEach((x, i) => [200, 90, 1e-3].forEach((w, j) => {
-      const want = swishOf(x * w);
-      assert.ok(Number.isFinite(h[i]![j]!) && Math.abs(h[i]![j]! - want) <= 1e-6 * Math.max(1, Math.abs(want)), `${e.name} swish(${x * w}) = ${h[i]![j]} vs ${want}`);
+      const z = x * w;
+      assert.ok(near(h[i]![j]!, swishOf(z)), `${e.name} swish(${z}) = ${h[i]![j]} vs ${swishOf(z)}`);
+      assert.ok(near(ht![i]![j]!, swishOf(z)), `${e.name} train swish(${z}) = ${ht![i]![j]} vs ${swishOf(z)}`);
+      assert.ok(near(st![i]![j]!, sigmoidOf(z)), `${e.name} sigmoid(${z}) = ${st![i]![j]} vs ${sigmoidOf(z)}`);
     }));
   }
-  assert.throws(() => tf.engine().runKernel('MopoDenseSwish', { a, b, bias: tf.zeros([2, 3]) }, {}), /bias of shape \[2,3\]/);
+  for (const k of ['MopoDenseSwish', 'MopoDenseSwishTrain']) assert.throws(() => tf.engine().runKernel(k, { a, b, bias: tf.zeros([2, 3]) }, {}), /bias of shape \[2,3\]/);
   tf.dispose([a, b, zero]);
 });
 
