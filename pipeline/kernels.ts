@@ -1310,49 +1310,27 @@ function mopoSwishGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
   return out;
 }
 
-/** MopoReluGrad: inputs dy, h (relu output or pre-activation); output h > 0 ? dy : 0. */
 /**
- * MopoDenseSwish: inputs a [..., m, k], b [..., k, n], bias ([n] or [..., 1, n]); output swish(a·b + bias),
- * a dense swish layer's inference. With the native gemm, swish is its epilogue (one pass, no
- * sigmoid and product tensors); otherwise the fused product, then Sigmoid and Multiply, as before.
+ * A dense swish layer, z = a·b + bias with a [..., m, k], b [..., k, n], bias ([n] or [..., 1, n]):
+ * [h] with h = swish(z) (MopoDenseSwish, inference), or [h, s] with s = sigmoid(z) and h = z·s
+ * (MopoDenseSwishTrain, a training forward pass, whose backward, MopoSwishGrad, needs both). With
+ * the native gemm they come out of the product's epilogue in one pass; otherwise the fused product,
+ * then Sigmoid and Multiply.
  */
-function mopoDenseSwish(args: Parameters<KernelFunc>[0]): TensorInfo {
+function denseSwish(args: Parameters<KernelFunc>[0], kernel: string, withSigmoid: boolean): TensorInfo[] {
   const backend = args.backend as unknown as WasmBackendInternals;
   const { a, b, bias } = args.inputs as { a: TensorInfo; b: TensorInfo; bias: TensorInfo };
   const p = plan(a, b, false, false);
   const { biasRow, biasPerBatch, biasLater } = placeBias(bias, p);
   if (biasLater !== null) {
-    throw new Error(`MopoDenseSwish: bias of shape [${bias.shape}] is neither [${p.n}] nor [..., 1, ${p.n}] for a product of shape [${[...p.outBatch, p.m, p.n]}]`);
-  }
-  if (a.dtype === 'float32' && b.dtype === 'float32' && useNative() && p.m > 0 && p.k > 0 && sizeOf(p.outBatch) > 0) {
-    const out = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
-    nativeProducts(backend, a, false, b, false, p, out, biasRow, biasPerBatch, NATIVE_ACT.swish);
-    return out;
-  }
-  const z = runKernel('_FusedMatMul', backend, { a, b, bias }, { transposeA: false, transposeB: false, activation: 'linear', leakyreluAlpha: 0 });
-  const sg = runKernel('Sigmoid', backend, { x: z });
-  const h = runKernel('Multiply', backend, { a: z, b: sg });
-  backend.disposeData(z.dataId);
-  backend.disposeData(sg.dataId);
-  return h;
-}
-
-/**
- * MopoDenseSwishTrain: inputs as MopoDenseSwish; outputs [h, s] with h = z·s, s = sigmoid(z),
- * z = a·b + bias: a dense swish layer's training forward pass, whose backward (MopoSwishGrad) needs
- * both. With the native gemm, both come out of the product's epilogue in one pass; otherwise the
- * fused product, Sigmoid and Multiply.
- */
-function mopoDenseSwishTrain(args: Parameters<KernelFunc>[0]): TensorInfo[] {
-  const backend = args.backend as unknown as WasmBackendInternals;
-  const { a, b, bias } = args.inputs as { a: TensorInfo; b: TensorInfo; bias: TensorInfo };
-  const p = plan(a, b, false, false);
-  const { biasRow, biasPerBatch, biasLater } = placeBias(bias, p);
-  if (biasLater !== null) {
-    throw new Error(`MopoDenseSwishTrain: bias of shape [${bias.shape}] is neither [${p.n}] nor [..., 1, ${p.n}] for a product of shape [${[...p.outBatch, p.m, p.n]}]`);
+    throw new Error(`${kernel}: bias of shape [${bias.shape}] is neither [${p.n}] nor [..., 1, ${p.n}] for a product of shape [${[...p.outBatch, p.m, p.n]}]`);
   }
   if (a.dtype === 'float32' && b.dtype === 'float32' && useNative() && p.m > 0 && p.k > 0 && sizeOf(p.outBatch) > 0) {
     const h = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
+    if (!withSigmoid) {
+      nativeProducts(backend, a, false, b, false, p, h, biasRow, biasPerBatch, NATIVE_ACT.swish);
+      return [h];
+    }
     const sg = backend.makeOutput([...p.outBatch, p.m, p.n], 'float32');
     nativeProducts(backend, a, false, b, false, p, h, biasRow, biasPerBatch, NATIVE_ACT.swishSig, sg);
     return [h, sg];
@@ -1361,9 +1339,15 @@ function mopoDenseSwishTrain(args: Parameters<KernelFunc>[0]): TensorInfo[] {
   const sg = runKernel('Sigmoid', backend, { x: z });
   const h = runKernel('Multiply', backend, { a: z, b: sg });
   backend.disposeData(z.dataId);
-  return [h, sg];
+  if (withSigmoid) return [h, sg];
+  backend.disposeData(sg.dataId);
+  return [h];
 }
 
+const mopoDenseSwish = (args: Parameters<KernelFunc>[0]): TensorInfo => denseSwish(args, 'MopoDenseSwish', false)[0]!;
+const mopoDenseSwishTrain = (args: Parameters<KernelFunc>[0]): TensorInfo[] => denseSwish(args, 'MopoDenseSwishTrain', true);
+
+/** MopoReluGrad: inputs dy, h (relu output or pre-activation); output h > 0 ? dy : 0. */
 function mopoReluGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
   const backend = args.backend as unknown as WasmBackendInternals;
   const s = getSimd(backend)!;
