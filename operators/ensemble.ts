@@ -345,6 +345,11 @@ export class DynamicsEnsemble {
     return [...this.net.params(), this.maxLV, this.minLV];
   }
 
+  /** The weight decay of each of trainableParams(): each layer's on its weights, none on biases and bounds. */
+  paramDecays(): number[] {
+    return [...this.config.weightDecay.flatMap((wd) => [wd, 0]), 0, 0];
+  }
+
   /** The learned log-variance bounds. */
   logVarBounds(): { max: Float32Array; min: Float32Array } {
     return { max: this.maxLV.dataSync() as Float32Array, min: this.minLV.dataSync() as Float32Array };
@@ -366,9 +371,11 @@ export class DynamicsEnsemble {
    * ys [E, B, out] (normalized). Call inside tf.tidy. Exposed for tests and custom loops.
    * withLoss false skips the total loss (its decay term costs a pass over all weights); loss is
    * then NaN. reduceBounds (members split across threads) turns this shard's sums of the bounds'
-   * gradient (without the penalty) into the sums over all members, in place.
+   * gradient (without the penalty) into the sums over all members, in place. decayInGrads false
+   * leaves the weight decay's gradient out of grads, for an optimizer step that adds it
+   * (trainStep: Adam.step with paramDecays()).
    */
-  lossAndGrads(xs: tf.Tensor, ys: tf.Tensor, withLoss = true, reduceBounds?: BoundGradReducer): LossAndGrads {
+  lossAndGrads(xs: tf.Tensor, ys: tf.Tensor, withLoss = true, reduceBounds?: BoundGradReducer, decayInGrads = true): LossAndGrads {
     const E = this.members;
     const B = xs.shape[1]!;
     const D = this.outDim;
@@ -407,7 +414,7 @@ export class DynamicsEnsemble {
       const wd = cfg.weightDecay[l]!;
       if (wd === 0) continue;
       const w = ps[2 * l]!;
-      grads[2 * l] = tf.add(grads[2 * l]!, tf.mul(w, wd));
+      if (decayInGrads) grads[2 * l] = tf.add(grads[2 * l]!, tf.mul(w, wd));
       if (withLoss) decay = tf.add(decay, tf.mul(tf.sum(tf.square(w)), wd / 2));
     }
     if (!withLoss) return { loss: tf.scalar(Number.NaN), memberNll, grads: [...grads, dMax, dMin] };
@@ -436,7 +443,7 @@ export class DynamicsEnsemble {
       const y = asT(ys, this.outDim);
       let nll: tf.Tensor | null = null;
       const grads = tf.tidy(() => {
-        const r = this.lossAndGrads(x, y, false, reduceBounds);
+        const r = this.lossAndGrads(x, y, false, reduceBounds, false);
         nll = tf.keep(r.memberNll);
         return r.grads;
       });
@@ -448,7 +455,7 @@ export class DynamicsEnsemble {
         tf.dispose([...grads, nll as unknown as tf.Tensor]);
         throw new DivergenceError('dynamics', `member${bad.length > 1 ? 's' : ''} ${bad.join(', ')} had a non-finite training loss (${bad.map((e) => nllNow[e]).join(', ')}) at step ${this.steps + 1}; check the dataset for extreme values (mopo inspect) or lower the learning rate`);
       }
-      const newParams = tf.tidy(() => this.opt.step(this.trainableParams(), grads));
+      const newParams = tf.tidy(() => this.opt.step(this.trainableParams(), grads, this.paramDecays()));
       tf.dispose(grads);
       const L = 2 * this.net.numLayers;
       this.net.setParams(newParams.slice(0, L));

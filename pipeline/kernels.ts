@@ -956,11 +956,12 @@ function buildGemm(): WasmFn {
 
 function buildSimdModule(): Uint8Array<ArrayBuffer> {
   const at = (p: number, i: number): Code => W.add(W.get(p), W.get(i));
-  // adam(p, g, m, v, po, mo, vo, nbytes, lrc, b1, b2, ic2, eps); lrc = lr/(1-b1^t), ic2 = 1/(1-b2^t)
-  const A = { p: 0, g: 1, m: 2, v: 3, po: 4, mo: 5, vo: 6, lrc: 8, b1: 9, b2: 10, ic2: 11, eps: 12 };
-  const [vlrc, vb1, v1b1, vb2, v1b2, vic2, veps, gv, mv, vv] = [15, 16, 17, 18, 19, 20, 21, 22, 23, 24];
-  const [gs, ms, vs] = [25, 26, 27];
-  const adam = elementwise('adam', 7, 5, [V128, V128, V128, V128, V128, V128, V128, V128, V128, V128, F32, F32, F32],
+  // adam(p, g, m, v, po, mo, vo, nbytes, lrc, b1, b2, ic2, eps, wd); lrc = lr/(1-b1^t), ic2 = 1/(1-b2^t);
+  // the gradient taken is g + wd·p (an L2 weight decay folded in: no pass of its own)
+  const A = { p: 0, g: 1, m: 2, v: 3, po: 4, mo: 5, vo: 6, lrc: 8, b1: 9, b2: 10, ic2: 11, eps: 12, wd: 13 };
+  const [vlrc, vb1, v1b1, vb2, v1b2, vic2, veps, gv, mv, vv, vwd] = [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26];
+  const [gs, ms, vs] = [27, 28, 29];
+  const adam = elementwise('adam', 7, 6, [V128, V128, V128, V128, V128, V128, V128, V128, V128, V128, V128, F32, F32, F32],
     cat(
       W.set(vlrc, W.vsplat(W.get(A.lrc))),
       W.set(vb1, W.vsplat(W.get(A.b1))),
@@ -969,9 +970,10 @@ function buildSimdModule(): Uint8Array<ArrayBuffer> {
       W.set(v1b2, W.vsplat(W.fsub(W.f32(1), W.get(A.b2)))),
       W.set(vic2, W.vsplat(W.get(A.ic2))),
       W.set(veps, W.vsplat(W.get(A.eps))),
+      W.set(vwd, W.vsplat(W.get(A.wd))),
     ),
     (i) => cat(
-      W.set(gv, W.vload(at(A.g, i))),
+      W.set(gv, W.vadd(W.vload(at(A.g, i)), W.vmul(W.get(vwd), W.vload(at(A.p, i))))),
       W.set(mv, W.vadd(W.vmul(W.get(vb1), W.vload(at(A.m, i))), W.vmul(W.get(v1b1), W.get(gv)))),
       W.set(vv, W.vadd(W.vmul(W.get(vb2), W.vload(at(A.v, i))), W.vmul(W.get(v1b2), W.vmul(W.get(gv), W.get(gv))))),
       W.vstore(at(A.mo, i), W.get(mv)),
@@ -980,7 +982,7 @@ function buildSimdModule(): Uint8Array<ArrayBuffer> {
         W.vdiv(W.vmul(W.get(vlrc), W.get(mv)), W.vadd(W.vsqrt(W.vmul(W.get(vv), W.get(vic2))), W.get(veps))))),
     ),
     (i) => cat(
-      W.set(gs, W.fload(at(A.g, i))),
+      W.set(gs, W.fadd(W.fload(at(A.g, i)), W.fmul(W.get(A.wd), W.fload(at(A.p, i))))),
       W.set(ms, W.fadd(W.fmul(W.get(A.b1), W.fload(at(A.m, i))), W.fmul(W.fsub(W.f32(1), W.get(A.b1)), W.get(gs)))),
       W.set(vs, W.fadd(W.fmul(W.get(A.b2), W.fload(at(A.v, i))), W.fmul(W.fsub(W.f32(1), W.get(A.b2)), W.fmul(W.get(gs), W.get(gs))))),
       W.fstore(at(A.mo, i), W.get(ms)),
@@ -1092,7 +1094,7 @@ function buildSimdModule(): Uint8Array<ArrayBuffer> {
 
 interface SimdExports {
   adam(p: number, g: number, m: number, v: number, po: number, mo: number, vo: number, nb: number,
-    lrc: number, b1: number, b2: number, ic2: number, eps: number): void;
+    lrc: number, b1: number, b2: number, ic2: number, eps: number, wd: number): void;
   swishgrad(dy: number, s: number, h: number, out: number, nb: number): void;
   relugrad(dy: number, h: number, out: number, nb: number): void;
   colsum(src: number, dst: number, outer: number, rows: number, rowBytes: number): void;
@@ -1275,13 +1277,14 @@ function fastConcat(args: Parameters<KernelFunc>[0]): TensorInfo {
   return out;
 }
 
-/** MopoAdam: inputs p0..p{n-1}, g*, m*, v*; attrs n, lr, beta1, beta2, epsilon, c1, c2.
- *  Outputs [p'0..p'{n-1}, m'0.., v'0..]. */
+/** MopoAdam: inputs p0..p{n-1}, g*, m*, v*; attrs n, lr, beta1, beta2, epsilon, c1, c2, and decay
+ *  (per parameter: the gradient taken is g + decay·p; absent, 0). Outputs [p'0..p'{n-1}, m'0.., v'0..]. */
 function mopoAdam(args: Parameters<KernelFunc>[0]): TensorInfo[] {
   const backend = args.backend as unknown as WasmBackendInternals;
   const s = getSimd(backend)!;
   const inputs = args.inputs as Record<string, TensorInfo>;
   const { n, lr, beta1, beta2, epsilon, c1, c2 } = args.attrs as Record<string, number>;
+  const decay = (args.attrs as { decay?: number[] }).decay;
   const ps: TensorInfo[] = [];
   const ms: TensorInfo[] = [];
   const vs: TensorInfo[] = [];
@@ -1292,7 +1295,7 @@ function mopoAdam(args: Parameters<KernelFunc>[0]): TensorInfo[] {
     const vo = backend.makeOutput(p.shape, 'float32');
     s.adam(offsetOf(backend, p), offsetOf(backend, inputs[`g${i}`]!), offsetOf(backend, inputs[`m${i}`]!),
       offsetOf(backend, inputs[`v${i}`]!), offsetOf(backend, po), offsetOf(backend, mo), offsetOf(backend, vo),
-      sizeOf(p.shape) * 4, lr! / c1!, beta1!, beta2!, 1 / c2!, epsilon!);
+      sizeOf(p.shape) * 4, lr! / c1!, beta1!, beta2!, 1 / c2!, epsilon!, decay?.[i] ?? 0);
     ps.push(po);
     ms.push(mo);
     vs.push(vo);

@@ -316,10 +316,14 @@ export class Adam {
     return this.t;
   }
 
-  /** Returns the updated parameters (new tensors, kept out of any enclosing tidy). */
-  step(params: tf.Tensor[], grads: tf.Tensor[]): tf.Tensor[] {
-    if (params.length !== this.m.length || grads.length !== this.m.length) {
-      throw new Error(`Adam.step: expected ${this.m.length} params and grads, got ${params.length} and ${grads.length}`);
+  /**
+   * Returns the updated parameters (new tensors, kept out of any enclosing tidy). decay[i], when
+   * given, is an L2 weight decay on params[i] (the gradient taken is grads[i] + decay[i]·params[i]),
+   * applied here so that it costs no pass of its own.
+   */
+  step(params: tf.Tensor[], grads: tf.Tensor[], decay?: readonly number[]): tf.Tensor[] {
+    if (params.length !== this.m.length || grads.length !== this.m.length || (decay !== undefined && decay.length !== this.m.length)) {
+      throw new Error(`Adam.step: expected ${this.m.length} params, grads (and decays), got ${params.length}, ${grads.length}${decay ? ` and ${decay.length}` : ''}`);
     }
     this.t++;
     const c1 = 1 - Math.pow(this.beta1, this.t);
@@ -335,7 +339,7 @@ export class Adam {
         inputs[`v${i}`] = this.v[i]!;
       }
       outs = tf.engine().runKernel('MopoAdam', inputs, {
-        n, lr: this.lr, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, c1, c2,
+        n, lr: this.lr, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, c1, c2, ...(decay ? { decay: [...decay] } : {}),
       }) as unknown as tf.Tensor[];
     } else {
       outs = tf.tidy(() => {
@@ -343,7 +347,7 @@ export class Adam {
         const ms: tf.Tensor[] = [];
         const vs: tf.Tensor[] = [];
         for (let i = 0; i < n; i++) {
-          const g = grads[i]!;
+          const g = decay?.[i] ? tf.add(grads[i]!, tf.mul(params[i]!, decay[i]!)) : grads[i]!;
           const m = tf.add(tf.mul(this.m[i]!, this.beta1), tf.mul(g, 1 - this.beta1));
           const v = tf.add(tf.mul(this.v[i]!, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
           const upd = tf.div(tf.mul(m, this.lr / c1), tf.add(tf.sqrt(tf.div(v, c2)), this.epsilon));

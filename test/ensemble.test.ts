@@ -19,6 +19,7 @@ import {
   type Resample,
 } from '../operators/ensemble.js';
 import { liveEnsembleWorkers } from '../operators/ensembleWorkerPool.js';
+import { Adam } from '../pipeline/mlp.js';
 import { weightStats } from './weightStats.js';
 
 before(async () => {
@@ -101,6 +102,40 @@ for (const nllReduction of ['sum', 'mean'] as const) {
     }
   });
 }
+
+test('trainStep takes the weight decay in its Adam step: the update of Adam on the gradient with the decay in it', () => {
+  const dims = { obsDim: 2, actDim: 2 };
+  // A decay large enough to turn the sign of many weights' gradients: Adam's first step is about
+  // lr·sign(g), so a decay left out (or applied twice) shows.
+  const ens = DynamicsEnsemble.create({ ...SMALL, weightDecay: [1, 2, 3] }, dims, new Rng(13));
+  const rng = new Rng(14);
+  const x = tf.tensor(rng.fillNormal(new Float32Array(3 * 6 * 4)), [3, 6, 4]);
+  const y = tf.tensor(rng.fillNormal(new Float32Array(3 * 6 * 3)), [3, 6, 3]);
+  try {
+    const before = ens.trainableParams().map((p) => p.clone());
+    const step = (decayInGrads: boolean): number[][] => tf.tidy(() => {
+      const { grads } = ens.lossAndGrads(x, y, false, undefined, decayInGrads);
+      const opt = new Adam(before, { lr: ens.config.lr });
+      const out = opt.step(before, grads).map((t) => Array.from(t.dataSync()));
+      opt.dispose();
+      return out;
+    });
+    const withDecay = step(true);
+    const withoutDecay = step(false);
+    ens.trainStep(x, y);
+    const after = ens.trainableParams().map((t) => Array.from(t.dataSync()));
+    let differs = 0;
+    after.forEach((p, i) => p.forEach((v, k) => {
+      assert.ok(Math.abs(v - withDecay[i]![k]!) < 1e-6, `param ${i}[${k}]: ${v} vs ${withDecay[i]![k]}`);
+      if (Math.abs(v - withoutDecay[i]![k]!) > 1e-4) differs++;
+    }));
+    assert.ok(differs > 10, `the decay changes the step (${differs} values)`);
+    tf.dispose(before);
+  } finally {
+    tf.dispose([x, y]);
+    ens.dispose();
+  }
+});
 
 test('trainStep lowers the loss, evaluate and predict are consistent, the original scale is restored', () => {
   const dims = { obsDim: 2, actDim: 1 };

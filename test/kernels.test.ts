@@ -386,6 +386,16 @@ test('MopoAdam, MopoSwishGrad, MopoReluGrad == their tf-op formulas (odd sizes f
     assertClose(outs[0]!, pRef, `adam p [${shape}]`, 1e-6);
     assertClose(outs[1]!, mRef, `adam m [${shape}]`, 1e-6);
     assertClose(outs[2]!, vRef, `adam v [${shape}]`, 1e-6);
+    // An L2 weight decay folded in: the step on g + wd·p, the same as tf-op Adam given that gradient.
+    const wd = 0.05;
+    const dec = tf.engine().runKernel('MopoAdam', { p0: p, g0: g, m0: m, v0: v }, { n: 1, lr, beta1: b1, beta2: b2, epsilon: eps, c1, c2, decay: [wd] }) as unknown as tf.Tensor[];
+    const gd = tf.add(g, tf.mul(p, wd));
+    const mDec = tf.add(tf.mul(m, b1), tf.mul(gd, 1 - b1));
+    const vDec = tf.add(tf.mul(v, b2), tf.mul(tf.square(gd), 1 - b2));
+    assertClose(dec[0]!, tf.sub(p, tf.div(tf.mul(mDec, lr / c1), tf.add(tf.sqrt(tf.div(vDec, c2)), eps))), `adam decay p [${shape}]`, 1e-6);
+    assertClose(dec[1]!, mDec, `adam decay m [${shape}]`, 1e-6);
+    assertClose(dec[2]!, vDec, `adam decay v [${shape}]`, 1e-6);
+    tf.dispose([...dec, gd, mDec, vDec]);
 
     const dy = rand(shape);
     const z = rand(shape, 3);
