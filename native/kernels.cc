@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 constexpr int KC = 256;  // rows of k packed at a time: a panel is KC × NR floats (32 KB at NR 32)
 constexpr int MC = 96;   // rows of A kept in cache across the panels of one pass
@@ -35,7 +36,9 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #define FNMADD(a, b, c) _mm512_fnmadd_ps(a, b, c)
 #define ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define SCALE2N(p, n) _mm512_scalef_ps(p, n)
+#define BLENDNEG(x, neg, pos) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), pos, neg)
 #include "gemm.h"
+#include "head.h"
 #undef NS
 #undef V
 #undef W
@@ -56,6 +59,7 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #undef FNMADD
 #undef ROUND
 #undef SCALE2N
+#undef BLENDNEG
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -81,7 +85,9 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #define ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 // p·2^n with 2^n built in the exponent bits (n is within [-126, 127] after the clamp in swish).
 #define SCALE2N(p, n) _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
+#define BLENDNEG(x, neg, pos) _mm256_blendv_ps(pos, neg, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ))
 #include "gemm.h"
+#include "head.h"
 #pragma GCC pop_options
 
 namespace {
@@ -171,6 +177,86 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// gaussianHead(heap, outOff, yOff, maxOff, minOff, E, B, D, c, dOutOff, nllOff, sMaxOff, sMinOff):
+// the ensemble's Gaussian head (head.h) on the wasm heap: out [E, B, 2D] (μ | raw log-variance),
+// y [E, B, D], the bounds [D] each → dOut [E, B, 2D], nll [E], sMax [D], sMin [D]. Offsets in bytes;
+// every range is checked against the heap first.
+napi_value GaussianHead(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value argv[13];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 13) return throwError(env, "gaussianHead: 13 arguments expected");
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  napi_value ab;
+  size_t byteOffset;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &byteOffset) != napi_ok || type != napi_uint8_array)
+    return throwError(env, "gaussianHead: the heap must be a Uint8Array");
+  int64_t v[12];
+  double c;
+  for (int i = 0; i < 12; i++) {
+    if (i == 7) continue;  // c, a double
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) return throwError(env, "gaussianHead: numeric arguments expected");
+  }
+  if (napi_get_value_double(env, argv[8], &c) != napi_ok) return throwError(env, "gaussianHead: numeric arguments expected");
+  const int64_t outOff = v[0], yOff = v[1], maxOff = v[2], minOff = v[3], E = v[4], B = v[5], D = v[6];
+  const int64_t dOutOff = v[8], nllOff = v[9], sMaxOff = v[10], sMinOff = v[11];
+  if (E <= 0 || B <= 0 || D <= 0) return throwError(env, "gaussianHead: empty input");
+  const int64_t len = static_cast<int64_t>(length);
+  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
+  if (!ok(outOff, E * B * 2 * D) || !ok(yOff, E * B * D) || !ok(maxOff, D) || !ok(minOff, D) || !ok(dOutOff, E * B * 2 * D) ||
+      !ok(nllOff, E) || !ok(sMaxOff, D) || !ok(sMinOff, D))
+    return throwError(env, "gaussianHead: an operand lies outside the heap");
+  if (isa == Isa::none) return throwError(env, "gaussianHead: this CPU has neither AVX-512 nor AVX2 with FMA");
+  uint8_t* heap = static_cast<uint8_t*>(data);
+  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
+  const float* out = at(outOff);
+  const float* y = at(yOff);
+  float* dOut = at(dOutOff);
+  const int n = static_cast<int>(B * D);
+  const int np = (n + 15) / 16 * 16;  // padded to whole vectors of either width
+  // Scratch: μ, raw, y, the tiled bounds, and the five per-element results, np floats each.
+  float* s = packFor(static_cast<size_t>(np) * 10);
+  if (s == nullptr) return throwError(env, "gaussianHead: out of memory for its scratch");
+  float *mu = s, *raw = s + np, *yy = s + 2 * np, *maxT = s + 3 * np, *minT = s + 4 * np;
+  float *dmu = s + 5 * np, *draw = s + 6 * np, *nllT = s + 7 * np, *vMax = s + 8 * np, *vMin = s + 9 * np;
+  for (int i = 0; i < np; i++) {
+    maxT[i] = i < n ? at(maxOff)[i % D] : 0.f;
+    minT[i] = i < n ? at(minOff)[i % D] : 0.f;
+  }
+  std::memset(mu + n, 0, (np - n) * 4);
+  std::memset(raw + n, 0, (np - n) * 4);
+  std::memset(yy + n, 0, (np - n) * 4);
+  std::vector<double> sMax(D, 0.0), sMin(D, 0.0);
+  const auto headFn = isa == Isa::avx512 ? avx512::head : avx2::head;
+  for (int64_t e = 0; e < E; e++) {
+    const float* oe = out + e * B * 2 * D;
+    for (int64_t b = 0; b < B; b++) {
+      std::memcpy(mu + b * D, oe + b * 2 * D, D * 4);
+      std::memcpy(raw + b * D, oe + b * 2 * D + D, D * 4);
+    }
+    std::memcpy(yy, y + e * B * D, n * 4);
+    headFn(np, mu, raw, yy, maxT, minT, static_cast<float>(c), dmu, draw, nllT, vMax, vMin);
+    double nll = 0;
+    for (int i = 0; i < n; i++) nll += nllT[i];
+    at(nllOff)[e] = static_cast<float>(c * nll);
+    float* de = dOut + e * B * 2 * D;
+    for (int64_t b = 0; b < B; b++) {
+      std::memcpy(de + b * 2 * D, dmu + b * D, D * 4);
+      std::memcpy(de + b * 2 * D + D, draw + b * D, D * 4);
+      for (int64_t j = 0; j < D; j++) {
+        sMax[j] += vMax[b * D + j];
+        sMin[j] += vMin[b * D + j];
+      }
+    }
+  }
+  for (int64_t j = 0; j < D; j++) {
+    at(sMaxOff)[j] = static_cast<float>(sMax[j]);
+    at(sMinOff)[j] = static_cast<float>(sMin[j]);
+  }
+  return nullptr;
+}
+
 napi_value Isa(napi_env env, napi_callback_info) {
   const char* name = isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2" : "none";
   napi_value s;
@@ -184,6 +270,8 @@ NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, nullptr, &fn);
   napi_set_named_property(env, exports, "gemm", fn);
+  napi_create_function(env, "gaussianHead", NAPI_AUTO_LENGTH, GaussianHead, nullptr, &fn);
+  napi_set_named_property(env, exports, "gaussianHead", fn);
   napi_create_function(env, "isa", NAPI_AUTO_LENGTH, Isa, nullptr, &fn);
   napi_set_named_property(env, exports, "isa", fn);
   return exports;

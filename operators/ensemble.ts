@@ -49,6 +49,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, isObservable, type OperatorFunction, type Subscription } from 'rxjs';
 import { Adam, DenseStack, WEIGHT_INITS, type Activation, type DenseStackSpec, type WeightInit } from '../pipeline/mlp.js';
+import { hasMopoKernel } from '../pipeline/kernels.js';
 import { Rng, hashString } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError, showValue } from '../pipeline/errors.js';
@@ -384,21 +385,31 @@ export class DynamicsEnsemble {
     const cfg = this.config;
     const c = cfg.nllReduction === 'sum' ? 1 / B : 1 / (B * D);
     const { out, cache } = this.net.forward(xs);
-    const { mu, lv, sa: a, sb: b } = this.heads(out);
-    const inv = tf.exp(tf.neg(lv));
-    const d = tf.sub(mu, ys);
-    const d2inv = tf.mul(tf.square(d), inv);
-    const memberNll = tf.mul(tf.sum(tf.add(d2inv, lv), [1, 2]), c) as tf.Tensor1D;
-    const dmu = tf.mul(tf.mul(d, inv), 2 * c);
-    const g = tf.mul(tf.sub(1, d2inv), c);
-    const sa = tf.sigmoid(a);
-    const sb = tf.sigmoid(b);
-    const gsb = tf.mul(g, sb);
-    const draw = tf.mul(gsb, sa);
-    const flat = (t: tf.Tensor) => tf.sum(tf.reshape(t, [-1, D]), 0, true);
-    let sMax = flat(tf.sub(gsb, draw)); // Σ g·σb·(1 − σa)
-    let sMin = flat(tf.sub(g, gsb)); // Σ g·(1 − σb)
-    const { grads } = this.net.backward(cache, tf.concat([dmu, draw], 2));
+    let memberNll: tf.Tensor1D;
+    let dOut: tf.Tensor;
+    let sMax: tf.Tensor;
+    let sMin: tf.Tensor;
+    if (hasMopoKernel('MopoGaussianHead')) {
+      // The same formulas in one native pass (native/head.h).
+      [dOut, memberNll, sMax, sMin] = tf.engine().runKernel('MopoGaussianHead', { out, y: ys, maxLV: this.maxLV, minLV: this.minLV }, { c }) as unknown as [tf.Tensor, tf.Tensor1D, tf.Tensor, tf.Tensor];
+    } else {
+      const { mu, lv, sa: a, sb: b } = this.heads(out);
+      const inv = tf.exp(tf.neg(lv));
+      const d = tf.sub(mu, ys);
+      const d2inv = tf.mul(tf.square(d), inv);
+      memberNll = tf.mul(tf.sum(tf.add(d2inv, lv), [1, 2]), c) as tf.Tensor1D;
+      const dmu = tf.mul(tf.mul(d, inv), 2 * c);
+      const g = tf.mul(tf.sub(1, d2inv), c);
+      const sa = tf.sigmoid(a);
+      const sb = tf.sigmoid(b);
+      const gsb = tf.mul(g, sb);
+      const draw = tf.mul(gsb, sa);
+      const flat = (t: tf.Tensor) => tf.sum(tf.reshape(t, [-1, D]), 0, true);
+      sMax = flat(tf.sub(gsb, draw)); // Σ g·σb·(1 − σa)
+      sMin = flat(tf.sub(g, gsb)); // Σ g·(1 − σb)
+      dOut = tf.concat([dmu, draw], 2);
+    }
+    const { grads } = this.net.backward(cache, dOut);
     if (reduceBounds) {
       const mx = Float32Array.from(sMax.dataSync());
       const mn = Float32Array.from(sMin.dataSync());

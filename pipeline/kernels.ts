@@ -116,6 +116,8 @@ let nativeEnabled = true;
 interface NativeKernels {
   gemm(heap: Uint8Array, aOff: number, rsA: number, csA: number, bOff: number, rsB: number, csB: number, cOff: number, rsC: number,
     m: number, k: number, n: number, biasOff: number, act: number, sOff: number): void;
+  gaussianHead(heap: Uint8Array, outOff: number, yOff: number, maxOff: number, minOff: number, E: number, B: number, D: number,
+    c: number, dOutOff: number, nllOff: number, sMaxOff: number, sMinOff: number): void;
   isa(): string;
 }
 
@@ -655,6 +657,7 @@ export interface FastKernelOptions {
 export function installFastKernels(opts: FastKernelOptions = {}): void {
   gemmEnabled = opts.gemm ?? true;
   nativeEnabled = opts.native ?? true;
+  setNativeOnlyKernels(nativeEnabled && native.kernels !== null);
   if (opts.simd ?? true) installSimdKernels();
   if (installed || !(opts.matmul ?? true)) return;
   captureOriginals();
@@ -669,6 +672,7 @@ export function installFastKernels(opts: FastKernelOptions = {}): void {
 /** Restores all the stock wasm kernels (and unregisters the Mopo* custom kernels). */
 export function uninstallFastKernels(): void {
   uninstallSimdKernels();
+  setNativeOnlyKernels(false);
   if (!installed || original === null) return;
   tf.unregisterKernel('BatchMatMul', 'wasm');
   tf.registerKernel(original.batchMatMul);
@@ -1351,6 +1355,42 @@ const mopoDenseSwish = (args: Parameters<KernelFunc>[0]): TensorInfo => denseSwi
 const mopoDenseSwishTrain = (args: Parameters<KernelFunc>[0]): TensorInfo[] => denseSwish(args, 'MopoDenseSwishTrain', true);
 
 /** MopoReluGrad: inputs dy, h (relu output or pre-activation); output h > 0 ? dy : 0. */
+/**
+ * MopoGaussianHead (registered only with the native kernels): the ensemble's Gaussian head in one
+ * pass (native/head.h; the formulas in operators/ensemble.ts lossAndGrads). Inputs out [E, B, 2D]
+ * (μ | raw log-variance), y [E, B, D], maxLV and minLV (D values each); attr c, the NLL's scale.
+ * Outputs [dOut [E, B, 2D], nll [E], sMax [1, D], sMin [1, D]].
+ */
+function mopoGaussianHead(args: Parameters<KernelFunc>[0]): TensorInfo[] {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const { out, y, maxLV, minLV } = args.inputs as { out: TensorInfo; y: TensorInfo; maxLV: TensorInfo; minLV: TensorInfo };
+  const { c } = args.attrs as { c: number };
+  const [E, B, D2] = out.shape as [number, number, number];
+  const D = D2 / 2;
+  const f32 = [out, y, maxLV, minLV].every((t) => t.dtype === 'float32');
+  if (!f32 || out.shape.length !== 3 || !Number.isInteger(D) || y.shape.join() !== [E, B, D].join() || sizeOf(maxLV.shape) !== D || sizeOf(minLV.shape) !== D) {
+    throw new Error(`MopoGaussianHead: out [${out.shape}], y [${y.shape}], bounds [${maxLV.shape}] and [${minLV.shape}] do not make [E, B, 2D], [E, B, D], D and D (float32)`);
+  }
+  const dOut = backend.makeOutput(out.shape, 'float32');
+  const nll = backend.makeOutput([E], 'float32');
+  const sMax = backend.makeOutput([1, D], 'float32');
+  const sMin = backend.makeOutput([1, D], 'float32');
+  const o = (t: TensorInfo) => offsetOf(backend, t);
+  native.kernels!.gaussianHead(backend.wasm.HEAPU8, o(out), o(y), o(maxLV), o(minLV), E, B, D, c, o(dOut), o(nll), o(sMax), o(sMin));
+  return [dOut, nll, sMax, sMin];
+}
+
+/** The custom kernels that exist only with the native addon, registered while it is enabled. */
+const NATIVE_ONLY_KERNELS: Array<[string, KernelFunc]> = [['MopoGaussianHead', mopoGaussianHead as unknown as KernelFunc]];
+
+function setNativeOnlyKernels(on: boolean): void {
+  for (const [kernelName, kernelFunc] of NATIVE_ONLY_KERNELS) {
+    const there = tf.getKernel(kernelName, 'wasm') != null;
+    if (on && !there) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
+    if (!on && there) tf.unregisterKernel(kernelName, 'wasm');
+  }
+}
+
 function mopoReluGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
   const backend = args.backend as unknown as WasmBackendInternals;
   const s = getSimd(backend)!;

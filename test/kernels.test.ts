@@ -454,9 +454,9 @@ test('native gemm: k past one packed block, several row blocks, partial panels, 
 test('native gemm: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same checks', { skip: nativeKernelsInfo().isa !== 'avx512' ? 'AVX-512 not in use here' : false }, () => {
   const env: NodeJS.ProcessEnv = { ...process.env, MOPO_NATIVE_ISA: 'avx2' };
   delete env.NODE_TEST_CONTEXT; // a runner of its own, reporting as text
-  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=native gemm: k past|^MopoDenseSwish', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=native gemm: k past|^MopoDenseSwish|^MopoGaussianHead', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /# pass 2\b/);
+  assert.match(r.stdout, /# pass 3\b/);
 });
 
 test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias), MopoDenseSwishTrain == [swish, sigmoid] of it, on cpu, native and wasm; extremes finite; a bad bias refused', async () => {
@@ -506,6 +506,49 @@ test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias), MopoDenseSwish
   }
   for (const k of ['MopoDenseSwish', 'MopoDenseSwishTrain']) assert.throws(() => tf.engine().runKernel(k, { a, b, bias: tf.zeros([2, 3]) }, {}), /bias of shape \[2,3\]/);
   tf.dispose([a, b, zero]);
+});
+
+test('MopoGaussianHead (native only) == the ensemble head\'s tf-op formulas, bounds far in and out of range; absent without the native gemm; bad shapes refused', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, async () => {
+  assert.ok(hasMopoKernel('MopoGaussianHead'));
+  assert.equal(wasmPath(() => hasMopoKernel('MopoGaussianHead')), false, 'registered only with the native gemm');
+  for (const [E, B, D] of [[2, 5, 3], [3, 17, 18], [1, 7, 37]] as const) {
+    const mu = rand([E, B, D]);
+    // Raw log-variances from deep inside the bounds to far past both (softplus and σ at their extremes).
+    const raw = tf.mul(rand([E, B, D]), tf.tensor1d(Array.from({ length: D }, (_, j) => [1, 8, 40][j % 3]!)));
+    const out = tf.concat([mu, raw], 2);
+    const y = rand([E, B, D]);
+    const maxLV = tf.add(rand([1, D], 0.3), 0.5);
+    const minLV = tf.sub(rand([1, D], 0.3), 6);
+    const c = 1 / (B * D);
+    const ref = (k: number) => onCpu(() => {
+      const a = tf.sub(maxLV, raw);
+      const b = tf.sub(tf.sub(maxLV, tf.softplus(a)), minLV);
+      const lv = tf.add(minLV, tf.softplus(b));
+      const inv = tf.exp(tf.neg(lv));
+      const d = tf.sub(mu, y);
+      const d2inv = tf.mul(tf.square(d), inv);
+      const g = tf.mul(tf.sub(1, d2inv), c);
+      const gsb = tf.mul(g, tf.sigmoid(b));
+      const draw = tf.mul(gsb, tf.sigmoid(a));
+      const flat = (t: tf.Tensor) => tf.sum(tf.reshape(t, [-1, D]), 0, true);
+      return [
+        () => tf.concat([tf.mul(tf.mul(d, inv), 2 * c), draw], 2),
+        () => tf.mul(tf.sum(tf.add(d2inv, lv), [1, 2]), c),
+        () => flat(tf.sub(gsb, draw)),
+        () => flat(tf.sub(g, gsb)),
+      ][k]!();
+    });
+    const got = tf.engine().runKernel('MopoGaussianHead', { out, y, maxLV, minLV }, { c }) as unknown as tf.Tensor[];
+    const shapes = [[E, B, 2 * D], [E], [1, D], [1, D]];
+    for (let k = 0; k < 4; k++) {
+      assert.deepEqual(got[k]!.shape, shapes[k], `output ${k} shape`);
+      assertClose(got[k]!, await ref(k), `MopoGaussianHead [${E}, ${B}, ${D}] output ${k}`, 2e-5);
+    }
+    tf.dispose([mu, raw, out, y, maxLV, minLV, ...got]);
+  }
+  const t = tf.zeros([2, 3, 8]);
+  assert.throws(() => tf.engine().runKernel('MopoGaussianHead', { out: t, y: tf.zeros([2, 3, 3]), maxLV: tf.zeros([1, 4]), minLV: tf.zeros([1, 4]) }, { c: 1 }), /do not make \[E, B, 2D\]/);
+  t.dispose();
 });
 
 test('native gemm flushes denormals within its call only (FTZ/DAZ, as TensorFlow on CPUs)', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, () => {

@@ -1,0 +1,75 @@
+// The Gaussian head of the dynamics ensemble's training step (operators/ensemble.ts lossAndGrads),
+// one pass instead of some thirty small tfjs kernels; included once per instruction set, as gemm.h,
+// with its macros. Per member e, row b, output j, with M = maxLV[j], m = minLV[j] and c the NLL scale:
+//   a = M − raw, lv = m + softplus(M − softplus(a) − m) (b = that argument), ι = e^−lv, d = μ − y
+//   nll[e] = c·Σ (d²ι + lv);  dOut = [2c·d·ι | g·σ(b)·σ(a)] with g = c·(1 − d²ι)
+//   sMax[j] = Σ g·σ(b)·(1 − σ(a)),  sMin[j] = Σ g·(1 − σ(b))   (over members and rows)
+// Each member's block is copied into contiguous scratch rows (μ, raw, the bounds tiled per row) so
+// the math runs on whole vectors; the sums are taken after, in double, over the exact elements.
+namespace NS {
+
+// e^x for x ≤ 88 (below −87 it is 2^−126·p, about 0): 2^n·p(r) as in onePlusExpNeg.
+static inline V expv(V x) {
+  x = MIN(MAX(x, SET1(-87.f)), SET1(88.f));
+  const V n = ROUND(MUL(x, SET1(1.44269504f)));
+  V r = FNMADD(n, SET1(0.693145752f), x);
+  r = FNMADD(n, SET1(1.42860677e-6f), r);
+  V p = SET1(1.f / 720);
+  p = FMADD(p, r, SET1(1.f / 120));
+  p = FMADD(p, r, SET1(1.f / 24));
+  p = FMADD(p, r, SET1(1.f / 6));
+  p = FMADD(p, r, SET1(0.5f));
+  p = FMADD(p, r, SET1(1.f));
+  p = FMADD(p, r, SET1(1.f));
+  return SCALE2N(p, n);
+}
+
+// log(1 + t) for t in [0, 1]: 2·atanh(u), u = t/(2 + t) ≤ 1/3, odd series to u¹³ (error < 1e-8).
+static inline V log1pUnit(V t) {
+  const V u = DIV(t, ADD(SET1(2.f), t));
+  const V u2 = MUL(u, u);
+  V p = SET1(2.f / 13);
+  p = FMADD(p, u2, SET1(2.f / 11));
+  p = FMADD(p, u2, SET1(2.f / 9));
+  p = FMADD(p, u2, SET1(2.f / 7));
+  p = FMADD(p, u2, SET1(2.f / 5));
+  p = FMADD(p, u2, SET1(2.f / 3));
+  p = FMADD(p, u2, SET1(2.f));
+  return MUL(p, u);
+}
+
+// softplus(x) = max(x, 0) + log1p(e^−|x|) and σ(x), from the one exponential t = e^−|x|.
+static inline void softplusSigmoid(V x, V& sp, V& sg) {
+  const V ax = MAX(x, SUB(ZERO(), x));
+  const V t = expv(SUB(ZERO(), ax));
+  sp = ADD(MAX(x, ZERO()), log1pUnit(t));
+  const V inv1t = DIV(SET1(1.f), ADD(SET1(1.f), t));
+  sg = BLENDNEG(x, MUL(t, inv1t), inv1t);  // x < 0: t/(1+t); else 1/(1+t)
+}
+
+// n elements (padded to a multiple of W in every array) of one member's block.
+static void head(int n, const float* mu, const float* raw, const float* y, const float* maxT, const float* minT, float c,
+                 float* dmu, float* draw, float* nllTerm, float* vMax, float* vMin) {
+  const V vc = SET1(c), v2c = SET1(2.f * c), one = SET1(1.f);
+  for (int i = 0; i < n; i += W) {
+    const V M = LOAD(maxT + i), m = LOAD(minT + i);
+    const V a = SUB(M, LOAD(raw + i));
+    V spA, sA, spB, sB;
+    softplusSigmoid(a, spA, sA);
+    const V b = SUB(SUB(M, spA), m);
+    softplusSigmoid(b, spB, sB);
+    const V lv = ADD(m, spB);
+    const V iota = expv(SUB(ZERO(), lv));
+    const V d = SUB(LOAD(mu + i), LOAD(y + i));
+    const V d2i = MUL(MUL(d, d), iota);
+    STORE(nllTerm + i, ADD(d2i, lv));
+    STORE(dmu + i, MUL(MUL(v2c, d), iota));
+    const V g = MUL(vc, SUB(one, d2i));
+    const V gsb = MUL(g, sB);
+    const V dr = MUL(gsb, sA);
+    STORE(draw + i, dr);
+    STORE(vMax + i, SUB(gsb, dr));
+    STORE(vMin + i, SUB(g, gsb));
+  }
+}
+}  // namespace NS
