@@ -1137,9 +1137,10 @@ export function trainEnsembleFrom(
         let trainRows = 0;
         const t0 = performance.now();
         const first = val === null;
-        // A resumed run whose cap was lowered to the epochs it has done: this pass only collects the
-        // held-out rows, for the final validation, and the training ends without another epoch.
-        const capped = epoch >= cfg.maxEpochs;
+        // A resumed run whose cap was lowered to the epochs it has done, or its patience to the epochs
+        // it has gone without an improvement: this pass only collects the held-out rows, for the
+        // final validation, and the training ends without another epoch.
+        const capped = epoch >= cfg.maxEpochs || stopper.shouldStop;
         pass(
           (b) => {
             const mb = ens!.toModelBatch(b);
@@ -1229,8 +1230,8 @@ export function trainEnsembleFrom(
           },
         );
       };
-      // A capped resume trains no further epoch, so it needs no worker threads.
-      if (threads === 1 || epoch >= cfg.maxEpochs) {
+      // A capped resume (epochs or patience) trains no further epoch, so it needs no worker threads.
+      if (threads === 1 || epoch >= cfg.maxEpochs || stopper.shouldStop) {
         runEpoch();
         return;
       }

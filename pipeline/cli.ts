@@ -149,7 +149,8 @@ function buildCli(argv: string[]): Argv {
           .option('out', { type: 'string', describe: 'run directory (default runs/dynamics-<dataset>)' })
           .option('members', { type: 'number', default: 7, describe: 'ensemble size' })
           .option('elites', { type: 'number', default: 5, describe: 'best members kept as elites' })
-          .option('max-epochs', { type: 'number', describe: 'cap on epochs, default 1000 (training stops earlier when no member improves by >1 % for 5 epochs); with --resume it replaces the saved cap, and a cap at the epochs done finishes the training now with each member\'s best weights' })
+          .option('max-epochs', { type: 'number', describe: 'cap on epochs, default 1000 (training stops earlier when no member improves by >1 % for --patience epochs); with --resume it replaces the saved cap, and a cap at the epochs done finishes the training now with each member\'s best weights' })
+          .option('patience', { type: 'number', describe: 'stop after this many epochs in a row in which no member improved by >1 %, default 5 (MOPO.md; the official code\'s BNN stops after 6); with --resume it replaces the saved value' })
           .option('seed', { type: 'number', default: 0 })
           .option('workers', { type: 'number', default: 2, describe: 'split the members across this many worker threads (2 is ~1.6x faster with a free second core; 1 when the other core is busy)' })
           .option('targets', { type: 'string', choices: MODEL_TARGETS, default: 'raw', describe: "the model's outputs: raw (Δs, r) as the official code's BNN, or normalized (Δs, r)" })
@@ -161,7 +162,7 @@ function buildCli(argv: string[]): Argv {
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume', 'continue after a kill or Ctrl-C')
           .example('$0 train-dynamics --dataset data/datasets/halfcheetah-random.parquet --out runs/dyn-hc-random --resume --max-epochs 30', 'finish after epoch 30 (at once if it is past it), keeping each member\'s best weights'),
       async (args) => {
-        await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, seed: args.seed, workers: args.workers, targets: args.targets as ModelTargets, nllReduction: args.nllReduction as NllReduction, resample: args.resample as Resample, init: args.init as WeightInit, resume: args.resume, backend: args.backend, quiet: args.quiet });
+        await runTrainDynamics({ ...args, dataset: args.dataset, out: args.out, members: args.members, elites: args.elites, maxEpochs: args.maxEpochs, patience: args.patience, seed: args.seed, workers: args.workers, targets: args.targets as ModelTargets, nllReduction: args.nllReduction as NllReduction, resample: args.resample as Resample, init: args.init as WeightInit, resume: args.resume, backend: args.backend, quiet: args.quiet });
       },
     )
     .command(

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The remaining lead on halfcheetah-random (README "Results"): the uniform-random ensemble trained as
-# the official code trains it (each member on its bootstrap sample, truncated-normal initial weights)
+# the official code trains it (each member on its bootstrap sample, truncated-normal initial weights,
+# stopped after 6 epochs in a row without a > 1 % improvement: its `_epochs_since_update > 5`)
 # to early stopping, on both cores (about 50 s an epoch with the native gemm, 100+ epochs), its
 # diagnostic, then MOPO at the paper's settings on it (1,000 epochs, about 8–11 s each).
 # Hours of work, and a session's end kills it: run it again at the next session's start and it
@@ -16,6 +17,6 @@ D=data/datasets
 
 carry_restore
 uniform_random_data || exit 1
-dynamics dyn-hc-uniform-random-patience $D/halfcheetah-uniform-random.parquet 2 --resample bootstrap --init truncated-normal || exit 1
+dynamics dyn-hc-uniform-random-patience $D/halfcheetah-uniform-random.parquet 2 --resample bootstrap --init truncated-normal --patience 6 || exit 1
 diagnose dyn-hc-uniform-random-patience || exit 1
 mopo mopo-hcur-patience $D/halfcheetah-uniform-random.parquet dyn-hc-uniform-random-patience && echo "patience lead: finished"

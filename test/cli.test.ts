@@ -283,11 +283,11 @@ test('train-dynamics trains, saves the ensemble and reports per-member validatio
     // recorded in the config too, and the diagnostic scores members in the model's own space
     // (training's numbers again) and says which.
     assert.deepEqual([diag.validation.memberTargets, JSON.parse(readFileSync(join(dir, 'dyn', 'config.json'), 'utf8')).ensemble.nllReduction], ['raw', 'mean']);
-    const norm = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '2', '--max-epochs', '1', '--targets', 'normalized', '--nll-reduction', 'sum', '--init', 'truncated-normal', '--out', join(dir, 'dyn-norm'), '--quiet']);
+    const norm = mopo(['train-dynamics', '--dataset', join(dir, 'start', 'pendulum-random.parquet'), '--members', '3', '--elites', '2', '--max-epochs', '1', '--targets', 'normalized', '--nll-reduction', 'sum', '--init', 'truncated-normal', '--patience', '6', '--out', join(dir, 'dyn-norm'), '--quiet']);
     assert.equal(norm.code, 0, norm.stderr);
     const normRep = JSON.parse(norm.stdout);
     const normCfg = JSON.parse(readFileSync(join(dir, 'dyn-norm', 'config.json'), 'utf8'));
-    assert.deepEqual([normCfg.ensemble.targets, normCfg.ensemble.nllReduction, normCfg.ensemble.init], ['normalized', 'sum', 'truncated-normal']);
+    assert.deepEqual([normCfg.ensemble.targets, normCfg.ensemble.nllReduction, normCfg.ensemble.init, normCfg.ensemble.patience], ['normalized', 'sum', 'truncated-normal', 6]);
     const dNorm = mopo(['diagnose', 'dynamics', '--run', join(dir, 'dyn-norm'), '--states', '50', '--horizon', '2', '--quiet']);
     assert.equal(dNorm.code, 0, dNorm.stderr);
     const memberLine = /member MSE as trained \(normalized Δs and r\) ([\d. ]+)/.exec(dNorm.stdout);

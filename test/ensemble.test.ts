@@ -717,7 +717,7 @@ test('training state saved after an epoch and resumed continues exactly as the u
   }
 });
 
-test('a resumed training whose cap is lowered to the epochs done finishes without another epoch, as if capped from the start', async () => {
+test('a resumed training whose cap is lowered to the epochs done, or its patience to the epochs without an improvement, finishes without another epoch, as if capped from the start', async () => {
   const { mkdtempSync, rmSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
@@ -757,8 +757,19 @@ test('a resumed training whose cap is lowered to the epochs done finishes withou
     const wa = weightsOf(a.ensemble);
     const wb = weightsOf(b.ensemble);
     assert.deepEqual(wb, wa, "each member's best weights, as the capped run's");
+    // The same with the patience lowered to the epochs the state has gone without an improvement
+    // (set here: 2): finished at once, by patience, with the same best weights.
+    const stale = (await loadEnsembleTrainingState(join(dir, 'ckpt')))!;
+    stale.stopping.epochsSinceImprovement = 2;
+    const byPatience = (await lastValueFrom(trainEnsembleFrom(source, { ...cfg, patience: 2, workers: 2 }, { resume: stale }).pipe(toArray()))) as EnsembleTrainingEvent[];
+    assert.deepEqual(byPatience.map((e) => e.type), ['done'], 'no epoch is trained');
+    const c = byPatience[0] as EnsembleDoneEvent;
+    assert.deepEqual([c.epochs, c.stoppedBy], [3, 'patience']);
+    assert.deepEqual(weightsOf(c.ensemble), wa);
+    assert.deepEqual(workersDuringPass, [0, 0], 'no worker thread for it either');
     a.ensemble.dispose();
     b.ensemble.dispose();
+    c.ensemble.dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -18,13 +18,13 @@ esac
 
 const DATA = 'data/datasets/halfcheetah-uniform-random.parquet';
 
-test('patienceLead.sh: from nothing, dataset, ensemble (2 workers, bootstrap, truncated-normal), diagnostic, MOPO; again, nothing', () => {
+test('patienceLead.sh: from nothing, dataset, ensemble (2 workers, bootstrap, truncated-normal, patience 6), diagnostic, MOPO; again, nothing', () => {
   withQueueSandbox('patienceLead.sh', STAND_IN, () => {}, (run, dir) => {
     const first = run();
     assert.equal(first.status, 0, first.stderr);
     assert.deepEqual(first.calls, [
       `collect --env halfcheetah --policy uniform --steps 1000000 --seed 0 --out ${DATA} --quiet`,
-      `train-dynamics --dataset ${DATA} --out runs/dyn-hc-uniform-random-patience --workers 2 --resume --resample bootstrap --init truncated-normal`,
+      `train-dynamics --dataset ${DATA} --out runs/dyn-hc-uniform-random-patience --workers 2 --resume --resample bootstrap --init truncated-normal --patience 6`,
       'diagnose dynamics --run runs/dyn-hc-uniform-random-patience',
       `train --dataset ${DATA} --dynamics runs/dyn-hc-uniform-random-patience --out runs/mopo-hcur-patience`,
     ]);

@@ -22,6 +22,7 @@ export interface TrainDynamicsArgs extends InputArgs {
   members: number;
   elites: number;
   maxEpochs?: number | undefined;
+  patience?: number | undefined;
   seed: number;
   workers: number;
   targets: EnsembleConfig['targets'];
@@ -45,7 +46,7 @@ export async function runTrainDynamics(args: TrainDynamicsArgs): Promise<void> {
       return await trainDynamicsInto(out, {
         dataset: args.dataset,
         read: readOptionsFrom(args),
-        ensemble: { members: args.members, elites: args.elites, ...(args.maxEpochs !== undefined ? { maxEpochs: args.maxEpochs } : {}), seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction, resample: args.resample, init: args.init },
+        ensemble: { members: args.members, elites: args.elites, ...(args.maxEpochs !== undefined ? { maxEpochs: args.maxEpochs } : {}), ...(args.patience !== undefined ? { patience: args.patience } : {}), seed: args.seed, workers: args.workers, targets: args.targets, nllReduction: args.nllReduction, resample: args.resample, init: args.init },
         backend,
         quiet: args.quiet,
         resume: args.resume,
@@ -126,9 +127,13 @@ async function trainDynamicsLocked(
     throw new UserError(`${out} holds an unfinished ensemble training (checkpoint/); continue it with --resume, or choose another --out`);
   }
   // A resumed run keeps its own config, except the thread count (speed only, not results) and, when
-  // given, the epoch cap: lowering it to the epochs done finishes the training now with each
-  // member's best weights (a time budget), raising it lets an unfinished training go further.
-  const keep = { ...(opts.ensemble.workers !== undefined ? { workers: opts.ensemble.workers } : {}), ...(opts.ensemble.maxEpochs !== undefined ? { maxEpochs: opts.ensemble.maxEpochs } : {}) };
+  // given, the epoch cap and the patience: lowering either to where the training is finishes it now
+  // with each member's best weights (a time budget), raising it lets an unfinished training go further.
+  const keep = {
+    ...(opts.ensemble.workers !== undefined ? { workers: opts.ensemble.workers } : {}),
+    ...(opts.ensemble.maxEpochs !== undefined ? { maxEpochs: opts.ensemble.maxEpochs } : {}),
+    ...(opts.ensemble.patience !== undefined ? { patience: opts.ensemble.patience } : {}),
+  };
   const config = resume ? resolveEnsembleConfig({ ...resume.ensemble.config, ...keep }) : resolveEnsembleConfig(opts.ensemble);
   if (resume) log(`resuming the ensemble training in ${out} after epoch ${resume.epoch - 1} (its own config)`);
   else if (opts.resume) log(`${out}: no checkpoint to resume; starting from the beginning`);
