@@ -10,22 +10,8 @@ constexpr int NR = 2 * W;
 
 enum Act { LINEAR = 0, RELU = 1, SWISH = 2, SWISH_SIG = 3 };
 
-// 1 + e^-z, e^x = 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (Cody-Waite), p a degree-6
-// Taylor polynomial (relative error < 2e-7 on |r| ≤ ln2/2); x clamped where e^x overflows.
-static inline V onePlusExpNeg(V z) {
-  const V x = MIN(MAX(SUB(ZERO(), z), SET1(-87.f)), SET1(88.f));
-  const V n = ROUND(MUL(x, SET1(1.44269504f)));
-  V r = FNMADD(n, SET1(0.693145752f), x);
-  r = FNMADD(n, SET1(1.42860677e-6f), r);
-  V p = SET1(1.f / 720);
-  p = FMADD(p, r, SET1(1.f / 120));
-  p = FMADD(p, r, SET1(1.f / 24));
-  p = FMADD(p, r, SET1(1.f / 6));
-  p = FMADD(p, r, SET1(0.5f));
-  p = FMADD(p, r, SET1(1.f));
-  p = FMADD(p, r, SET1(1.f));
-  return ADD(SET1(1.f), SCALE2N(p, n));
-}
+// 1 + e^-z (vmath.h).
+static inline V onePlusExpNeg(V z) { return ADD(SET1(1.f), expv(SUB(ZERO(), z))); }
 
 // z·sigmoid(z) = z / (1 + e^-z).
 static inline V swish(V z) { return DIV(z, onePlusExpNeg(z)); }

@@ -1,28 +1,12 @@
 // The Gaussian head of the dynamics ensemble's training step (operators/ensemble.ts lossAndGrads),
 // one pass instead of some thirty small tfjs kernels; included once per instruction set, as gemm.h,
-// with its macros. Per member e, row b, output j, with M = maxLV[j], m = minLV[j] and c the NLL scale:
+// with its macros, after vmath.h (expv). Per member e, row b, output j, with M = maxLV[j], m = minLV[j] and c the NLL scale:
 //   a = M − raw, lv = m + softplus(M − softplus(a) − m) (b = that argument), ι = e^−lv, d = μ − y
 //   nll[e] = c·Σ (d²ι + lv);  dOut = [2c·d·ι | g·σ(b)·σ(a)] with g = c·(1 − d²ι)
 //   sMax[j] = Σ g·σ(b)·(1 − σ(a)),  sMin[j] = Σ g·(1 − σ(b))   (over members and rows)
 // Each member's block is copied into contiguous scratch rows (μ, raw, the bounds tiled per row) so
 // the math runs on whole vectors; the sums are taken after, in double, over the exact elements.
 namespace NS {
-
-// e^x for x ≤ 88 (below −87 it is 2^−126·p, about 0): 2^n·p(r) as in onePlusExpNeg.
-static inline V expv(V x) {
-  x = MIN(MAX(x, SET1(-87.f)), SET1(88.f));
-  const V n = ROUND(MUL(x, SET1(1.44269504f)));
-  V r = FNMADD(n, SET1(0.693145752f), x);
-  r = FNMADD(n, SET1(1.42860677e-6f), r);
-  V p = SET1(1.f / 720);
-  p = FMADD(p, r, SET1(1.f / 120));
-  p = FMADD(p, r, SET1(1.f / 24));
-  p = FMADD(p, r, SET1(1.f / 6));
-  p = FMADD(p, r, SET1(0.5f));
-  p = FMADD(p, r, SET1(1.f));
-  p = FMADD(p, r, SET1(1.f));
-  return SCALE2N(p, n);
-}
 
 // log(1 + t) for t in [0, 1]: 2·atanh(u), u = t/(2 + t) ≤ 1/3, odd series to u¹³ (error < 1e-8).
 static inline V log1pUnit(V t) {

@@ -37,6 +37,7 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #define ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define SCALE2N(p, n) _mm512_scalef_ps(p, n)
 #define BLENDNEG(x, neg, pos) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), pos, neg)
+#include "vmath.h"
 #include "gemm.h"
 #include "head.h"
 #undef NS
@@ -83,9 +84,10 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #define DIV(a, b) _mm256_div_ps(a, b)
 #define FNMADD(a, b, c) _mm256_fnmadd_ps(a, b, c)
 #define ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-// p·2^n with 2^n built in the exponent bits (n is within [-126, 127] after the clamp in swish).
+// p·2^n with 2^n built in the exponent bits (n is within [-126, 127] after the clamp in expv).
 #define SCALE2N(p, n) _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
 #define BLENDNEG(x, neg, pos) _mm256_blendv_ps(pos, neg, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ))
+#include "vmath.h"
 #include "gemm.h"
 #include "head.h"
 #pragma GCC pop_options
