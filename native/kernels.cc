@@ -6,6 +6,7 @@
 #include <node_api.h>
 #include <immintrin.h>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -125,24 +126,51 @@ napi_value throwError(napi_env env, const char* msg) {
   return nullptr;
 }
 
-// gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, act, sOff):
-// offsets and strides in bytes into `heap` (the wasm memory), as the wasm SIMD gemm takes them;
-// biasOff 0 means no bias; act 0 linear, 1 relu, 2 swish, 3 swish with the sigmoids written at sOff
-// (laid out as C; sOff 0 for the other acts). Every range is checked against the heap before anything is touched.
-napi_value Gemm(napi_env env, napi_callback_info info) {
-  size_t argc = 15;
-  napi_value argv[15];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 15) return throwError(env, "gemm: 15 arguments expected");
+// A call's arguments: argv[0] the heap (a Uint8Array: the wasm memory), then n numbers, read as
+// integers into v, except those whose bit is set in `doubles`, read into d. False: an error is thrown.
+bool readArgs(napi_env env, napi_callback_info info, const char* name, int n, uint32_t doubles, uint8_t*& heap, int64_t& len,
+              int64_t* v, double* d) {
+  size_t argc = 16;
+  napi_value argv[16];
+  char msg[96];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != static_cast<size_t>(n) + 1) {
+    std::snprintf(msg, sizeof msg, "%s: %d arguments expected", name, n + 1);
+    throwError(env, msg);
+    return false;
+  }
   napi_typedarray_type type;
   size_t length;
   void* data;
   napi_value ab;
   size_t byteOffset;
-  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &byteOffset) != napi_ok || type != napi_uint8_array)
-    return throwError(env, "gemm: the heap must be a Uint8Array");
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &byteOffset) != napi_ok || type != napi_uint8_array) {
+    std::snprintf(msg, sizeof msg, "%s: the heap must be a Uint8Array", name);
+    throwError(env, msg);
+    return false;
+  }
+  heap = static_cast<uint8_t*>(data);
+  len = static_cast<int64_t>(length);
+  for (int i = 0; i < n; i++) {
+    const bool ok = (doubles >> i) & 1 ? napi_get_value_double(env, argv[i + 1], &d[i]) == napi_ok
+                                       : napi_get_value_int64(env, argv[i + 1], &v[i]) == napi_ok;
+    if (!ok) {
+      std::snprintf(msg, sizeof msg, "%s: numeric arguments expected", name);
+      throwError(env, msg);
+      return false;
+    }
+  }
+  return true;
+}
+
+// gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, act, sOff):
+// offsets and strides in bytes into `heap` (the wasm memory), as the wasm SIMD gemm takes them;
+// biasOff 0 means no bias; act 0 linear, 1 relu, 2 swish, 3 swish with the sigmoids written at sOff
+// (laid out as C; sOff 0 for the other acts). Every range is checked against the heap before anything is touched.
+napi_value Gemm(napi_env env, napi_callback_info info) {
+  uint8_t* heap;
+  int64_t len;
   int64_t v[14];
-  for (int i = 0; i < 14; i++)
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) return throwError(env, "gemm: numeric arguments expected");
+  if (!readArgs(env, info, "gemm", 14, 0, heap, len, v, nullptr)) return nullptr;
   const int64_t aOff = v[0], rsA = v[1], csA = v[2], bOff = v[3], rsB = v[4], csB = v[5], cOff = v[6], rsC = v[7];
   const int64_t m = v[8], k = v[9], n = v[10], biasOff = v[11], act = v[12], sOff = v[13];
   if (m <= 0 || k <= 0 || n <= 0) return throwError(env, "gemm: empty product");
@@ -152,13 +180,11 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   if (!aligned(aOff) || !aligned(rsA) || !aligned(csA) || !aligned(bOff) || !aligned(rsB) || !aligned(csB) || !aligned(cOff) ||
       !aligned(rsC) || !aligned(biasOff) || !aligned(sOff))
     return throwError(env, "gemm: offsets and strides must be non-negative multiples of 4 bytes");
-  const int64_t len = static_cast<int64_t>(length);
   const auto inside = [len](int64_t off, int64_t last) { return off + last + 4 <= len; };
   if (!inside(aOff, (m - 1) * rsA + (k - 1) * csA) || !inside(bOff, (k - 1) * rsB + (n - 1) * csB) ||
       !inside(cOff, (m - 1) * rsC + (n - 1) * 4) || (biasOff != 0 && !inside(biasOff, (n - 1) * 4)) ||
       (sOff != 0 && !inside(sOff, (m - 1) * rsC + (n - 1) * 4)) || rsC < n * 4)
     return throwError(env, "gemm: an operand lies outside the heap");
-  uint8_t* heap = static_cast<uint8_t*>(data);
   const float* A = reinterpret_cast<const float*>(heap + aOff);
   const float* B = reinterpret_cast<const float*>(heap + bOff);
   float* C = reinterpret_cast<float*>(heap + cOff);
@@ -184,33 +210,20 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
 // y [E, B, D], the bounds [D] each → dOut [E, B, 2D], nll [E], sMax [D], sMin [D]. Offsets in bytes;
 // every range is checked against the heap first.
 napi_value GaussianHead(napi_env env, napi_callback_info info) {
-  size_t argc = 13;
-  napi_value argv[13];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 13) return throwError(env, "gaussianHead: 13 arguments expected");
-  napi_typedarray_type type;
-  size_t length;
-  void* data;
-  napi_value ab;
-  size_t byteOffset;
-  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &byteOffset) != napi_ok || type != napi_uint8_array)
-    return throwError(env, "gaussianHead: the heap must be a Uint8Array");
+  uint8_t* heap;
+  int64_t len;
   int64_t v[12];
-  double c;
-  for (int i = 0; i < 12; i++) {
-    if (i == 7) continue;  // c, a double
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) return throwError(env, "gaussianHead: numeric arguments expected");
-  }
-  if (napi_get_value_double(env, argv[8], &c) != napi_ok) return throwError(env, "gaussianHead: numeric arguments expected");
+  double d[12];
+  if (!readArgs(env, info, "gaussianHead", 12, 1u << 7, heap, len, v, d)) return nullptr;  // the 8th, c, a double
+  const double c = d[7];
   const int64_t outOff = v[0], yOff = v[1], maxOff = v[2], minOff = v[3], E = v[4], B = v[5], D = v[6];
   const int64_t dOutOff = v[8], nllOff = v[9], sMaxOff = v[10], sMinOff = v[11];
   if (E <= 0 || B <= 0 || D <= 0) return throwError(env, "gaussianHead: empty input");
-  const int64_t len = static_cast<int64_t>(length);
   const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
   if (!ok(outOff, E * B * 2 * D) || !ok(yOff, E * B * D) || !ok(maxOff, D) || !ok(minOff, D) || !ok(dOutOff, E * B * 2 * D) ||
       !ok(nllOff, E) || !ok(sMaxOff, D) || !ok(sMinOff, D))
     return throwError(env, "gaussianHead: an operand lies outside the heap");
   if (isa == Isa::none) return throwError(env, "gaussianHead: this CPU has neither AVX-512 nor AVX2 with FMA");
-  uint8_t* heap = static_cast<uint8_t*>(data);
   const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
   const float* out = at(outOff);
   const float* y = at(yOff);
