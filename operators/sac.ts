@@ -52,6 +52,7 @@ import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, type OperatorFunction } from 'rxjs';
 import { Adam, DenseStack, WEIGHT_INITS, activationGrad, type DenseStackSpec, type LayerCache, type WeightInit } from '../pipeline/mlp.js';
+import { hasMopoKernel } from '../pipeline/kernels.js';
 import { Rng } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
 import { UserError } from '../pipeline/errors.js';
@@ -492,12 +493,21 @@ export class SacAgent {
     return { criticLoss: v[0]!, actorLoss: v[1]!, alpha: v[2]!, entropy: v[3]!, qMean: v[4]! };
   }
 
-  /** target ← target + τ (critic - target). */
+  /** target ← target + τ (critic - target): one MopoPolyak pass where the SIMD kernels are installed. */
   private polyak(): void {
     const tau = this.config.tau;
     const next = tf.tidy(() => {
       const cs = this.critic.params();
-      return this.target.params().map((t, i) => tf.keep(tf.add(t, tf.mul(tf.sub(cs[i]!, t), tau))));
+      const ts = this.target.params();
+      if (hasMopoKernel('MopoPolyak')) {
+        const inputs: Record<string, tf.Tensor> = {};
+        ts.forEach((t, i) => {
+          inputs[`t${i}`] = t;
+          inputs[`c${i}`] = cs[i]!;
+        });
+        return (tf.engine().runKernel('MopoPolyak', inputs, { n: ts.length, tau }) as unknown as tf.Tensor[]).map((t) => tf.keep(t));
+      }
+      return ts.map((t, i) => tf.keep(tf.add(t, tf.mul(tf.sub(cs[i]!, t), tau))));
     });
     this.target.setParams(next);
   }

@@ -1093,7 +1093,14 @@ function buildSimdModule(): Uint8Array<ArrayBuffer> {
       )),
     ),
   };
-  return encodeModule([adam, swishGrad, reluGrad, colsum, transpose, copy2d, buildGemm()]);
+  // polyak(t, c, out, nbytes, tau): out = t + tau·(c − t)   (a target network's soft update)
+  const vtau = 7; // params 0–4, then the loop index and its end
+  const polyak = elementwise('polyak', 3, 1, [V128],
+    W.set(vtau, W.vsplat(W.get(4))),
+    (i) => W.vstore(at(2, i), W.vadd(W.vload(at(0, i)), W.vmul(W.get(vtau), W.vsub(W.vload(at(1, i)), W.vload(at(0, i)))))),
+    (i) => W.fstore(at(2, i), W.fadd(W.fload(at(0, i)), W.fmul(W.get(4), W.fsub(W.fload(at(1, i)), W.fload(at(0, i)))))),
+  );
+  return encodeModule([adam, swishGrad, reluGrad, colsum, transpose, copy2d, buildGemm(), polyak]);
 }
 
 interface SimdExports {
@@ -1101,6 +1108,7 @@ interface SimdExports {
     lrc: number, b1: number, b2: number, ic2: number, eps: number, wd: number): void;
   swishgrad(dy: number, s: number, h: number, out: number, nb: number): void;
   relugrad(dy: number, h: number, out: number, nb: number): void;
+  polyak(t: number, c: number, out: number, nb: number, tau: number): void;
   colsum(src: number, dst: number, outer: number, rows: number, rowBytes: number): void;
   transpose(src: number, dst: number, rows: number, cols: number, batch: number): void;
   copy2d(src: number, srcStride: number, dst: number, dstStride: number, rows: number, rowBytes: number): void;
@@ -1307,6 +1315,22 @@ function mopoAdam(args: Parameters<KernelFunc>[0]): TensorInfo[] {
   return [...ps, ...ms, ...vs];
 }
 
+/** MopoPolyak: inputs t0..t{n-1} (target parameters), c0.. (the online ones); attrs n, tau. Outputs t + tau·(c − t) each. */
+function mopoPolyak(args: Parameters<KernelFunc>[0]): TensorInfo[] {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const s = getSimd(backend)!;
+  const inputs = args.inputs as Record<string, TensorInfo>;
+  const { n, tau } = args.attrs as { n: number; tau: number };
+  const outs: TensorInfo[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = inputs[`t${i}`]!;
+    const o = backend.makeOutput(t.shape, 'float32');
+    s.polyak(offsetOf(backend, t), offsetOf(backend, inputs[`c${i}`]!), offsetOf(backend, o), sizeOf(t.shape) * 4, tau);
+    outs.push(o);
+  }
+  return outs;
+}
+
 /** MopoSwishGrad: inputs dy, s = sigmoid(z), h = z·s; output dy·(s + h·(1-s)). */
 function mopoSwishGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
   const backend = args.backend as unknown as WasmBackendInternals;
@@ -1415,6 +1439,7 @@ const REPLACED: Array<[string, () => tf.KernelConfig | null, (k: tf.KernelConfig
 let simdInstalled = false;
 const MOPO_KERNELS: Array<[string, KernelFunc]> = [
   ['MopoAdam', mopoAdam as unknown as KernelFunc],
+  ['MopoPolyak', mopoPolyak as unknown as KernelFunc],
   ['MopoSwishGrad', mopoSwishGrad as unknown as KernelFunc],
   ['MopoReluGrad', mopoReluGrad as unknown as KernelFunc],
   ['MopoDenseSwish', mopoDenseSwish as unknown as KernelFunc],

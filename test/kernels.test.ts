@@ -365,8 +365,8 @@ test('Slice, SplitV and Concat (float32 and int32) == stock', () => {
   tf.dispose([x, xi, y, r1]);
 });
 
-test('MopoAdam, MopoSwishGrad, MopoReluGrad == their tf-op formulas (odd sizes for the scalar tails)', () => {
-  assert.ok(hasMopoKernel('MopoAdam') && hasMopoKernel('MopoSwishGrad') && hasMopoKernel('MopoReluGrad'));
+test('MopoAdam, MopoSwishGrad, MopoReluGrad, MopoPolyak == their tf-op formulas (odd sizes for the scalar tails)', () => {
+  assert.ok(hasMopoKernel('MopoAdam') && hasMopoKernel('MopoSwishGrad') && hasMopoKernel('MopoReluGrad') && hasMopoKernel('MopoPolyak'));
   for (const shape of [[1], [3], [5], [17, 3], [7, 1, 23], [256, 23]]) {
     const p = rand(shape);
     const g = rand(shape);
@@ -405,6 +405,10 @@ test('MopoAdam, MopoSwishGrad, MopoReluGrad == their tf-op formulas (odd sizes f
     assertClose(sg, tf.mul(dy, tf.mul(s, tf.add(1, tf.mul(z, tf.sub(1, s))))), `swish grad [${shape}]`, 1e-5);
     const rg = tf.engine().runKernel('MopoReluGrad', { dy, h: z }, {}) as tf.Tensor;
     assertClose(rg, tf.mul(dy, tf.step(z)), `relu grad [${shape}]`, 0);
+    const [pk0, pk1] = tf.engine().runKernel('MopoPolyak', { t0: p, c0: g, t1: m, c1: v }, { n: 2, tau: 0.005 }) as unknown as tf.Tensor[];
+    assertClose(pk0!, tf.add(p, tf.mul(tf.sub(g, p), 0.005)), `polyak [${shape}]`, 1e-6);
+    assertClose(pk1!, tf.add(m, tf.mul(tf.sub(v, m), 0.005)), `polyak (second tensor) [${shape}]`, 1e-6);
+    tf.dispose([pk0!, pk1!]);
     tf.dispose([p, g, m, v, ...outs, mRef, vRef, pRef, dy, z, s, h, sg, rg]);
   }
 });
