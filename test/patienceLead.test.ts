@@ -18,7 +18,7 @@ esac
 
 const DATA = 'data/datasets/halfcheetah-uniform-random.parquet';
 
-test('patienceLead.sh: from nothing, dataset, ensemble (2 workers, bootstrap, truncated-normal, patience 6), diagnostic, MOPO; again, nothing', () => {
+test('patienceLead.sh: from nothing, dataset, ensemble (2 workers, bootstrap, truncated-normal, patience 6), diagnostic, MOPO, MOPO with λ = 0; again, nothing', () => {
   withQueueSandbox('patienceLead.sh', STAND_IN, () => {}, (run, dir) => {
     const first = run();
     assert.equal(first.status, 0, first.stderr);
@@ -27,6 +27,7 @@ test('patienceLead.sh: from nothing, dataset, ensemble (2 workers, bootstrap, tr
       `train-dynamics --dataset ${DATA} --out runs/dyn-hc-uniform-random-patience --workers 2 --resume --resample bootstrap --init truncated-normal --patience 6`,
       'diagnose dynamics --run runs/dyn-hc-uniform-random-patience',
       `train --dataset ${DATA} --dynamics runs/dyn-hc-uniform-random-patience --out runs/mopo-hcur-patience`,
+      `train --dataset ${DATA} --dynamics runs/dyn-hc-uniform-random-patience --out runs/mopo-hcur-patience-lambda0 --lambda 0`,
     ]);
     assert.ok(existsSync(join(dir, DATA)));
     const again = run();
@@ -51,10 +52,11 @@ test('patienceLead.sh: a MOPO run killed after a checkpoint is resumed, the fini
     (run, dir) => {
       const r = run();
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience']);
+      const lambda0 = `train --dataset ${DATA} --dynamics runs/dyn-hc-uniform-random-patience --out runs/mopo-hcur-patience-lambda0 --lambda 0`;
+      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', lambda0]);
       rmSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'));
       writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'), '{"stoppedEarly": true}');
-      assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued');
+      assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued (and the λ = 0 one, done, left alone)');
     },
   );
 });
@@ -77,6 +79,7 @@ test('patienceLead.sh on a new machine: the runs carried in git (data/carry) are
       assert.deepEqual(r.calls, [
         `collect --env halfcheetah --policy uniform --steps 1000000 --seed 0 --out ${DATA} --quiet`,
         'train --resume runs/mopo-hcur-patience',
+        `train --dataset ${DATA} --dynamics runs/dyn-hc-uniform-random-patience --out runs/mopo-hcur-patience-lambda0 --lambda 0`,
       ]);
       assert.ok(existsSync(join(dir, 'runs', 'dyn-hc-uniform-random-patience', 'ensemble', 'ensemble.json')));
       assert.ok(existsSync(join(dir, 'runs', 'mopo-hcur-patience', 'checkpoints', 'epoch-000399', 'agent')));
