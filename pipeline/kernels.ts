@@ -39,9 +39,11 @@
 // It also installs hand-assembled WebAssembly SIMD kernels (see the second half of this file)
 // for the other slow pieces of a training step: Transpose of the last two axes, Sum over a
 // non-last axis (bias gradients), Slice/SplitV/Concat (the stock Slice copies the whole input
-// out of the heap on every call), and three custom kernels used by mlp.ts: MopoAdam (one fused
-// pass over all parameters), MopoSwishGrad, MopoReluGrad, and MopoDenseSwish (a dense swish layer's
-// inference: swish in the native gemm's epilogue where it is built).
+// out of the heap on every call), and custom kernels: MopoAdam (one fused pass over all
+// parameters, an L2 weight decay folded in), MopoSwishGrad, MopoReluGrad, MopoPolyak (SAC's target
+// update), MopoDenseSwish and MopoDenseSwishTrain (a dense swish layer's inference, and its training
+// forward pass with the sigmoids, in the native gemm's epilogue where it is built). With the native
+// kernels only: MopoGaussianHead (the dynamics ensemble's loss head, native/head.h).
 //
 // Where the native kernels are built (native/, by node-gyp at `npm install`; see kernels.cc), every
 // float32 product goes to their gemm instead, on the same heap offsets: the host's AVX-512 or AVX2
@@ -650,8 +652,8 @@ export interface FastKernelOptions {
 /**
  * Re-registers the wasm `BatchMatMul` and `_FusedMatMul` kernels with the fast wrappers and
  * (when WebAssembly SIMD is available) replaces `Transpose` (last-two-axes swaps) and `Sum`
- * (reductions over non-last axes) and registers the custom kernels MopoAdam, MopoSwishGrad,
- * MopoReluGrad. Idempotent. The wasm backend module must be imported; the backend may or may not
+ * (reductions over non-last axes) and registers the custom kernels (MopoAdam, MopoSwishGrad, …;
+ * MopoGaussianHead only while the native kernels are enabled). Idempotent. The wasm backend module must be imported; the backend may or may not
  * be initialized yet (the wrappers bind to it lazily on first call).
  */
 export function installFastKernels(opts: FastKernelOptions = {}): void {
@@ -1481,7 +1483,7 @@ export function getUnpatchedSimdTargets(): Record<string, tf.KernelConfig> {
   return out;
 }
 
-/** True when the custom kernel `name` (MopoAdam, MopoSwishGrad, MopoReluGrad) can run on the current backend. */
+/** True when the custom kernel `name` (MopoAdam, MopoGaussianHead, …) can run on the current backend. */
 export function hasMopoKernel(name: string): boolean {
   const be = tf.getBackend();
   return be !== undefined && be !== null && tf.getKernel(name, be) != null;
