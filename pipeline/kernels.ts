@@ -1380,7 +1380,6 @@ function denseSwish(args: Parameters<KernelFunc>[0], kernel: string, withSigmoid
 const mopoDenseSwish = (args: Parameters<KernelFunc>[0]): TensorInfo => denseSwish(args, 'MopoDenseSwish', false)[0]!;
 const mopoDenseSwishTrain = (args: Parameters<KernelFunc>[0]): TensorInfo[] => denseSwish(args, 'MopoDenseSwishTrain', true);
 
-/** MopoReluGrad: inputs dy, h (relu output or pre-activation); output h > 0 ? dy : 0. */
 /**
  * MopoGaussianHead (registered only with the native kernels): the ensemble's Gaussian head in one
  * pass (native/head.h; the formulas in operators/ensemble.ts lossAndGrads). Inputs out [E, B, 2D]
@@ -1417,6 +1416,7 @@ function setNativeOnlyKernels(on: boolean): void {
   }
 }
 
+/** MopoReluGrad: inputs dy, h (relu output or pre-activation); output h > 0 ? dy : 0. */
 function mopoReluGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
   const backend = args.backend as unknown as WasmBackendInternals;
   const s = getSimd(backend)!;
