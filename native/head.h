@@ -1,35 +1,12 @@
 // The Gaussian head of the dynamics ensemble's training step (operators/ensemble.ts lossAndGrads),
 // one pass instead of some thirty small tfjs kernels; included once per instruction set, as gemm.h,
-// with its macros, after vmath.h (expv). Per member e, row b, output j, with M = maxLV[j], m = minLV[j] and c the NLL scale:
+// with its macros, after vmath.h (expv, softplusSigmoid). Per member e, row b, output j, with M = maxLV[j], m = minLV[j] and c the NLL scale:
 //   a = M − raw, lv = m + softplus(M − softplus(a) − m) (b = that argument), ι = e^−lv, d = μ − y
 //   nll[e] = c·Σ (d²ι + lv);  dOut = [2c·d·ι | g·σ(b)·σ(a)] with g = c·(1 − d²ι)
 //   sMax[j] = Σ g·σ(b)·(1 − σ(a)),  sMin[j] = Σ g·(1 − σ(b))   (over members and rows)
 // Each member's block is copied into contiguous scratch rows (μ, raw, the bounds tiled per row) so
 // the math runs on whole vectors; the sums are taken after, in double, over the exact elements.
 namespace NS {
-
-// log(1 + t) for t in [0, 1]: 2·atanh(u), u = t/(2 + t) ≤ 1/3, odd series to u¹³ (error < 1e-8).
-static inline V log1pUnit(V t) {
-  const V u = DIV(t, ADD(SET1(2.f), t));
-  const V u2 = MUL(u, u);
-  V p = SET1(2.f / 13);
-  p = FMADD(p, u2, SET1(2.f / 11));
-  p = FMADD(p, u2, SET1(2.f / 9));
-  p = FMADD(p, u2, SET1(2.f / 7));
-  p = FMADD(p, u2, SET1(2.f / 5));
-  p = FMADD(p, u2, SET1(2.f / 3));
-  p = FMADD(p, u2, SET1(2.f));
-  return MUL(p, u);
-}
-
-// softplus(x) = max(x, 0) + log1p(e^−|x|) and σ(x), from the one exponential t = e^−|x|.
-static inline void softplusSigmoid(V x, V& sp, V& sg) {
-  const V ax = MAX(x, SUB(ZERO(), x));
-  const V t = expv(SUB(ZERO(), ax));
-  sp = ADD(MAX(x, ZERO()), log1pUnit(t));
-  const V inv1t = DIV(SET1(1.f), ADD(SET1(1.f), t));
-  sg = BLENDNEG(x, MUL(t, inv1t), inv1t);  // x < 0: t/(1+t); else 1/(1+t)
-}
 
 // n elements (padded to a multiple of W in every array) of one member's block.
 static void head(int n, const float* mu, const float* raw, const float* y, const float* maxT, const float* minT, float c,

@@ -5,6 +5,8 @@
 // there; without it, or on a CPU without AVX2, the wasm kernels are used.
 #include <node_api.h>
 #include <immintrin.h>
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -41,6 +43,7 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #include "vmath.h"
 #include "gemm.h"
 #include "head.h"
+#include "sac.h"
 #undef NS
 #undef V
 #undef W
@@ -91,6 +94,7 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #include "vmath.h"
 #include "gemm.h"
 #include "head.h"
+#include "sac.h"
 #pragma GCC pop_options
 
 namespace {
@@ -130,8 +134,8 @@ napi_value throwError(napi_env env, const char* msg) {
 // integers into v, except those whose bit is set in `doubles`, read into d. False: an error is thrown.
 bool readArgs(napi_env env, napi_callback_info info, const char* name, int n, uint32_t doubles, uint8_t*& heap, int64_t& len,
               int64_t* v, double* d) {
-  size_t argc = 16;
-  napi_value argv[16];
+  size_t argc = 20;
+  napi_value argv[20];
   char msg[96];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != static_cast<size_t>(n) + 1) {
     std::snprintf(msg, sizeof msg, "%s: %d arguments expected", name, n + 1);
@@ -272,6 +276,143 @@ napi_value GaussianHead(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// sacSquash(heap, outOff, epsOff, baseOff, B, A, lo, hi, aOff, logpOff, auxOff): SAC's squashed
+// Gaussian (sac.h) on the wasm heap: out [B, 2A] (μ | raw log σ), ε [B, A], base [B] → a [B, A],
+// log π [B], aux [B, 2A] = [σ·ε | 1 where lo ≤ raw ≤ hi, else 0]. Offsets in bytes, checked first.
+napi_value SacSquash(napi_env env, napi_callback_info info) {
+  uint8_t* heap;
+  int64_t len;
+  int64_t v[10];
+  double d[10];
+  if (!readArgs(env, info, "sacSquash", 10, (1u << 5) | (1u << 6), heap, len, v, d)) return nullptr;  // lo, hi: doubles
+  const int64_t outOff = v[0], epsOff = v[1], baseOff = v[2], B = v[3], A = v[4], aOff = v[7], logpOff = v[8], auxOff = v[9];
+  const float lo = static_cast<float>(d[5]), hi = static_cast<float>(d[6]);
+  if (B <= 0 || A <= 0) return throwError(env, "sacSquash: empty input");
+  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
+  if (!ok(outOff, B * 2 * A) || !ok(epsOff, B * A) || !ok(baseOff, B) || !ok(aOff, B * A) || !ok(logpOff, B) || !ok(auxOff, B * 2 * A))
+    return throwError(env, "sacSquash: an operand lies outside the heap");
+  if (isa == Isa::none) return throwError(env, "sacSquash: this CPU has neither AVX-512 nor AVX2 with FMA");
+  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
+  const float *out = at(outOff), *eps = at(epsOff), *base = at(baseOff);
+  float *a = at(aOff), *logp = at(logpOff), *aux = at(auxOff);
+  const int n = static_cast<int>(B * A);
+  const int np = (n + 15) / 16 * 16;
+  float* s = packFor(static_cast<size_t>(np) * 6);
+  if (s == nullptr) return throwError(env, "sacSquash: out of memory for its scratch");
+  float *mu = s, *raw = s + np, *ee = s + 2 * np, *aa = s + 3 * np, *se = s + 4 * np, *term = s + 5 * np;
+  for (int64_t b = 0; b < B; b++) {
+    std::memcpy(mu + b * A, out + b * 2 * A, A * 4);
+    std::memcpy(raw + b * A, out + b * 2 * A + A, A * 4);
+  }
+  std::memcpy(ee, eps, n * 4);
+  for (int i = n; i < np; i++) mu[i] = raw[i] = ee[i] = 0.f;
+  (isa == Isa::avx512 ? avx512::squash : avx2::squash)(np, mu, raw, ee, lo, hi, aa, se, term);
+  std::memcpy(a, aa, n * 4);
+  for (int64_t b = 0; b < B; b++) {
+    float sum = 0.f;
+    for (int64_t j = 0; j < A; j++) {
+      const int64_t i = b * A + j;
+      sum += term[i];
+      aux[b * 2 * A + j] = se[i];
+      aux[b * 2 * A + A + j] = raw[i] >= lo && raw[i] <= hi ? 1.f : 0.f;
+    }
+    logp[b] = base[b] - sum;
+  }
+  return nullptr;
+}
+
+// sacSquashGrad(heap, dAOff, aOff, auxOff, logAlphaOff, M, B, A, dOutOff): the actor's output
+// gradient through the squash (operators/sac.ts header), from dA [M, B, A] (summed over M, the
+// critic members), a and aux from sacSquash and log α: with g = Σ_m dA, α' = e^{log α}/B,
+//   g_u = g·(1 − a²) + 2a·α',  dOut [B, 2A] = [g_u | (g_u·σε − α')·inClip].
+napi_value SacSquashGrad(napi_env env, napi_callback_info info) {
+  uint8_t* heap;
+  int64_t len;
+  int64_t v[8];
+  if (!readArgs(env, info, "sacSquashGrad", 8, 0, heap, len, v, nullptr)) return nullptr;
+  const int64_t dAOff = v[0], aOff = v[1], auxOff = v[2], laOff = v[3], M = v[4], B = v[5], A = v[6], dOutOff = v[7];
+  if (M <= 0 || B <= 0 || A <= 0) return throwError(env, "sacSquashGrad: empty input");
+  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
+  if (!ok(dAOff, M * B * A) || !ok(aOff, B * A) || !ok(auxOff, B * 2 * A) || !ok(laOff, 1) || !ok(dOutOff, B * 2 * A))
+    return throwError(env, "sacSquashGrad: an operand lies outside the heap");
+  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
+  const float *dA = at(dAOff), *a = at(aOff), *aux = at(auxOff);
+  float* dOut = at(dOutOff);
+  const float alphaB = std::exp(at(laOff)[0]) / static_cast<float>(B);
+  const int64_t n = B * A;
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t j = 0; j < A; j++) {
+      const int64_t i = b * A + j;
+      float g = dA[i];
+      for (int64_t m = 1; m < M; m++) g += dA[m * n + i];
+      const float ai = a[i];
+      const float gu = g * (1.f - ai * ai) + ai * (2.f * alphaB);
+      dOut[b * 2 * A + j] = gu;
+      dOut[b * 2 * A + A + j] = (gu * aux[b * 2 * A + j] - alphaB) * aux[b * 2 * A + A + j];
+    }
+  }
+  return nullptr;
+}
+
+// sacLosses(heap, qTOff, logpNextOff, rOff, notDoneOff, qOff, qPiOff, logpOff, logAlphaOff, M, B,
+//           gamma, targetEntropy, dQOff, dMinOff, gLogAlphaOff, statsOff):
+// SAC's scalar losses and their output gradients (operators/sac.ts header), with α = e^{log α}:
+//   y = r + γ·notDone·(min_m Q̄_m − α log π'),  dQ [M, B] = (Q − y)/B,
+//   dMin [M, B] = −1/B on the member that is min_m Q_m(s, ã) (ties: the first), else 0,
+//   g_logα = −(mean log π + H̄),
+//   stats [6] = [Σ (Q − y)², Σ (α log π − min Q(s, ã)), max(|Q|, |y|), Σ Q, Σ log π, α].
+napi_value SacLosses(napi_env env, napi_callback_info info) {
+  uint8_t* heap;
+  int64_t len;
+  int64_t v[16];
+  double d[16];
+  if (!readArgs(env, info, "sacLosses", 16, (1u << 10) | (1u << 11), heap, len, v, d)) return nullptr;  // γ, H̄: doubles
+  const int64_t qTOff = v[0], lpnOff = v[1], rOff = v[2], ndOff = v[3], qOff = v[4], qPiOff = v[5], lpOff = v[6], laOff = v[7];
+  const int64_t M = v[8], B = v[9], dQOff = v[12], dMinOff = v[13], gOff = v[14], statsOff = v[15];
+  const float gamma = static_cast<float>(d[10]);
+  const double targetEntropy = d[11];
+  if (M <= 0 || B <= 0) return throwError(env, "sacLosses: empty input");
+  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
+  if (!ok(qTOff, M * B) || !ok(lpnOff, B) || !ok(rOff, B) || !ok(ndOff, B) || !ok(qOff, M * B) || !ok(qPiOff, M * B) || !ok(lpOff, B) ||
+      !ok(laOff, 1) || !ok(dQOff, M * B) || !ok(dMinOff, M * B) || !ok(gOff, 1) || !ok(statsOff, 6))
+    return throwError(env, "sacLosses: an operand lies outside the heap");
+  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
+  const float *qT = at(qTOff), *lpn = at(lpnOff), *r = at(rOff), *nd = at(ndOff), *q = at(qOff), *qPi = at(qPiOff), *lp = at(lpOff);
+  float *dQ = at(dQOff), *dMin = at(dMinOff);
+  const float alpha = std::exp(at(laOff)[0]);
+  const float invB = 1.f / static_cast<float>(B);
+  double sDiff2 = 0, sActor = 0, sQ = 0, sLogp = 0;
+  float maxAbs = 0.f;
+  for (int64_t b = 0; b < B; b++) {
+    float minT = qT[b];
+    for (int64_t m = 1; m < M; m++) minT = std::min(minT, qT[m * B + b]);
+    const float y = r[b] + nd[b] * (minT - alpha * lpn[b]) * gamma;
+    maxAbs = std::max(maxAbs, std::fabs(y));
+    int64_t first = 0;
+    for (int64_t m = 0; m < M; m++) {
+      const float qm = q[m * B + b];
+      const float diff = qm - y;
+      dQ[m * B + b] = diff * invB;
+      sDiff2 += static_cast<double>(diff) * diff;
+      sQ += qm;
+      maxAbs = std::max(maxAbs, std::fabs(qm));
+      if (qPi[m * B + b] < qPi[first * B + b]) first = m;
+    }
+    for (int64_t m = 0; m < M; m++) dMin[m * B + b] = m == first ? -invB : 0.f;
+    sActor += alpha * lp[b] - qPi[first * B + b];
+    sLogp += lp[b];
+  }
+  at(gOff)[0] = static_cast<float>(-(sLogp / B + targetEntropy));
+  float* stats = at(statsOff);
+  stats[0] = static_cast<float>(sDiff2);
+  stats[1] = static_cast<float>(sActor);
+  stats[2] = maxAbs;  // a NaN Q or y shows in stats[0]
+  stats[3] = static_cast<float>(sQ);
+  stats[4] = static_cast<float>(sLogp);
+  stats[5] = alpha;
+  return nullptr;
+}
+
 napi_value Isa(napi_env env, napi_callback_info) {
   const char* name = isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2" : "none";
   napi_value s;
@@ -287,6 +428,12 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "gemm", fn);
   napi_create_function(env, "gaussianHead", NAPI_AUTO_LENGTH, GaussianHead, nullptr, &fn);
   napi_set_named_property(env, exports, "gaussianHead", fn);
+  napi_create_function(env, "sacSquash", NAPI_AUTO_LENGTH, SacSquash, nullptr, &fn);
+  napi_set_named_property(env, exports, "sacSquash", fn);
+  napi_create_function(env, "sacSquashGrad", NAPI_AUTO_LENGTH, SacSquashGrad, nullptr, &fn);
+  napi_set_named_property(env, exports, "sacSquashGrad", fn);
+  napi_create_function(env, "sacLosses", NAPI_AUTO_LENGTH, SacLosses, nullptr, &fn);
+  napi_set_named_property(env, exports, "sacLosses", fn);
   napi_create_function(env, "isa", NAPI_AUTO_LENGTH, Isa, nullptr, &fn);
   napi_set_named_property(env, exports, "isa", fn);
   return exports;

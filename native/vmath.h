@@ -1,4 +1,4 @@
-// Vector math shared by gemm.h and head.h, included once per instruction set before them, with
+// Vector math shared by gemm.h, head.h and sac.h, included once per instruction set before them, with
 // the includer's macros (V, SET1, FMADD, …, SCALE2N).
 namespace NS {
 
@@ -18,5 +18,28 @@ static inline V expv(V x) {
   p = FMADD(p, r, SET1(1.f));
   p = FMADD(p, r, SET1(1.f));
   return SCALE2N(p, n);
+}
+
+// log(1 + t) for t in [0, 1]: 2·atanh(u), u = t/(2 + t) ≤ 1/3, odd series to u¹³ (error < 1e-8).
+static inline V log1pUnit(V t) {
+  const V u = DIV(t, ADD(SET1(2.f), t));
+  const V u2 = MUL(u, u);
+  V p = SET1(2.f / 13);
+  p = FMADD(p, u2, SET1(2.f / 11));
+  p = FMADD(p, u2, SET1(2.f / 9));
+  p = FMADD(p, u2, SET1(2.f / 7));
+  p = FMADD(p, u2, SET1(2.f / 5));
+  p = FMADD(p, u2, SET1(2.f / 3));
+  p = FMADD(p, u2, SET1(2.f));
+  return MUL(p, u);
+}
+
+// softplus(x) = max(x, 0) + log1p(e^−|x|) and σ(x), from the one exponential t = e^−|x|.
+static inline void softplusSigmoid(V x, V& sp, V& sg) {
+  const V ax = MAX(x, SUB(ZERO(), x));
+  const V t = expv(SUB(ZERO(), ax));
+  sp = ADD(MAX(x, ZERO()), log1pUnit(t));
+  const V inv1t = DIV(SET1(1.f), ADD(SET1(1.f), t));
+  sg = BLENDNEG(x, MUL(t, inv1t), inv1t);  // x < 0: t/(1+t); else 1/(1+t)
 }
 }  // namespace NS

@@ -26,7 +26,9 @@
 //   actions   the networks work in [-1, 1]; act() maps to [actionLow, actionHigh] and update() maps
 //             the batch's (env-scale) actions back, so buffers and datasets hold env actions.
 //
-// Gradients (no tape; everything is explicit tf ops inside one tf.tidy):
+// Gradients (no tape; explicit tf ops inside one tf.tidy; with the native kernels, the squash, the
+// losses and the squash's backward are one kernel each: MopoSacSquash, MopoSacLosses,
+// MopoSacSquashGrad, held to the tf-op forms below by test/sac.test.ts):
 //   critic    dL/dQ_i = (Q_i - y)/B  -> DenseStack.backward.
 //   actor     dL/dã = -(1/B)·∂Q_min/∂ã: the critic is run forward on (s, ã) and back-propagated to its
 //             input only (inputGrad below: dz·Wᵀ per layer, no weight gradients; first layer only
@@ -51,7 +53,7 @@ import type { Env } from '../pipeline/envs/env.js';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, type OperatorFunction } from 'rxjs';
-import { Adam, DenseStack, WEIGHT_INITS, activationGrad, type DenseStackSpec, type LayerCache, type WeightInit } from '../pipeline/mlp.js';
+import { Adam, DenseStack, WEIGHT_INITS, activationGrad, matMul, type DenseStackSpec, type LayerCache, type WeightInit } from '../pipeline/mlp.js';
 import { hasMopoKernel } from '../pipeline/kernels.js';
 import { Rng } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
@@ -180,7 +182,7 @@ export function inputGrad(net: DenseStack, cache: LayerCache[], dOut: tf.Tensor,
   for (let l = L - 1; l >= 0; l--) {
     const a = l === L - 1 ? net.spec.output : net.spec.hidden;
     const dz = activationGrad(a, dh, cache[l]!);
-    dh = tf.matMul(dz, l === 0 && w0 !== undefined ? w0 : ps[2 * l]!, false, true);
+    dh = matMul(dz, l === 0 && w0 !== undefined ? w0 : ps[2 * l]!, false, true);
   }
   return dh;
 }
@@ -198,6 +200,107 @@ function fillNoise(rng: Rng, eps: Float32Array, base: Float32Array, actDim: numb
     base[i] = c - 0.5 * s;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The update's elementwise parts, each as tf ops and as one native kernel (MopoSacSquash,
+// MopoSacSquashGrad, MopoSacLosses in pipeline/kernels.ts, registered together with the native
+// gemm). The tf-op forms are the definition; test/sac.test.ts checks the kernels against them.
+
+/** A squashed Gaussian sample: a = tanh u [B,A], log π [B,1], aux [B,2A] = (σ·ε | log σ within its clip). */
+interface Squashed {
+  a: tf.Tensor;
+  logp: tf.Tensor;
+  aux: tf.Tensor;
+}
+
+/** Indices into SacLossOutputs.stats. */
+const STAT = { diff2: 0, actor: 1, maxAbsQ: 2, q: 3, logp: 4, alpha: 5 } as const;
+
+interface SacLossInputs {
+  /** Target critics on (s', a') [M,B,1]; log π(a'|s') [B,1]. */
+  qT: tf.Tensor;
+  logpNext: tf.Tensor;
+  r: tf.Tensor;
+  notDone: tf.Tensor;
+  /** Critics on (s, a) [M,B,1]; on (s, ã) [M,B,1]; log π(ã|s) [B,1]. */
+  q: tf.Tensor;
+  qPi: tf.Tensor;
+  logp: tf.Tensor;
+  logAlpha: tf.Tensor;
+}
+
+interface SacLossOutputs {
+  /** ∂L_critic/∂Q [M,B,1]; ∂L_actor/∂Q(s, ã) through min_i [M,B,1]; ∂L_α/∂log α [1]. */
+  dQ: tf.Tensor;
+  dMin: tf.Tensor;
+  gLogAlpha: tf.Tensor;
+  /** [Σ (Q − y)², Σ (α log π − min_i Q_i(s, ã)), max(|Q|, |y|), Σ Q, Σ log π, α] (STAT). */
+  stats: tf.Tensor;
+}
+
+/** log π = base − Σ_j (log σ_j − 2 u_j − 2 softplus(−2 u_j)); base holds −ε²/2 and the constants. */
+function squashTf(out: tf.Tensor, eps: tf.Tensor, base: tf.Tensor, lo: number, hi: number): Squashed {
+  const [mean, lsRaw] = tf.split(out, 2, 1) as [tf.Tensor, tf.Tensor];
+  const ls = tf.clipByValue(lsRaw, lo, hi);
+  const se = tf.mul(tf.exp(ls), eps);
+  const u = tf.add(mean, se);
+  const w = tf.add(u, tf.softplus(tf.mul(u, -2)));
+  const logp = tf.sub(base, tf.sum(tf.sub(ls, tf.mul(w, 2)), 1, true));
+  const inClip = tf.cast(tf.equal(ls, lsRaw), 'float32');
+  return { a: tf.tanh(u), logp, aux: tf.concat([se, inClip], 1) };
+}
+
+function squashFused(out: tf.Tensor, eps: tf.Tensor, base: tf.Tensor, lo: number, hi: number): Squashed {
+  const [a, logp, aux] = tf.engine().runKernel('MopoSacSquash', { out, eps, base }, { lo, hi }) as unknown as tf.Tensor[];
+  return { a: a!, logp: logp!, aux: aux! };
+}
+
+/** y = r + γ·notDone·(min_i Q̄_i − α log π'); dQ = (Q − y)/B; dMin = −1/B on the minimum member (ties: the first). */
+function lossesTf(x: SacLossInputs, gamma: number, targetEntropy: number): SacLossOutputs {
+  const B = x.r.shape[0]!;
+  const alpha = tf.exp(x.logAlpha); // [1]
+  const soft = tf.sub(tf.min(x.qT, 0), tf.mul(alpha, x.logpNext));
+  const y = tf.add(x.r, tf.mul(tf.mul(x.notDone, soft), gamma));
+  const diff = tf.sub(x.q, y);
+  const [q1, q2] = tf.split(x.qPi, 2, 0) as [tf.Tensor, tf.Tensor];
+  const first = tf.cast(tf.lessEqual(q1, q2), 'float32'); // [1, B, 1]
+  const dMin = tf.mul(tf.concat([first, tf.sub(1, first)], 0), -1 / B);
+  const meanLogp = tf.mean(x.logp);
+  const stats = tf.stack([
+    tf.sum(tf.square(diff)),
+    tf.sum(tf.sub(tf.mul(alpha, x.logp), tf.min(x.qPi, 0))),
+    tf.maximum(tf.max(tf.abs(x.q)), tf.max(tf.abs(y))),
+    tf.sum(x.q),
+    tf.sum(x.logp),
+    tf.reshape(alpha, []),
+  ]);
+  return { dQ: tf.mul(diff, 1 / B), dMin, gLogAlpha: tf.reshape(tf.neg(tf.add(meanLogp, targetEntropy)), [1]), stats };
+}
+
+function lossesFused(x: SacLossInputs, gamma: number, targetEntropy: number): SacLossOutputs {
+  const [dQ, dMin, gLogAlpha, stats] = tf.engine().runKernel('MopoSacLosses', { ...x }, { gamma, targetEntropy }) as unknown as tf.Tensor[];
+  return { dQ: dQ!, dMin: dMin!, gLogAlpha: gLogAlpha!, stats: stats! };
+}
+
+/** dA [M,B,A] (per critic member) → the actor's output gradient [B,2A] (see the file header). */
+function squashGradTf(dA: tf.Tensor, cur: Squashed, logAlpha: tf.Tensor): tf.Tensor {
+  const B = dA.shape[1]!;
+  const alphaB = tf.div(tf.exp(logAlpha), B);
+  const [se, inClip] = tf.split(cur.aux, 2, 1) as [tf.Tensor, tf.Tensor];
+  const gu = tf.add(tf.mul(tf.sum(dA, 0), tf.sub(1, tf.square(cur.a))), tf.mul(cur.a, tf.mul(alphaB, 2)));
+  const dls = tf.mul(tf.sub(tf.mul(gu, se), alphaB), inClip);
+  return tf.concat([gu, dls], 1);
+}
+
+function squashGradFused(dA: tf.Tensor, cur: Squashed, logAlpha: tf.Tensor): tf.Tensor {
+  return tf.engine().runKernel('MopoSacSquashGrad', { dA, a: cur.a, aux: cur.aux, logAlpha }, {}) as tf.Tensor;
+}
+
+/** Both forms of each elementwise part, for the tests that hold the kernels to the tf-op forms. */
+export const SAC_UPDATE_PARTS = {
+  tf: { squash: squashTf, losses: lossesTf, squashGrad: squashGradTf },
+  fused: { squash: squashFused, losses: lossesFused, squashGrad: squashGradFused },
+} as const;
 
 // ---------------------------------------------------------------------------------------------
 // Policy (the actor alone): act() for data collection and evaluation
@@ -442,12 +545,11 @@ export class SacAgent {
     fillNoise(this.rng, s.epsNext, s.baseNext, A);
     fillNoise(this.rng, s.eps, s.base, A);
     const wantMetrics = opts.metrics ?? true;
-    let metricsT: tf.Tensor | null = null;
     // Adam.step keeps its outputs, so they survive the tidy.
     let newCritic: tf.Tensor[] = [];
     let newActor: tf.Tensor[] = [];
     let newLogAlpha: tf.Tensor | null = null;
-    let g!: { critic: tf.Tensor[]; actor: tf.Tensor[]; logAlpha: tf.Tensor; metrics: tf.Tensor | null; health: tf.Tensor };
+    let g!: { critic: tf.Tensor[]; actor: tf.Tensor[]; logAlpha: tf.Tensor; stats: tf.Tensor };
     tf.tidy(() => {
       const r = this.gradients({
         s: upload(batch.observation, [B, this.obsDim]),
@@ -459,25 +561,28 @@ export class SacAgent {
         eps2: upload(s.epsNext, [B, A]),
         base: upload(s.base, [B, 1]),
         base2: upload(s.baseNext, [B, 1]),
-      }, wantMetrics);
-      g = { critic: r.critic.map((t) => tf.keep(t)), actor: r.actor.map((t) => tf.keep(t)), logAlpha: tf.keep(r.logAlpha), metrics: r.metrics && tf.keep(r.metrics), health: tf.keep(r.health) };
+      });
+      g = { critic: r.critic.map((t) => tf.keep(t)), actor: r.actor.map((t) => tf.keep(t)), logAlpha: tf.keep(r.logAlpha), stats: tf.keep(r.stats) };
     });
-    // Divergence guard, before anything is applied: 3 floats read back per update (wasm computes
-    // synchronously, so this costs no pipeline stall). See SacConfig.divergenceQLimit.
-    const h = g.health.dataSync();
+    // Divergence guard, before anything is applied: the loss sums (6 floats) are read back every
+    // update (wasm computes synchronously, so this costs no pipeline stall); the metrics come from
+    // the same floats. See SacConfig.divergenceQLimit.
+    const st = g.stats.dataSync();
     const qLimit = this.config.divergenceQLimit;
-    if (!Number.isFinite(h[0]!) || !Number.isFinite(h[1]!) || !(h[2]! <= qLimit)) {
-      tf.dispose([...g.critic, ...g.actor, g.logAlpha, g.health, ...(g.metrics ? [g.metrics] : [])]);
-      const what = !Number.isFinite(h[0]!) ? `the critic loss is ${h[0]}` : !Number.isFinite(h[1]!) ? `the actor loss is ${h[1]}` : `|Q| or its TD target reached ${h[2]!.toExponential(2)} (limit ${qLimit.toExponential(0)})`;
+    const criticSum = st[STAT.diff2]!;
+    const actorSum = st[STAT.actor]!;
+    const maxAbs = st[STAT.maxAbsQ]!;
+    if (!Number.isFinite(criticSum) || !Number.isFinite(actorSum) || !(maxAbs <= qLimit)) {
+      tf.dispose([...g.critic, ...g.actor, g.logAlpha, g.stats]);
+      const what = !Number.isFinite(criticSum) ? `the critic loss is ${criticSum}` : !Number.isFinite(actorSum) ? `the actor loss is ${actorSum}` : `|Q| or its TD target reached ${maxAbs.toExponential(2)} (limit ${qLimit.toExponential(0)})`;
       throw new DivergenceError('sac', `${what} at update ${this.updateCount + 1}; the update was not applied. Check the rewards (mopo inspect; a large λ·penalty or reward scale) or lower the learning rates`);
     }
-    metricsT = g.metrics;
     tf.tidy(() => {
       newCritic = this.criticOpt.step(this.critic.params(), g.critic);
       newActor = this.actorOpt.step(this.policy.actor.params(), g.actor);
       if (this.config.autoEntropy) newLogAlpha = this.alphaOpt.step([this.logAlpha], [g.logAlpha])[0]!;
     });
-    tf.dispose([...g.critic, ...g.actor, g.logAlpha, g.health]);
+    tf.dispose([...g.critic, ...g.actor, g.logAlpha, g.stats]);
     this.critic.setParams(newCritic);
     this.policy.actor.setParams(newActor);
     if (newLogAlpha !== null) {
@@ -486,11 +591,15 @@ export class SacAgent {
     }
     this.polyak();
     this.updateCount++;
-    if (metricsT === null) return null;
-    const m = metricsT as tf.Tensor;
-    const v = m.dataSync();
-    m.dispose();
-    return { criticLoss: v[0]!, actorLoss: v[1]!, alpha: v[2]!, entropy: v[3]!, qMean: v[4]! };
+    if (!wantMetrics) return null;
+    const members = 2;
+    return {
+      criticLoss: (0.5 / B) * criticSum,
+      actorLoss: actorSum / B,
+      alpha: st[STAT.alpha]!,
+      entropy: -st[STAT.logp]! / B,
+      qMean: st[STAT.q]! / (members * B),
+    };
   }
 
   /** target ← target + τ (critic - target): one MopoPolyak pass where the SIMD kernels are installed. */
@@ -513,83 +622,40 @@ export class SacAgent {
   }
 
   /**
-   * The three gradients at the current parameters (see the file header). Tensors: s [B,O],
-   * a [B,A] (network scale), r / notDone / base / base2 [B,1], eps / eps2 [B,A]. Call in tf.tidy.
+   * The three gradients at the current parameters (see the file header) and the loss sums
+   * (SacStats). Tensors: s [B,O], a [B,A] (network scale), r / notDone / base / base2 [B,1],
+   * eps / eps2 [B,A]. Call in tf.tidy.
    */
-  private gradients(
-    x: { s: tf.Tensor; a: tf.Tensor; r: tf.Tensor; s2: tf.Tensor; notDone: tf.Tensor; eps: tf.Tensor; eps2: tf.Tensor; base: tf.Tensor; base2: tf.Tensor },
-    wantMetrics: boolean,
-  ): { critic: tf.Tensor[]; actor: tf.Tensor[]; logAlpha: tf.Tensor; metrics: tf.Tensor | null; health: tf.Tensor } {
-    const { gamma, logStdMin, logStdMax } = this.config;
+  private gradients(x: {
+    s: tf.Tensor; a: tf.Tensor; r: tf.Tensor; s2: tf.Tensor; notDone: tf.Tensor; eps: tf.Tensor; eps2: tf.Tensor; base: tf.Tensor; base2: tf.Tensor;
+  }): { critic: tf.Tensor[]; actor: tf.Tensor[]; logAlpha: tf.Tensor; stats: tf.Tensor } {
+    const { logStdMin, logStdMax } = this.config;
     const A = this.actDim;
     const O = this.obsDim;
-    const B = x.s.shape[0]!;
     const actor = this.policy.actor;
-    const alpha = tf.exp(this.logAlpha); // [1]
+    const fused = hasMopoKernel('MopoSacSquash');
+    const squash = fused ? squashFused : squashTf;
 
-    // Squashed Gaussian sample and its log-probability from the actor output [B, 2A].
-    const squash = (out: tf.Tensor, eps: tf.Tensor, base: tf.Tensor) => {
-      const [mean, lsRaw] = tf.split(out, 2, 1) as [tf.Tensor, tf.Tensor];
-      const ls = tf.clipByValue(lsRaw, logStdMin, logStdMax);
-      const se = tf.mul(tf.exp(ls), eps);
-      const u = tf.add(mean, se);
-      const a = tf.tanh(u);
-      // log π = base - Σ_j (log σ_j - 2 u_j - 2 softplus(-2 u_j))  (base holds -ε²/2 and the constants)
-      const w = tf.add(u, tf.softplus(tf.mul(u, -2)));
-      const logp = tf.sub(base, tf.sum(tf.sub(ls, tf.mul(w, 2)), 1, true));
-      return { lsRaw, ls, se, a, logp };
-    };
-
-    // Targets.
-    const next = squash(actor.predict(x.s2), x.eps2, x.base2);
+    // The three forward passes: target critics on (s', a'), critics on (s, a) and on (s, ã).
+    const next = squash(actor.predict(x.s2), x.eps2, x.base2, logStdMin, logStdMax);
     const qT = this.target.predict(tf.concat([x.s2, next.a], 1)); // [2, B, 1]
-    const soft = tf.sub(tf.min(qT, 0), tf.mul(alpha, next.logp)); // [B, 1]
-    const y = tf.add(x.r, tf.mul(tf.mul(x.notDone, soft), gamma));
-
-    // Critic loss gradient.
     const fq = this.critic.forward(tf.concat([x.s, x.a], 1));
-    const diff = tf.sub(fq.out, y); // [2, B, 1]
-    const criticGrads = this.critic.backward(fq.cache, tf.mul(diff, 1 / B)).grads;
-
-    // Actor loss gradient through min_i Q_i(s, ã).
     const fa = actor.forward(x.s);
-    const cur = squash(fa.out, x.eps, x.base);
+    const cur = squash(fa.out, x.eps, x.base, logStdMin, logStdMax);
     const fpi = this.critic.forward(tf.concat([x.s, cur.a], 1));
-    const [q1, q2] = tf.split(fpi.out, 2, 0) as [tf.Tensor, tf.Tensor];
-    const first = tf.cast(tf.lessEqual(q1, q2), 'float32'); // [1, B, 1]
-    const dMin = tf.mul(tf.concat([first, tf.sub(1, first)], 0), -1 / B);
+    const losses = (fused ? lossesFused : lossesTf)(
+      { qT, logpNext: next.logp, r: x.r, notDone: x.notDone, q: fq.out, qPi: fpi.out, logp: cur.logp, logAlpha: this.logAlpha },
+      this.config.gamma, this.targetEntropy,
+    );
+
+    const criticGrads = this.critic.backward(fq.cache, losses.dQ).grads;
+    // Actor: ∂min_i Q_i/∂ã back through the critics' input (action rows of W1 only), then the squash.
     const w1 = this.critic.params()[0]!; // [2, O+A, H]
     const w1a = tf.slice(w1, [0, O, 0], [2, A, w1.shape[2]!]);
-    const dA = tf.sum(inputGrad(this.critic, fpi.cache, dMin, w1a), 0); // [B, A]
-    const alphaB = tf.div(alpha, B);
-    const gu = tf.add(tf.mul(dA, tf.sub(1, tf.square(cur.a))), tf.mul(cur.a, tf.mul(alphaB, 2)));
-    const inClip = tf.cast(tf.equal(cur.ls, cur.lsRaw), 'float32');
-    const dls = tf.mul(tf.sub(tf.mul(gu, cur.se), alphaB), inClip);
-    const actorGrads = actor.backward(fa.cache, tf.concat([gu, dls], 1)).grads;
-
-    // Temperature gradient.
-    const meanLogp = tf.mean(cur.logp);
-    const gLogAlpha = tf.reshape(tf.neg(tf.add(meanLogp, this.targetEntropy)), [1]);
-
-    let metrics: tf.Tensor | null = null;
-    if (wantMetrics) {
-      const qMin = tf.min(fpi.out, 0);
-      metrics = tf.stack([
-        tf.mul(tf.sum(tf.square(diff)), 0.5 / B),
-        tf.mean(tf.sub(tf.mul(alpha, cur.logp), qMin)),
-        tf.reshape(alpha, []),
-        tf.neg(meanLogp),
-        tf.mean(fq.out),
-      ]);
-    }
-    // [critic loss, actor loss, max(|Q|, |TD target|)]: what the divergence guard reads every
-    // update. The target counts too: a reward far out of range makes Q follow it only slowly.
-    const health = tf.stack([
-      tf.sum(tf.square(diff)),
-      tf.sum(tf.sub(tf.mul(alpha, cur.logp), tf.min(fpi.out, 0))),
-      tf.maximum(tf.max(tf.abs(fq.out)), tf.max(tf.abs(y))),
-    ]);
-    return { critic: criticGrads, actor: actorGrads, logAlpha: gLogAlpha, metrics, health };
+    const dA = inputGrad(this.critic, fpi.cache, losses.dMin, w1a); // [2, B, A]
+    const dOut = (fused ? squashGradFused : squashGradTf)(dA, cur, this.logAlpha);
+    const actorGrads = actor.backward(fa.cache, dOut).grads;
+    return { critic: criticGrads, actor: actorGrads, logAlpha: losses.gLogAlpha, stats: losses.stats };
   }
 
   /**
@@ -623,7 +689,7 @@ export class SacAgent {
         eps2: upload(inp.epsNext, [B, A]),
         base: upload(base, [B, 1]),
         base2: upload(base2, [B, 1]),
-      }, false);
+      });
       return {
         critic: g.critic.map((t) => t.dataSync() as Float32Array),
         actor: g.actor.map((t) => t.dataSync() as Float32Array),

@@ -43,7 +43,9 @@
 // parameters, an L2 weight decay folded in), MopoSwishGrad, MopoReluGrad, MopoPolyak (SAC's target
 // update), MopoDenseSwish and MopoDenseSwishTrain (a dense swish layer's inference, and its training
 // forward pass with the sigmoids, in the native gemm's epilogue where it is built). With the native
-// kernels only: MopoGaussianHead (the dynamics ensemble's loss head, native/head.h).
+// kernels only: MopoGaussianHead (the dynamics ensemble's loss head, native/head.h), and SAC's
+// MopoSacSquash (tanh-squashed Gaussian sample and log-probability, native/sac.h), MopoSacLosses
+// (TD target, the critics' and actor's output gradients, the loss sums) and MopoSacSquashGrad.
 //
 // Where the native kernels are built (native/, by node-gyp at `npm install`; see kernels.cc), every
 // float32 product goes to their gemm instead, on the same heap offsets: the host's AVX-512 or AVX2
@@ -120,6 +122,13 @@ interface NativeKernels {
     m: number, k: number, n: number, biasOff: number, act: number, sOff: number): void;
   gaussianHead(heap: Uint8Array, outOff: number, yOff: number, maxOff: number, minOff: number, E: number, B: number, D: number,
     c: number, dOutOff: number, nllOff: number, sMaxOff: number, sMinOff: number): void;
+  sacSquash(heap: Uint8Array, outOff: number, epsOff: number, baseOff: number, B: number, A: number, lo: number, hi: number,
+    aOff: number, logpOff: number, auxOff: number): void;
+  sacSquashGrad(heap: Uint8Array, dAOff: number, aOff: number, auxOff: number, logAlphaOff: number, M: number, B: number, A: number,
+    dOutOff: number): void;
+  sacLosses(heap: Uint8Array, qTOff: number, logpNextOff: number, rOff: number, notDoneOff: number, qOff: number, qPiOff: number,
+    logpOff: number, logAlphaOff: number, M: number, B: number, gamma: number, targetEntropy: number, dQOff: number, dMinOff: number,
+    gLogAlphaOff: number, statsOff: number): void;
   isa(): string;
 }
 
@@ -653,7 +662,7 @@ export interface FastKernelOptions {
  * Re-registers the wasm `BatchMatMul` and `_FusedMatMul` kernels with the fast wrappers and
  * (when WebAssembly SIMD is available) replaces `Transpose` (last-two-axes swaps) and `Sum`
  * (reductions over non-last axes) and registers the custom kernels (MopoAdam, MopoSwishGrad, …;
- * MopoGaussianHead only while the native kernels are enabled). Idempotent. The wasm backend module must be imported; the backend may or may not
+ * MopoGaussianHead and MopoSac* only while the native kernels are enabled). Idempotent. The wasm backend module must be imported; the backend may or may not
  * be initialized yet (the wrappers bind to it lazily on first call).
  */
 export function installFastKernels(opts: FastKernelOptions = {}): void {
@@ -1405,8 +1414,86 @@ function mopoGaussianHead(args: Parameters<KernelFunc>[0]): TensorInfo[] {
   return [dOut, nll, sMax, sMin];
 }
 
+function float32Shapes(name: string, inputs: Record<string, TensorInfo>, want: Record<string, number[]>): void {
+  for (const [k, shape] of Object.entries(want)) {
+    const t = inputs[k];
+    if (t === undefined || t.dtype !== 'float32' || sizeOf(t.shape) !== sizeOf(shape) || shape.some((d) => !(d > 0))) {
+      const got = Object.entries(inputs).map(([n, x]) => `${n} [${x.shape}] ${x.dtype}`).join(', ');
+      throw new Error(`${name}: expected ${Object.entries(want).map(([n, s]) => `${n} [${s}]`).join(', ')} (float32); got ${got}`);
+    }
+  }
+}
+
+/**
+ * MopoSacSquash (native only): SAC's tanh-squashed Gaussian sample and log-probability (native/sac.h;
+ * the tf-op formulas in operators/sac.ts gradients()). Inputs out [B, 2A] (mean | raw log σ), eps
+ * [B, A], base [B, 1]; attrs lo, hi (the log σ clip). Outputs [a [B, A], logp [B, 1], aux [B, 2A] =
+ * (σ·ε | 1 where log σ is within the clip, else 0)].
+ */
+function mopoSacSquash(args: Parameters<KernelFunc>[0]): TensorInfo[] {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const inputs = args.inputs as { out: TensorInfo; eps: TensorInfo; base: TensorInfo };
+  const { lo, hi } = args.attrs as { lo: number; hi: number };
+  const [B, A2] = inputs.out.shape as [number, number];
+  const A = A2 / 2;
+  if (inputs.out.shape.length !== 2 || !Number.isInteger(A)) throw new Error(`MopoSacSquash: out [${inputs.out.shape}] is not [B, 2A]`);
+  float32Shapes('MopoSacSquash', inputs, { out: [B, 2 * A], eps: [B, A], base: [B, 1] });
+  const a = backend.makeOutput([B, A], 'float32');
+  const logp = backend.makeOutput([B, 1], 'float32');
+  const aux = backend.makeOutput([B, 2 * A], 'float32');
+  const o = (t: TensorInfo) => offsetOf(backend, t);
+  native.kernels!.sacSquash(backend.wasm.HEAPU8, o(inputs.out), o(inputs.eps), o(inputs.base), B, A, lo, hi, o(a), o(logp), o(aux));
+  return [a, logp, aux];
+}
+
+/**
+ * MopoSacSquashGrad (native only): the actor's output gradient through the squash. Inputs dA
+ * [M, B, A] (∂L/∂ã per critic member, summed here), a [B, A] and aux [B, 2A] from MopoSacSquash,
+ * logAlpha [1]. Output dOut [B, 2A] (see native/kernels.cc SacSquashGrad).
+ */
+function mopoSacSquashGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const inputs = args.inputs as { dA: TensorInfo; a: TensorInfo; aux: TensorInfo; logAlpha: TensorInfo };
+  const [M, B, A] = inputs.dA.shape as [number, number, number];
+  if (inputs.dA.shape.length !== 3) throw new Error(`MopoSacSquashGrad: dA [${inputs.dA.shape}] is not [M, B, A]`);
+  float32Shapes('MopoSacSquashGrad', inputs, { dA: [M, B, A], a: [B, A], aux: [B, 2 * A], logAlpha: [1] });
+  const dOut = backend.makeOutput([B, 2 * A], 'float32');
+  const o = (t: TensorInfo) => offsetOf(backend, t);
+  native.kernels!.sacSquashGrad(backend.wasm.HEAPU8, o(inputs.dA), o(inputs.a), o(inputs.aux), o(inputs.logAlpha), M, B, A, o(dOut));
+  return dOut;
+}
+
+/**
+ * MopoSacLosses (native only): SAC's TD target, the critics' and the actor's output gradients, the
+ * temperature's gradient and the loss sums, in one pass. Inputs qT, q, qPi [M, B, 1] (target critics
+ * on (s', a'), critics on (s, a), critics on (s, ã)), logpNext, r, notDone, logp [B, 1], logAlpha
+ * [1]; attrs gamma, targetEntropy. Outputs [dQ [M, B, 1], dMin [M, B, 1], gLogAlpha [1], stats [6]]
+ * (see native/kernels.cc SacLosses).
+ */
+function mopoSacLosses(args: Parameters<KernelFunc>[0]): TensorInfo[] {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const inputs = args.inputs as Record<'qT' | 'logpNext' | 'r' | 'notDone' | 'q' | 'qPi' | 'logp' | 'logAlpha', TensorInfo>;
+  const { gamma, targetEntropy } = args.attrs as { gamma: number; targetEntropy: number };
+  const [M, B] = inputs.q.shape as [number, number];
+  const col = [B, 1];
+  float32Shapes('MopoSacLosses', inputs, { qT: [M, B, 1], q: [M, B, 1], qPi: [M, B, 1], logpNext: col, r: col, notDone: col, logp: col, logAlpha: [1] });
+  const dQ = backend.makeOutput([M, B, 1], 'float32');
+  const dMin = backend.makeOutput([M, B, 1], 'float32');
+  const gLogAlpha = backend.makeOutput([1], 'float32');
+  const stats = backend.makeOutput([6], 'float32');
+  const o = (t: TensorInfo) => offsetOf(backend, t);
+  native.kernels!.sacLosses(backend.wasm.HEAPU8, o(inputs.qT), o(inputs.logpNext), o(inputs.r), o(inputs.notDone), o(inputs.q), o(inputs.qPi),
+    o(inputs.logp), o(inputs.logAlpha), M, B, gamma, targetEntropy, o(dQ), o(dMin), o(gLogAlpha), o(stats));
+  return [dQ, dMin, gLogAlpha, stats];
+}
+
 /** The custom kernels that exist only with the native addon, registered while it is enabled. */
-const NATIVE_ONLY_KERNELS: Array<[string, KernelFunc]> = [['MopoGaussianHead', mopoGaussianHead as unknown as KernelFunc]];
+const NATIVE_ONLY_KERNELS: Array<[string, KernelFunc]> = [
+  ['MopoGaussianHead', mopoGaussianHead as unknown as KernelFunc],
+  ['MopoSacSquash', mopoSacSquash as unknown as KernelFunc],
+  ['MopoSacSquashGrad', mopoSacSquashGrad as unknown as KernelFunc],
+  ['MopoSacLosses', mopoSacLosses as unknown as KernelFunc],
+];
 
 function setNativeOnlyKernels(on: boolean): void {
   for (const [kernelName, kernelFunc] of NATIVE_ONLY_KERNELS) {

@@ -223,10 +223,10 @@ export class DenseStack {
       const inp = c.input;
       // dW = inputᵀ·dz. For an ensemble with a shared 2-D input, broadcast it to every member.
       const inp3 = ens && inp.rank === 2 ? inp.reshape([1, ...inp.shape]) : inp;
-      grads[2 * l] = tf.matMul(inp3, dz, true, false);
+      grads[2 * l] = matMul(inp3, dz, true, false);
       grads[2 * l + 1] = ens ? tf.sum(dz, 1, true) : tf.sum(dz, 0);
       if (l > 0 || needDx) {
-        dh = tf.matMul(dz, this.weights[l]!, false, true);
+        dh = matMul(dz, this.weights[l]!, false, true);
         if (l === 0) dx = dh;
       }
     }
@@ -247,12 +247,31 @@ export class DenseStack {
  */
 export function dense(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor, relu: boolean): tf.Tensor {
   const be = tf.getBackend();
+  if (direct(x, w)) {
+    return tf.engine().runKernel('_FusedMatMul', { a: x, b: w, bias: b }, { transposeA: false, transposeB: false, activation: relu ? 'relu' : 'linear' }) as tf.Tensor;
+  }
   const fuse = b.rank === 1 || be === 'cpu' || (be === 'wasm' && fastKernelsInstalled().matmul);
   if (fuse) return tf.fused.matMul({ a: x, b: w, bias: b, activation: relu ? 'relu' : 'linear' });
   return tf.tidy(() => {
     const z = tf.add(tf.matMul(x, w), b);
     return relu ? tf.relu(z) : z;
   });
+}
+
+/**
+ * True where the product kernels can be called directly: the patched wasm kernels take operands of
+ * any rank, and the ops' wrappers (reshapes to rank 3 and back; the fused op's custom-gradient
+ * closure, unused here: gradients are written by hand) cost about as much as a small product's
+ * kernel. Measured: 4-5 % of a SAC update (A/B in one process). Empty operands keep the ops.
+ */
+function direct(a: tf.Tensor, b: tf.Tensor): boolean {
+  return tf.getBackend() === 'wasm' && fastKernelsInstalled().matmul && a.size > 0 && b.size > 0;
+}
+
+/** a·b, either transposed (tf.matMul's semantics; the kernel called directly where it can be). */
+export function matMul(a: tf.Tensor, b: tf.Tensor, transposeA: boolean, transposeB: boolean): tf.Tensor {
+  if (direct(a, b)) return tf.engine().runKernel('BatchMatMul', { a, b }, { transposeA, transposeB }) as tf.Tensor;
+  return tf.matMul(a, b, transposeA, transposeB);
 }
 
 /** swish(z) = z·sigmoid(z). */

@@ -6,14 +6,17 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { initBackend, tf } from '../pipeline/backend.js';
 import { Rng } from '../pipeline/random.js';
 import { UserError } from '../pipeline/errors.js';
 import { TransitionBatch } from '../schemas/transition.js';
 import { from, lastValueFrom, toArray } from 'rxjs';
-import { SacAgent, sacUpdates, loadPolicy, resolveSacConfig, trainSacOnline, evaluatePolicy, sacUpdateFlops, type SacConfig, type SacEnv, type SacUpdateInputs } from '../operators/sac.js';
+import { SAC_UPDATE_PARTS, SacAgent, sacUpdates, loadPolicy, resolveSacConfig, trainSacOnline, evaluatePolicy, sacUpdateFlops, type SacConfig, type SacEnv, type SacUpdateInputs } from '../operators/sac.js';
 import { PENDULUM, pendulumObserve, pendulumStep, type PendulumState } from '../pipeline/envs/pendulum.js';
 import { weightStats } from './weightStats.js';
+import { hasMopoKernel, nativeKernelsInfo, withUnpatchedKernels } from '../pipeline/kernels.js';
 
 before(async () => {
   await initBackend({ log: () => undefined });
@@ -116,8 +119,16 @@ function randomBatch(rng: Rng, B: number, O: number, A: number, low = -1, high =
   return b;
 }
 
-for (const variant of ['default clip', 'narrow log-std clip (both bounds active)'] as const) {
-  test(`hand-written gradients match tfjs autodiff (${variant})`, () => {
+const noNative = nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false;
+
+/** f with the update's elementwise parts as tf ops (every fast kernel but the native ones). */
+function onTfOps<T>(f: () => T): T {
+  return withUnpatchedKernels(f, { matmul: true, simd: true, gemm: true, native: false });
+}
+
+for (const [variant, mode] of [['default clip', 'fused'], ['narrow log-std clip (both bounds active)', 'fused'], ['default clip', 'tf ops'], ['narrow log-std clip (both bounds active)', 'tf ops']] as const) {
+  test(`hand-written gradients match tfjs autodiff (${variant}; squash and losses as ${mode === 'fused' ? 'native kernels' : 'tf ops'})`, { skip: mode === 'fused' ? noNative : false }, () => (mode === 'fused' ? (f: () => void) => f() : onTfOps)(() => {
+    assert.equal(hasMopoKernel('MopoSacLosses'), mode === 'fused');
     const O = 4;
     const A = 3;
     const B = 7;
@@ -147,8 +158,90 @@ for (const variant of ['default clip', 'narrow log-std clip (both bounds active)
     } finally {
       agent.dispose();
     }
-  });
+  }));
 }
+
+test('MopoSacSquash, MopoSacLosses, MopoSacSquashGrad (native) == their tf-op forms, saturated tanh, both clips, ties; bad shapes refused', { skip: noNative }, () => {
+  const rng = new Rng(5, 'sac-parts');
+  const B = 37;
+  const A = 6;
+  const M = 2;
+  const t = (shape: number[], scale = 1) => tf.tensor(rng.fillNormal(new Float32Array(shape.reduce((x, y) => x * y, 1)), 0, scale), shape);
+  const close = (got: tf.Tensor, want: tf.Tensor, what: string, rtol = 2e-6) => {
+    assert.deepEqual(got.shape, want.shape, `${what}: shape`);
+    const g = got.dataSync();
+    const w = want.dataSync();
+    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - w[i]!) <= rtol * Math.max(1, Math.abs(w[i]!)), `${what}[${i}]: ${g[i]} vs ${w[i]}`);
+  };
+  const { tf: ref, fused } = SAC_UPDATE_PARTS;
+  if (process.env.MOPO_NATIVE_ISA !== undefined) assert.equal(nativeKernelsInfo().isa, process.env.MOPO_NATIVE_ISA);
+  tf.tidy(() => {
+    // Means to ±40 (tanh saturated, softplus at both ends) and raw log σ far past both clip bounds.
+    const out = tf.concat([t([B, A], 12), t([B, A], 10)], 1);
+    const eps = t([B, A]);
+    const base = t([B, 1], 3);
+    const lo = -5;
+    const hi = 1;
+    const want = ref.squash(out, eps, base, lo, hi);
+    const got = fused.squash(out, eps, base, lo, hi);
+    close(got.a, want.a, 'a', 1e-6);
+    close(got.logp, want.logp, 'log π', 1e-5);
+    close(got.aux, want.aux, 'aux (σε | in clip)');
+    const inClip = want.aux.slice([0, A], [B, A]).dataSync();
+    assert.ok(inClip.some((v) => v === 0) && inClip.some((v) => v === 1), 'some log σ clipped, some not');
+
+    const qPi = t([M, B, 1], 5).bufferSync();
+    for (let b = 0; b < B; b += 4) qPi.set(qPi.get(0, b, 0), 1, b, 0); // ties: the first member takes the gradient
+    const x = {
+      qT: t([M, B, 1], 5), logpNext: t([B, 1], 3), r: t([B, 1]), notDone: tf.tensor(Array.from({ length: B }, (_, i) => (i % 5 === 0 ? 0 : 1)), [B, 1]),
+      q: t([M, B, 1], 5), qPi: qPi.toTensor(), logp: want.logp, logAlpha: tf.tensor([-1.3]),
+    };
+    const lw = ref.losses(x, 0.99, -3);
+    const lg = fused.losses(x, 0.99, -3);
+    close(lg.dQ, lw.dQ, 'dQ');
+    close(lg.dMin, lw.dMin, 'dMin');
+    close(lg.gLogAlpha, lw.gLogAlpha, 'g log α', 1e-5);
+    close(lg.stats, lw.stats, 'stats', 1e-5);
+
+    const dA = t([M, B, A], 0.1);
+    close(fused.squashGrad(dA, got, x.logAlpha), ref.squashGrad(dA, want, x.logAlpha), 'dOut', 1e-5);
+
+    assert.throws(() => fused.squash(tf.zeros([B, 7]), eps, base, lo, hi), /MopoSacSquash: out \[37,7\] is not \[B, 2A\]/);
+    assert.throws(() => fused.squash(out, tf.zeros([B, 5]), base, lo, hi), /MopoSacSquash: expected out \[37,12\], eps \[37,6\]/);
+    assert.throws(() => fused.losses({ ...x, r: tf.zeros([B + 1, 1]) }, 0.99, -3), /MopoSacLosses: expected .* r \[37,1\]/);
+    assert.throws(() => fused.squashGrad(tf.zeros([M, B, 5]), got, x.logAlpha), /MopoSacSquashGrad: expected dA \[2,37,5\], a \[37,5\]/);
+  });
+});
+
+test('MopoSac*: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same check', { skip: nativeKernelsInfo().isa !== 'avx512' ? 'AVX-512 not in use here' : false }, () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, MOPO_NATIVE_ISA: 'avx2' };
+  delete env.NODE_TEST_CONTEXT; // a runner of its own, reporting as text
+  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=^MopoSacSquash, MopoSacLosses', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /# pass 1\b/);
+});
+
+test('updates with the native squash and losses follow the tf-op updates: metrics and weights after 30 updates', { skip: noNative }, () => {
+  const run = () => {
+    const rng = new Rng(3, 'sac-ab');
+    const agent = SacAgent.create({ hidden: [32, 32] }, { obsDim: 5, actDim: 3 }, rng);
+    const ms = [];
+    for (let i = 0; i < 30; i++) ms.push(agent.update(randomBatch(rng, 64, 5, 3)));
+    const w = agent.parameters().actor.concat(agent.parameters().critic).map((p) => p.dataSync().slice() as Float32Array);
+    agent.dispose();
+    return { ms, w };
+  };
+  const fused = run();
+  const ops = onTfOps(run);
+  for (let i = 0; i < fused.ms.length; i++) {
+    for (const k of ['criticLoss', 'actorLoss', 'alpha', 'entropy', 'qMean'] as const) {
+      const a = fused.ms[i]![k];
+      const b = ops.ms[i]![k];
+      assert.ok(Math.abs(a - b) <= 1e-3 * Math.max(1, Math.abs(b)), `update ${i + 1} ${k}: ${a} vs ${b}`);
+    }
+  }
+  fused.w.forEach((w, i) => assertClose(w, ops.w[i]!, `parameter ${i} after 30 updates`, 1e-3));
+});
 
 test('config defaults are the reference and are validated', () => {
   const c = resolveSacConfig({}, 6);
