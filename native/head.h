@@ -1,4 +1,5 @@
-// The Gaussian head of the dynamics ensemble's training step (operators/ensemble.ts lossAndGrads),
+// The Gaussian head of the dynamics ensemble: its training step (operators/ensemble.ts lossAndGrads)
+// and, for predictions, its variance (headVariance),
 // one pass instead of some thirty small tfjs kernels; included once per instruction set, as gemm.h,
 // with its macros, after vmath.h (expv, softplusSigmoid). Per member e, row b, output j, with M = maxLV[j], m = minLV[j] and c the NLL scale:
 //   a = M − raw, lv = m + softplus(M − softplus(a) − m) (b = that argument), ι = e^−lv, d = μ − y
@@ -31,6 +32,18 @@ static void head(int n, const float* mu, const float* raw, const float* y, const
     STORE(draw + i, dr);
     STORE(vMax + i, SUB(gsb, dr));
     STORE(vMin + i, SUB(g, gsb));
+  }
+}
+
+// Inference: the variance e^lv of n elements (padded to a multiple of W) from the raw outputs, with
+// the same bounded lv as head() above.
+static void headVariance(int n, const float* raw, const float* maxT, const float* minT, float* var) {
+  for (int i = 0; i < n; i += W) {
+    const V M = LOAD(maxT + i), m = LOAD(minT + i);
+    V spA, sA, spB, sB;
+    softplusSigmoid(SUB(M, LOAD(raw + i)), spA, sA);
+    softplusSigmoid(SUB(SUB(M, spA), m), spB, sB);
+    STORE(var + i, expv(ADD(m, spB)));
   }
 }
 }  // namespace NS

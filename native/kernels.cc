@@ -276,6 +276,48 @@ napi_value GaussianHead(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// gaussianVariance(heap, outOff, maxOff, minOff, R, D, muOff, varOff): the ensemble's predicted
+// Gaussians (head.h headVariance) for R rows of out [R, 2D] (μ | raw log-variance; R = members ×
+// rows) and the bounds [D] → μ [R, D] and e^lv [R, D]. Offsets in bytes, checked first.
+napi_value GaussianVariance(napi_env env, napi_callback_info info) {
+  uint8_t* heap;
+  int64_t len;
+  int64_t v[7];
+  if (!readArgs(env, info, "gaussianVariance", 7, 0, heap, len, v, nullptr)) return nullptr;
+  const int64_t outOff = v[0], maxOff = v[1], minOff = v[2], R = v[3], D = v[4], muOff = v[5], varOff = v[6];
+  if (R <= 0 || D <= 0) return throwError(env, "gaussianVariance: empty input");
+  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
+  if (!ok(outOff, R * 2 * D) || !ok(maxOff, D) || !ok(minOff, D) || !ok(muOff, R * D) || !ok(varOff, R * D))
+    return throwError(env, "gaussianVariance: an operand lies outside the heap");
+  if (isa == Isa::none) return throwError(env, "gaussianVariance: this CPU has neither AVX-512 nor AVX2 with FMA");
+  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
+  const float* out = at(outOff);
+  float *mu = at(muOff), *var = at(varOff);
+  // Blocks of rows, so the scratch (raw, the tiled bounds, the result) stays in cache.
+  const int64_t BR = 512;
+  const int np = static_cast<int>((BR * D + 15) / 16 * 16);
+  float* s = packFor(static_cast<size_t>(np) * 4);
+  if (s == nullptr) return throwError(env, "gaussianVariance: out of memory for its scratch");
+  float *raw = s, *maxT = s + np, *minT = s + 2 * np, *vv = s + 3 * np;
+  for (int i = 0; i < np; i++) {
+    maxT[i] = at(maxOff)[i % D];
+    minT[i] = at(minOff)[i % D];
+  }
+  const auto fn = isa == Isa::avx512 ? avx512::headVariance : avx2::headVariance;
+  for (int64_t r0 = 0; r0 < R; r0 += BR) {
+    const int64_t rows = std::min(BR, R - r0);
+    for (int64_t r = 0; r < rows; r++) {
+      std::memcpy(mu + (r0 + r) * D, out + (r0 + r) * 2 * D, D * 4);
+      std::memcpy(raw + r * D, out + (r0 + r) * 2 * D + D, D * 4);
+    }
+    const int n = static_cast<int>(rows * D);
+    for (int i = n; i < np; i++) raw[i] = 0.f;
+    fn((n + 15) / 16 * 16, raw, maxT, minT, vv);
+    std::memcpy(var + r0 * D, vv, n * 4);
+  }
+  return nullptr;
+}
+
 // sacSquash(heap, outOff, epsOff, baseOff, B, A, lo, hi, aOff, logpOff, auxOff): SAC's squashed
 // Gaussian (sac.h) on the wasm heap: out [B, 2A] (μ | raw log σ), ε [B, A], base [B] → a [B, A],
 // log π [B], aux [B, 2A] = [σ·ε | 1 where lo ≤ raw ≤ hi, else 0]. Offsets in bytes, checked first.
@@ -428,6 +470,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "gemm", fn);
   napi_create_function(env, "gaussianHead", NAPI_AUTO_LENGTH, GaussianHead, nullptr, &fn);
   napi_set_named_property(env, exports, "gaussianHead", fn);
+  napi_create_function(env, "gaussianVariance", NAPI_AUTO_LENGTH, GaussianVariance, nullptr, &fn);
+  napi_set_named_property(env, exports, "gaussianVariance", fn);
   napi_create_function(env, "sacSquash", NAPI_AUTO_LENGTH, SacSquash, nullptr, &fn);
   napi_set_named_property(env, exports, "sacSquash", fn);
   napi_create_function(env, "sacSquashGrad", NAPI_AUTO_LENGTH, SacSquashGrad, nullptr, &fn);

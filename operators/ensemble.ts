@@ -367,6 +367,15 @@ export class DynamicsEnsemble {
     return { mu, lv, sa: a, sb: b };
   }
 
+  /** [μ, e^lv] of the network's output (normalized scale): one native pass where it is built, else heads(). */
+  private predictedGaussians(out: tf.Tensor): [tf.Tensor, tf.Tensor] {
+    if (hasMopoKernel('MopoGaussianVariance')) {
+      return tf.engine().runKernel('MopoGaussianVariance', { out, maxLV: this.maxLV, minLV: this.minLV }, {}) as unknown as [tf.Tensor, tf.Tensor];
+    }
+    const { mu, lv } = this.heads(out);
+    return [mu, tf.exp(lv)];
+  }
+
   /**
    * Loss and gradients for one step at the current parameters (no update). xs [E, B, in] and
    * ys [E, B, out] (normalized). Call inside tf.tidy. Exposed for tests and custom loops.
@@ -591,13 +600,10 @@ export class DynamicsEnsemble {
       const m = Math.min(chunk, n - c0);
       // tidy returns the tensors, not their data: tf.tidy walks a returned container element by
       // element looking for tensors, which for multi-million-element arrays cost seconds.
-      const [muT, lvT] = tf.tidy(() => {
-        const { mu, lv } = this.heads(this.net.predict(upload(x.subarray(c0 * this.inDim, (c0 + m) * this.inDim), [m, this.inDim])));
-        return [mu, lv];
-      });
+      const [muT, varT] = tf.tidy(() => this.predictedGaussians(this.net.predict(upload(x.subarray(c0 * this.inDim, (c0 + m) * this.inDim), [m, this.inDim]))));
       const muH = muT.dataSync() as Float32Array;
-      const lvH = lvT.dataSync() as Float32Array;
-      tf.dispose([muT, lvT]);
+      const varH = varT.dataSync() as Float32Array;
+      tf.dispose([muT, varT]);
       for (let e = 0; e < E; e++) {
         for (let k = 0; k < m; k++) {
           const i = c0 + k;
@@ -605,10 +611,10 @@ export class DynamicsEnsemble {
           const dst = (e * n + i) * O;
           for (let j = 0; j < O; j++) {
             nextObsMean[dst + j] = obs[i * O + j]! + muH[src + j]! * ts[j]! + tm[j]!;
-            nextObsVar[dst + j] = Math.exp(lvH[src + j]!) * ts[j]! * ts[j]!;
+            nextObsVar[dst + j] = varH[src + j]! * ts[j]! * ts[j]!;
           }
           rewardMean[e * n + i] = muH[src + O]! * ts[O]! + tm[O]!;
-          rewardVar[e * n + i] = Math.exp(lvH[src + O]!) * ts[O]! * ts[O]!;
+          rewardVar[e * n + i] = varH[src + O]! * ts[O]! * ts[O]!;
         }
       }
     }

@@ -43,7 +43,8 @@
 // parameters, an L2 weight decay folded in), MopoSwishGrad, MopoReluGrad, MopoPolyak (SAC's target
 // update), MopoDenseSwish and MopoDenseSwishTrain (a dense swish layer's inference, and its training
 // forward pass with the sigmoids, in the native gemm's epilogue where it is built). With the native
-// kernels only: MopoGaussianHead (the dynamics ensemble's loss head, native/head.h), and SAC's
+// kernels only: MopoGaussianHead (the dynamics ensemble's loss head, native/head.h) and
+// MopoGaussianVariance (its predicted variances, for rollouts), and SAC's
 // MopoSacSquash (tanh-squashed Gaussian sample and log-probability, native/sac.h), MopoSacLosses
 // (TD target, the critics' and actor's output gradients, the loss sums) and MopoSacSquashGrad.
 //
@@ -122,6 +123,7 @@ interface NativeKernels {
     m: number, k: number, n: number, biasOff: number, act: number, sOff: number): void;
   gaussianHead(heap: Uint8Array, outOff: number, yOff: number, maxOff: number, minOff: number, E: number, B: number, D: number,
     c: number, dOutOff: number, nllOff: number, sMaxOff: number, sMinOff: number): void;
+  gaussianVariance(heap: Uint8Array, outOff: number, maxOff: number, minOff: number, R: number, D: number, muOff: number, varOff: number): void;
   sacSquash(heap: Uint8Array, outOff: number, epsOff: number, baseOff: number, B: number, A: number, lo: number, hi: number,
     aOff: number, logpOff: number, auxOff: number): void;
   sacSquashGrad(heap: Uint8Array, dAOff: number, aOff: number, auxOff: number, logAlphaOff: number, M: number, B: number, A: number,
@@ -1414,6 +1416,26 @@ function mopoGaussianHead(args: Parameters<KernelFunc>[0]): TensorInfo[] {
   return [dOut, nll, sMax, sMin];
 }
 
+/**
+ * MopoGaussianVariance (native only): the ensemble's predicted Gaussians for inference (native/head.h
+ * headVariance; the tf-op formulas are operators/ensemble.ts heads() and e^lv). Inputs out [E, n, 2D]
+ * (μ | raw log-variance), maxLV and minLV (D values each). Outputs [μ [E, n, D], e^lv [E, n, D]].
+ */
+function mopoGaussianVariance(args: Parameters<KernelFunc>[0]): TensorInfo[] {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const inputs = args.inputs as { out: TensorInfo; maxLV: TensorInfo; minLV: TensorInfo };
+  const shape = inputs.out.shape;
+  const D = shape[shape.length - 1]! / 2;
+  if (!Number.isInteger(D) || shape.length < 2) throw new Error(`MopoGaussianVariance: out [${shape}] is not [..., 2D]`);
+  const lead = shape.slice(0, -1);
+  float32Shapes('MopoGaussianVariance', inputs, { out: [...lead, 2 * D], maxLV: [D], minLV: [D] });
+  const mu = backend.makeOutput([...lead, D], 'float32');
+  const variance = backend.makeOutput([...lead, D], 'float32');
+  const o = (t: TensorInfo) => offsetOf(backend, t);
+  native.kernels!.gaussianVariance(backend.wasm.HEAPU8, o(inputs.out), o(inputs.maxLV), o(inputs.minLV), sizeOf(lead), D, o(mu), o(variance));
+  return [mu, variance];
+}
+
 function float32Shapes(name: string, inputs: Record<string, TensorInfo>, want: Record<string, number[]>): void {
   for (const [k, shape] of Object.entries(want)) {
     const t = inputs[k];
@@ -1490,6 +1512,7 @@ function mopoSacLosses(args: Parameters<KernelFunc>[0]): TensorInfo[] {
 /** The custom kernels that exist only with the native addon, registered while it is enabled. */
 const NATIVE_ONLY_KERNELS: Array<[string, KernelFunc]> = [
   ['MopoGaussianHead', mopoGaussianHead as unknown as KernelFunc],
+  ['MopoGaussianVariance', mopoGaussianVariance as unknown as KernelFunc],
   ['MopoSacSquash', mopoSacSquash as unknown as KernelFunc],
   ['MopoSacSquashGrad', mopoSacSquashGrad as unknown as KernelFunc],
   ['MopoSacLosses', mopoSacLosses as unknown as KernelFunc],

@@ -458,9 +458,9 @@ test('native gemm: k past one packed block, several row blocks, partial panels, 
 test('native gemm: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same checks', { skip: nativeKernelsInfo().isa !== 'avx512' ? 'AVX-512 not in use here' : false }, () => {
   const env: NodeJS.ProcessEnv = { ...process.env, MOPO_NATIVE_ISA: 'avx2' };
   delete env.NODE_TEST_CONTEXT; // a runner of its own, reporting as text
-  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=native gemm: k past|^MopoDenseSwish|^MopoGaussianHead', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=native gemm: k past|^MopoDenseSwish|^MopoGaussianHead|^MopoGaussianVariance', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /# pass 3\b/);
+  assert.match(r.stdout, /# pass 4\b/);
 });
 
 test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias), MopoDenseSwishTrain == [swish, sigmoid] of it, on cpu, native and wasm; extremes finite; a bad bias refused', async () => {
@@ -553,6 +553,31 @@ test('MopoGaussianHead (native only) == the ensemble head\'s tf-op formulas, bou
   const t = tf.zeros([2, 3, 8]);
   assert.throws(() => tf.engine().runKernel('MopoGaussianHead', { out: t, y: tf.zeros([2, 3, 3]), maxLV: tf.zeros([1, 4]), minLV: tf.zeros([1, 4]) }, { c: 1 }), /do not make \[E, B, 2D\]/);
   t.dispose();
+});
+
+test('MopoGaussianVariance (native only) == [μ, e^lv] by the ensemble head\'s tf-op formulas, raw far past both bounds; absent without the native gemm; a bad shape refused', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, async () => {
+  assert.ok(hasMopoKernel('MopoGaussianVariance'));
+  assert.equal(wasmPath(() => hasMopoKernel('MopoGaussianVariance')), false, 'registered only with the native gemm');
+  // Rows past one 512-row block of the kernel's scratch, and D that is no multiple of a vector.
+  for (const [E, B, D] of [[2, 5, 3], [3, 700, 18], [1, 9, 37]] as const) {
+    const mu = rand([E, B, D]);
+    const raw = tf.mul(rand([E, B, D]), tf.tensor1d(Array.from({ length: D }, (_, j) => [1, 8, 40][j % 3]!)));
+    const out = tf.concat([mu, raw], 2);
+    const maxLV = tf.add(rand([1, D], 0.3), 0.5);
+    const minLV = tf.sub(rand([1, D], 0.3), 6);
+    const variance = await onCpu(() => {
+      const lv1 = tf.sub(maxLV, tf.softplus(tf.sub(maxLV, raw)));
+      return tf.exp(tf.add(minLV, tf.softplus(tf.sub(lv1, minLV))));
+    });
+    const got = tf.engine().runKernel('MopoGaussianVariance', { out, maxLV, minLV }, {}) as unknown as tf.Tensor[];
+    assert.deepEqual(got[0]!.shape, [E, B, D]);
+    assert.deepEqual(Array.from(got[0]!.dataSync()), Array.from(mu.dataSync()), 'μ copied as it is');
+    assert.deepEqual(got[1]!.shape, [E, B, D]);
+    const v = got[1]!.dataSync();
+    for (let i = 0; i < v.length; i++) assert.ok(Math.abs(v[i]! - variance[i]!) <= 2e-6 * variance[i]!, `[${E}, ${B}, ${D}] e^lv[${i}]: ${v[i]} vs ${variance[i]}`);
+    tf.dispose([mu, raw, out, maxLV, minLV, ...got]);
+  }
+  assert.throws(() => tf.engine().runKernel('MopoGaussianVariance', { out: tf.zeros([2, 3, 7]), maxLV: tf.zeros([1, 3]), minLV: tf.zeros([1, 3]) }, {}), /out \[2,3,7\] is not \[\.\.\., 2D\]/);
 });
 
 test('native gemm flushes denormals within its call only (FTZ/DAZ, as TensorFlow on CPUs)', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, () => {
