@@ -130,10 +130,18 @@ napi_value throwError(napi_env env, const char* msg) {
   return nullptr;
 }
 
+// The wasm memory a call works on: range checks and float pointers at byte offsets.
+struct Heap {
+  uint8_t* p = nullptr;
+  int64_t len = 0;
+  // `floats` floats at byte offset `off`, aligned, inside the heap.
+  bool holds(int64_t off, int64_t floats) const { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; }
+  float* at(int64_t off) const { return reinterpret_cast<float*>(p + off); }
+};
+
 // A call's arguments: argv[0] the heap (a Uint8Array: the wasm memory), then n numbers, read as
 // integers into v, except those whose bit is set in `doubles`, read into d. False: an error is thrown.
-bool readArgs(napi_env env, napi_callback_info info, const char* name, int n, uint32_t doubles, uint8_t*& heap, int64_t& len,
-              int64_t* v, double* d) {
+bool readArgs(napi_env env, napi_callback_info info, const char* name, int n, uint32_t doubles, Heap& heap, int64_t* v, double* d) {
   size_t argc = 20;
   napi_value argv[20];
   char msg[96];
@@ -152,8 +160,8 @@ bool readArgs(napi_env env, napi_callback_info info, const char* name, int n, ui
     throwError(env, msg);
     return false;
   }
-  heap = static_cast<uint8_t*>(data);
-  len = static_cast<int64_t>(length);
+  heap.p = static_cast<uint8_t*>(data);
+  heap.len = static_cast<int64_t>(length);
   for (int i = 0; i < n; i++) {
     const bool ok = (doubles >> i) & 1 ? napi_get_value_double(env, argv[i + 1], &d[i]) == napi_ok
                                        : napi_get_value_int64(env, argv[i + 1], &v[i]) == napi_ok;
@@ -171,10 +179,9 @@ bool readArgs(napi_env env, napi_callback_info info, const char* name, int n, ui
 // biasOff 0 means no bias; act 0 linear, 1 relu, 2 swish, 3 swish with the sigmoids written at sOff
 // (laid out as C; sOff 0 for the other acts). Every range is checked against the heap before anything is touched.
 napi_value Gemm(napi_env env, napi_callback_info info) {
-  uint8_t* heap;
-  int64_t len;
+  Heap heap;
   int64_t v[14];
-  if (!readArgs(env, info, "gemm", 14, 0, heap, len, v, nullptr)) return nullptr;
+  if (!readArgs(env, info, "gemm", 14, 0, heap, v, nullptr)) return nullptr;
   const int64_t aOff = v[0], rsA = v[1], csA = v[2], bOff = v[3], rsB = v[4], csB = v[5], cOff = v[6], rsC = v[7];
   const int64_t m = v[8], k = v[9], n = v[10], biasOff = v[11], act = v[12], sOff = v[13];
   if (m <= 0 || k <= 0 || n <= 0) return throwError(env, "gemm: empty product");
@@ -184,16 +191,16 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   if (!aligned(aOff) || !aligned(rsA) || !aligned(csA) || !aligned(bOff) || !aligned(rsB) || !aligned(csB) || !aligned(cOff) ||
       !aligned(rsC) || !aligned(biasOff) || !aligned(sOff))
     return throwError(env, "gemm: offsets and strides must be non-negative multiples of 4 bytes");
-  const auto inside = [len](int64_t off, int64_t last) { return off + last + 4 <= len; };
+  const auto inside = [&heap](int64_t off, int64_t last) { return off + last + 4 <= heap.len; };
   if (!inside(aOff, (m - 1) * rsA + (k - 1) * csA) || !inside(bOff, (k - 1) * rsB + (n - 1) * csB) ||
       !inside(cOff, (m - 1) * rsC + (n - 1) * 4) || (biasOff != 0 && !inside(biasOff, (n - 1) * 4)) ||
       (sOff != 0 && !inside(sOff, (m - 1) * rsC + (n - 1) * 4)) || rsC < n * 4)
     return throwError(env, "gemm: an operand lies outside the heap");
-  const float* A = reinterpret_cast<const float*>(heap + aOff);
-  const float* B = reinterpret_cast<const float*>(heap + bOff);
-  float* C = reinterpret_cast<float*>(heap + cOff);
-  const float* bias = biasOff == 0 ? nullptr : reinterpret_cast<const float*>(heap + biasOff);
-  float* S = sOff == 0 ? nullptr : reinterpret_cast<float*>(heap + sOff);
+  const float* A = heap.at(aOff);
+  const float* B = heap.at(bOff);
+  float* C = heap.at(cOff);
+  const float* bias = biasOff == 0 ? nullptr : heap.at(biasOff);
+  float* S = sOff == 0 ? nullptr : heap.at(sOff);
   const int kc = k < KC ? static_cast<int>(k) : KC;
   // Denormals flushed to zero for the call (MXCSR FTZ and DAZ), as TensorFlow does on CPUs: tiny
   // gradients otherwise take a slow path in the multiply-adds. The caller's mode is restored.
@@ -214,24 +221,21 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
 // y [E, B, D], the bounds [D] each → dOut [E, B, 2D], nll [E], sMax [D], sMin [D]. Offsets in bytes;
 // every range is checked against the heap first.
 napi_value GaussianHead(napi_env env, napi_callback_info info) {
-  uint8_t* heap;
-  int64_t len;
+  Heap heap;
   int64_t v[12];
   double d[12];
-  if (!readArgs(env, info, "gaussianHead", 12, 1u << 7, heap, len, v, d)) return nullptr;  // the 8th, c, a double
+  if (!readArgs(env, info, "gaussianHead", 12, 1u << 7, heap, v, d)) return nullptr;  // the 8th, c, a double
   const double c = d[7];
   const int64_t outOff = v[0], yOff = v[1], maxOff = v[2], minOff = v[3], E = v[4], B = v[5], D = v[6];
   const int64_t dOutOff = v[8], nllOff = v[9], sMaxOff = v[10], sMinOff = v[11];
   if (E <= 0 || B <= 0 || D <= 0) return throwError(env, "gaussianHead: empty input");
-  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
-  if (!ok(outOff, E * B * 2 * D) || !ok(yOff, E * B * D) || !ok(maxOff, D) || !ok(minOff, D) || !ok(dOutOff, E * B * 2 * D) ||
-      !ok(nllOff, E) || !ok(sMaxOff, D) || !ok(sMinOff, D))
+  if (!heap.holds(outOff, E * B * 2 * D) || !heap.holds(yOff, E * B * D) || !heap.holds(maxOff, D) || !heap.holds(minOff, D) || !heap.holds(dOutOff, E * B * 2 * D) ||
+      !heap.holds(nllOff, E) || !heap.holds(sMaxOff, D) || !heap.holds(sMinOff, D))
     return throwError(env, "gaussianHead: an operand lies outside the heap");
   if (isa == Isa::none) return throwError(env, "gaussianHead: this CPU has neither AVX-512 nor AVX2 with FMA");
-  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
-  const float* out = at(outOff);
-  const float* y = at(yOff);
-  float* dOut = at(dOutOff);
+  const float* out = heap.at(outOff);
+  const float* y = heap.at(yOff);
+  float* dOut = heap.at(dOutOff);
   const int n = static_cast<int>(B * D);
   const int np = (n + 15) / 16 * 16;  // padded to whole vectors of either width
   // Scratch: μ, raw, y, the tiled bounds, and the five per-element results, np floats each.
@@ -240,8 +244,8 @@ napi_value GaussianHead(napi_env env, napi_callback_info info) {
   float *mu = s, *raw = s + np, *yy = s + 2 * np, *maxT = s + 3 * np, *minT = s + 4 * np;
   float *dmu = s + 5 * np, *draw = s + 6 * np, *nllT = s + 7 * np, *vMax = s + 8 * np, *vMin = s + 9 * np;
   for (int i = 0; i < np; i++) {
-    maxT[i] = i < n ? at(maxOff)[i % D] : 0.f;
-    minT[i] = i < n ? at(minOff)[i % D] : 0.f;
+    maxT[i] = i < n ? heap.at(maxOff)[i % D] : 0.f;
+    minT[i] = i < n ? heap.at(minOff)[i % D] : 0.f;
   }
   std::memset(mu + n, 0, (np - n) * 4);
   std::memset(raw + n, 0, (np - n) * 4);
@@ -258,7 +262,7 @@ napi_value GaussianHead(napi_env env, napi_callback_info info) {
     headFn(np, mu, raw, yy, maxT, minT, static_cast<float>(c), dmu, draw, nllT, vMax, vMin);
     double nll = 0;
     for (int i = 0; i < n; i++) nll += nllT[i];
-    at(nllOff)[e] = static_cast<float>(c * nll);
+    heap.at(nllOff)[e] = static_cast<float>(c * nll);
     float* de = dOut + e * B * 2 * D;
     for (int64_t b = 0; b < B; b++) {
       std::memcpy(de + b * 2 * D, dmu + b * D, D * 4);
@@ -270,8 +274,8 @@ napi_value GaussianHead(napi_env env, napi_callback_info info) {
     }
   }
   for (int64_t j = 0; j < D; j++) {
-    at(sMaxOff)[j] = static_cast<float>(sMax[j]);
-    at(sMinOff)[j] = static_cast<float>(sMin[j]);
+    heap.at(sMaxOff)[j] = static_cast<float>(sMax[j]);
+    heap.at(sMinOff)[j] = static_cast<float>(sMin[j]);
   }
   return nullptr;
 }
@@ -280,19 +284,16 @@ napi_value GaussianHead(napi_env env, napi_callback_info info) {
 // Gaussians (head.h headVariance) for R rows of out [R, 2D] (μ | raw log-variance; R = members ×
 // rows) and the bounds [D] → μ [R, D] and e^lv [R, D]. Offsets in bytes, checked first.
 napi_value GaussianVariance(napi_env env, napi_callback_info info) {
-  uint8_t* heap;
-  int64_t len;
+  Heap heap;
   int64_t v[7];
-  if (!readArgs(env, info, "gaussianVariance", 7, 0, heap, len, v, nullptr)) return nullptr;
+  if (!readArgs(env, info, "gaussianVariance", 7, 0, heap, v, nullptr)) return nullptr;
   const int64_t outOff = v[0], maxOff = v[1], minOff = v[2], R = v[3], D = v[4], muOff = v[5], varOff = v[6];
   if (R <= 0 || D <= 0) return throwError(env, "gaussianVariance: empty input");
-  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
-  if (!ok(outOff, R * 2 * D) || !ok(maxOff, D) || !ok(minOff, D) || !ok(muOff, R * D) || !ok(varOff, R * D))
+  if (!heap.holds(outOff, R * 2 * D) || !heap.holds(maxOff, D) || !heap.holds(minOff, D) || !heap.holds(muOff, R * D) || !heap.holds(varOff, R * D))
     return throwError(env, "gaussianVariance: an operand lies outside the heap");
   if (isa == Isa::none) return throwError(env, "gaussianVariance: this CPU has neither AVX-512 nor AVX2 with FMA");
-  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
-  const float* out = at(outOff);
-  float *mu = at(muOff), *var = at(varOff);
+  const float* out = heap.at(outOff);
+  float *mu = heap.at(muOff), *var = heap.at(varOff);
   // Blocks of rows, so the scratch (raw, the tiled bounds, the result) stays in cache.
   const int64_t BR = 512;
   const int np = static_cast<int>((BR * D + 15) / 16 * 16);
@@ -300,8 +301,8 @@ napi_value GaussianVariance(napi_env env, napi_callback_info info) {
   if (s == nullptr) return throwError(env, "gaussianVariance: out of memory for its scratch");
   float *raw = s, *maxT = s + np, *minT = s + 2 * np, *vv = s + 3 * np;
   for (int i = 0; i < np; i++) {
-    maxT[i] = at(maxOff)[i % D];
-    minT[i] = at(minOff)[i % D];
+    maxT[i] = heap.at(maxOff)[i % D];
+    minT[i] = heap.at(minOff)[i % D];
   }
   const auto fn = isa == Isa::avx512 ? avx512::headVariance : avx2::headVariance;
   for (int64_t r0 = 0; r0 < R; r0 += BR) {
@@ -322,21 +323,18 @@ napi_value GaussianVariance(napi_env env, napi_callback_info info) {
 // Gaussian (sac.h) on the wasm heap: out [B, 2A] (μ | raw log σ), ε [B, A], base [B] → a [B, A],
 // log π [B], aux [B, 2A] = [σ·ε | 1 where lo ≤ raw ≤ hi, else 0]. Offsets in bytes, checked first.
 napi_value SacSquash(napi_env env, napi_callback_info info) {
-  uint8_t* heap;
-  int64_t len;
+  Heap heap;
   int64_t v[10];
   double d[10];
-  if (!readArgs(env, info, "sacSquash", 10, (1u << 5) | (1u << 6), heap, len, v, d)) return nullptr;  // lo, hi: doubles
+  if (!readArgs(env, info, "sacSquash", 10, (1u << 5) | (1u << 6), heap, v, d)) return nullptr;  // lo, hi: doubles
   const int64_t outOff = v[0], epsOff = v[1], baseOff = v[2], B = v[3], A = v[4], aOff = v[7], logpOff = v[8], auxOff = v[9];
   const float lo = static_cast<float>(d[5]), hi = static_cast<float>(d[6]);
   if (B <= 0 || A <= 0) return throwError(env, "sacSquash: empty input");
-  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
-  if (!ok(outOff, B * 2 * A) || !ok(epsOff, B * A) || !ok(baseOff, B) || !ok(aOff, B * A) || !ok(logpOff, B) || !ok(auxOff, B * 2 * A))
+  if (!heap.holds(outOff, B * 2 * A) || !heap.holds(epsOff, B * A) || !heap.holds(baseOff, B) || !heap.holds(aOff, B * A) || !heap.holds(logpOff, B) || !heap.holds(auxOff, B * 2 * A))
     return throwError(env, "sacSquash: an operand lies outside the heap");
   if (isa == Isa::none) return throwError(env, "sacSquash: this CPU has neither AVX-512 nor AVX2 with FMA");
-  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
-  const float *out = at(outOff), *eps = at(epsOff), *base = at(baseOff);
-  float *a = at(aOff), *logp = at(logpOff), *aux = at(auxOff);
+  const float *out = heap.at(outOff), *eps = heap.at(epsOff), *base = heap.at(baseOff);
+  float *a = heap.at(aOff), *logp = heap.at(logpOff), *aux = heap.at(auxOff);
   const int n = static_cast<int>(B * A);
   const int np = (n + 15) / 16 * 16;
   float* s = packFor(static_cast<size_t>(np) * 6);
@@ -368,19 +366,16 @@ napi_value SacSquash(napi_env env, napi_callback_info info) {
 // critic members), a and aux from sacSquash and log α: with g = Σ_m dA, α' = e^{log α}/B,
 //   g_u = g·(1 − a²) + 2a·α',  dOut [B, 2A] = [g_u | (g_u·σε − α')·inClip].
 napi_value SacSquashGrad(napi_env env, napi_callback_info info) {
-  uint8_t* heap;
-  int64_t len;
+  Heap heap;
   int64_t v[8];
-  if (!readArgs(env, info, "sacSquashGrad", 8, 0, heap, len, v, nullptr)) return nullptr;
+  if (!readArgs(env, info, "sacSquashGrad", 8, 0, heap, v, nullptr)) return nullptr;
   const int64_t dAOff = v[0], aOff = v[1], auxOff = v[2], laOff = v[3], M = v[4], B = v[5], A = v[6], dOutOff = v[7];
   if (M <= 0 || B <= 0 || A <= 0) return throwError(env, "sacSquashGrad: empty input");
-  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
-  if (!ok(dAOff, M * B * A) || !ok(aOff, B * A) || !ok(auxOff, B * 2 * A) || !ok(laOff, 1) || !ok(dOutOff, B * 2 * A))
+  if (!heap.holds(dAOff, M * B * A) || !heap.holds(aOff, B * A) || !heap.holds(auxOff, B * 2 * A) || !heap.holds(laOff, 1) || !heap.holds(dOutOff, B * 2 * A))
     return throwError(env, "sacSquashGrad: an operand lies outside the heap");
-  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
-  const float *dA = at(dAOff), *a = at(aOff), *aux = at(auxOff);
-  float* dOut = at(dOutOff);
-  const float alphaB = std::exp(at(laOff)[0]) / static_cast<float>(B);
+  const float *dA = heap.at(dAOff), *a = heap.at(aOff), *aux = heap.at(auxOff);
+  float* dOut = heap.at(dOutOff);
+  const float alphaB = std::exp(heap.at(laOff)[0]) / static_cast<float>(B);
   const int64_t n = B * A;
   for (int64_t b = 0; b < B; b++) {
     for (int64_t j = 0; j < A; j++) {
@@ -404,24 +399,21 @@ napi_value SacSquashGrad(napi_env env, napi_callback_info info) {
 //   g_logα = −(mean log π + H̄),
 //   stats [6] = [Σ (Q − y)², Σ (α log π − min Q(s, ã)), max(|Q|, |y|), Σ Q, Σ log π, α].
 napi_value SacLosses(napi_env env, napi_callback_info info) {
-  uint8_t* heap;
-  int64_t len;
+  Heap heap;
   int64_t v[16];
   double d[16];
-  if (!readArgs(env, info, "sacLosses", 16, (1u << 10) | (1u << 11), heap, len, v, d)) return nullptr;  // γ, H̄: doubles
+  if (!readArgs(env, info, "sacLosses", 16, (1u << 10) | (1u << 11), heap, v, d)) return nullptr;  // γ, H̄: doubles
   const int64_t qTOff = v[0], lpnOff = v[1], rOff = v[2], ndOff = v[3], qOff = v[4], qPiOff = v[5], lpOff = v[6], laOff = v[7];
   const int64_t M = v[8], B = v[9], dQOff = v[12], dMinOff = v[13], gOff = v[14], statsOff = v[15];
   const float gamma = static_cast<float>(d[10]);
   const double targetEntropy = d[11];
   if (M <= 0 || B <= 0) return throwError(env, "sacLosses: empty input");
-  const auto ok = [len](int64_t off, int64_t floats) { return off >= 0 && off % 4 == 0 && off + floats * 4 <= len; };
-  if (!ok(qTOff, M * B) || !ok(lpnOff, B) || !ok(rOff, B) || !ok(ndOff, B) || !ok(qOff, M * B) || !ok(qPiOff, M * B) || !ok(lpOff, B) ||
-      !ok(laOff, 1) || !ok(dQOff, M * B) || !ok(dMinOff, M * B) || !ok(gOff, 1) || !ok(statsOff, 6))
+  if (!heap.holds(qTOff, M * B) || !heap.holds(lpnOff, B) || !heap.holds(rOff, B) || !heap.holds(ndOff, B) || !heap.holds(qOff, M * B) || !heap.holds(qPiOff, M * B) || !heap.holds(lpOff, B) ||
+      !heap.holds(laOff, 1) || !heap.holds(dQOff, M * B) || !heap.holds(dMinOff, M * B) || !heap.holds(gOff, 1) || !heap.holds(statsOff, 6))
     return throwError(env, "sacLosses: an operand lies outside the heap");
-  const auto at = [heap](int64_t off) { return reinterpret_cast<float*>(heap + off); };
-  const float *qT = at(qTOff), *lpn = at(lpnOff), *r = at(rOff), *nd = at(ndOff), *q = at(qOff), *qPi = at(qPiOff), *lp = at(lpOff);
-  float *dQ = at(dQOff), *dMin = at(dMinOff);
-  const float alpha = std::exp(at(laOff)[0]);
+  const float *qT = heap.at(qTOff), *lpn = heap.at(lpnOff), *r = heap.at(rOff), *nd = heap.at(ndOff), *q = heap.at(qOff), *qPi = heap.at(qPiOff), *lp = heap.at(lpOff);
+  float *dQ = heap.at(dQOff), *dMin = heap.at(dMinOff);
+  const float alpha = std::exp(heap.at(laOff)[0]);
   const float invB = 1.f / static_cast<float>(B);
   double sDiff2 = 0, sActor = 0, sQ = 0, sLogp = 0;
   float maxAbs = 0.f;
@@ -444,8 +436,8 @@ napi_value SacLosses(napi_env env, napi_callback_info info) {
     sActor += alpha * lp[b] - qPi[first * B + b];
     sLogp += lp[b];
   }
-  at(gOff)[0] = static_cast<float>(-(sLogp / B + targetEntropy));
-  float* stats = at(statsOff);
+  heap.at(gOff)[0] = static_cast<float>(-(sLogp / B + targetEntropy));
+  float* stats = heap.at(statsOff);
   stats[0] = static_cast<float>(sDiff2);
   stats[1] = static_cast<float>(sActor);
   stats[2] = maxAbs;  // a NaN Q or y shows in stats[0]

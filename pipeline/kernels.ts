@@ -670,7 +670,7 @@ export interface FastKernelOptions {
 export function installFastKernels(opts: FastKernelOptions = {}): void {
   gemmEnabled = opts.gemm ?? true;
   nativeEnabled = opts.native ?? true;
-  setNativeOnlyKernels(nativeEnabled && native.kernels !== null);
+  setCustomKernels(NATIVE_ONLY_KERNELS, nativeEnabled && native.kernels !== null);
   if (opts.simd ?? true) installSimdKernels();
   if (installed || !(opts.matmul ?? true)) return;
   captureOriginals();
@@ -685,7 +685,7 @@ export function installFastKernels(opts: FastKernelOptions = {}): void {
 /** Restores all the stock wasm kernels (and unregisters the Mopo* custom kernels). */
 export function uninstallFastKernels(): void {
   uninstallSimdKernels();
-  setNativeOnlyKernels(false);
+  setCustomKernels(NATIVE_ONLY_KERNELS, false);
   if (!installed || original === null) return;
   tf.unregisterKernel('BatchMatMul', 'wasm');
   tf.registerKernel(original.batchMatMul);
@@ -1518,8 +1518,9 @@ const NATIVE_ONLY_KERNELS: Array<[string, KernelFunc]> = [
   ['MopoSacLosses', mopoSacLosses as unknown as KernelFunc],
 ];
 
-function setNativeOnlyKernels(on: boolean): void {
-  for (const [kernelName, kernelFunc] of NATIVE_ONLY_KERNELS) {
+/** Registers (on) or unregisters the custom wasm kernels in `list`; idempotent. */
+function setCustomKernels(list: ReadonlyArray<[string, KernelFunc]>, on: boolean): void {
+  for (const [kernelName, kernelFunc] of list) {
     const there = tf.getKernel(kernelName, 'wasm') != null;
     if (on && !there) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
     if (!on && there) tf.unregisterKernel(kernelName, 'wasm');
@@ -1565,9 +1566,7 @@ function installSimdKernels(): void {
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...get()!, kernelFunc });
   }
-  for (const [kernelName, kernelFunc] of MOPO_KERNELS) {
-    if (tf.getKernel(kernelName, 'wasm') == null) tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
-  }
+  setCustomKernels(MOPO_KERNELS, true);
   simdInstalled = true;
 }
 
@@ -1577,9 +1576,7 @@ function uninstallSimdKernels(): void {
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel(get()!);
   }
-  for (const [kernelName] of MOPO_KERNELS) {
-    if (tf.getKernel(kernelName, 'wasm') != null) tf.unregisterKernel(kernelName, 'wasm');
-  }
+  setCustomKernels(MOPO_KERNELS, false);
   simdInstalled = false;
 }
 

@@ -4,9 +4,8 @@
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { initBackend, tf } from '../pipeline/backend.js';
+import { avx2Skip, passOnAvx2 } from './avx2Fixture.js';
 import { fastKernelsInstalled, hasMopoKernel, kernelStats, nativeKernelsInfo, withUnpatchedKernels } from '../pipeline/kernels.js';
 import { Rng } from '../pipeline/random.js';
 
@@ -455,12 +454,8 @@ test('native gemm: k past one packed block, several row blocks, partial panels, 
   }
 });
 
-test('native gemm: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same checks', { skip: nativeKernelsInfo().isa !== 'avx512' ? 'AVX-512 not in use here' : false }, () => {
-  const env: NodeJS.ProcessEnv = { ...process.env, MOPO_NATIVE_ISA: 'avx2' };
-  delete env.NODE_TEST_CONTEXT; // a runner of its own, reporting as text
-  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=native gemm: k past|^MopoDenseSwish|^MopoGaussianHead|^MopoGaussianVariance', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /# pass 4\b/);
+test('native gemm: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same checks', { skip: avx2Skip }, () => {
+  passOnAvx2(import.meta.url, 'native gemm: k past|^MopoDenseSwish|^MopoGaussianHead|^MopoGaussianVariance', 4);
 });
 
 test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias), MopoDenseSwishTrain == [swish, sigmoid] of it, on cpu, native and wasm; extremes finite; a bad bias refused', async () => {

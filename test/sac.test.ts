@@ -6,8 +6,6 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { initBackend, tf } from '../pipeline/backend.js';
 import { Rng } from '../pipeline/random.js';
 import { UserError } from '../pipeline/errors.js';
@@ -16,6 +14,7 @@ import { from, lastValueFrom, toArray } from 'rxjs';
 import { SAC_UPDATE_PARTS, SacAgent, sacUpdates, loadPolicy, resolveSacConfig, trainSacOnline, evaluatePolicy, sacUpdateFlops, type SacConfig, type SacEnv, type SacUpdateInputs } from '../operators/sac.js';
 import { PENDULUM, pendulumObserve, pendulumStep, type PendulumState } from '../pipeline/envs/pendulum.js';
 import { weightStats } from './weightStats.js';
+import { avx2Skip, passOnAvx2 } from './avx2Fixture.js';
 import { hasMopoKernel, nativeKernelsInfo, withUnpatchedKernels } from '../pipeline/kernels.js';
 
 before(async () => {
@@ -213,12 +212,8 @@ test('MopoSacSquash, MopoSacLosses, MopoSacSquashGrad (native) == their tf-op fo
   });
 });
 
-test('MopoSac*: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same check', { skip: nativeKernelsInfo().isa !== 'avx512' ? 'AVX-512 not in use here' : false }, () => {
-  const env: NodeJS.ProcessEnv = { ...process.env, MOPO_NATIVE_ISA: 'avx2' };
-  delete env.NODE_TEST_CONTEXT; // a runner of its own, reporting as text
-  const r = spawnSync(process.execPath, ['--test', '--test-name-pattern=^MopoSacSquash, MopoSacLosses', fileURLToPath(import.meta.url)], { env, encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /# pass 1\b/);
+test('MopoSac*: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same check', { skip: avx2Skip }, () => {
+  passOnAvx2(import.meta.url, '^MopoSacSquash, MopoSacLosses', 1);
 });
 
 test('updates with the native squash and losses follow the tf-op updates: metrics and weights after 30 updates', { skip: noNative }, () => {
