@@ -592,7 +592,7 @@ export class SacAgent {
     this.polyak();
     this.updateCount++;
     if (!wantMetrics) return null;
-    const members = 2;
+    const members = this.critic.spec.members ?? 1; // the twin critics
     return {
       criticLoss: (0.5 / B) * criticSum,
       actorLoss: actorSum / B,
@@ -623,7 +623,7 @@ export class SacAgent {
 
   /**
    * The three gradients at the current parameters (see the file header) and the loss sums
-   * (SacStats). Tensors: s [B,O], a [B,A] (network scale), r / notDone / base / base2 [B,1],
+   * (SacLossOutputs.stats). Tensors: s [B,O], a [B,A] (network scale), r / notDone / base / base2 [B,1],
    * eps / eps2 [B,A]. Call in tf.tidy.
    */
   private gradients(x: {
