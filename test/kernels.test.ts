@@ -438,8 +438,9 @@ test('patched kernels free their temporaries (no tensor or heap-id leaks)', () =
 test('native gemm: k past one packed block, several row blocks, partial panels, bias and relu == cpu', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, async () => {
   if (process.env.MOPO_NATIVE_ISA !== undefined) assert.equal(nativeKernelsInfo().isa, process.env.MOPO_NATIVE_ISA);
   // k 600 = 256 + 256 + 88 (accumulating blocks, the bias and relu on the last only); m 205 = 96 + 96 + 13
-  // (row blocks, a short last tile); n 37, 200 (a partial last panel at either width).
-  for (const [m, k, n] of [[205, 600, 37], [13, 257, 200], [1, 300, 1]] as const) {
+  // (row blocks, a short last tile); n 37, 200, 1 (a last panel at most one vector wide, computed one
+  // vector wide, at either ISA's width) and 57 (a last panel wider than one vector, partly filled).
+  for (const [m, k, n] of [[205, 600, 37], [13, 257, 200], [1, 300, 1], [29, 300, 57]] as const) {
     for (const [ta, tb] of [[false, false], [true, true], [false, true]] as const) {
       const a = rand(ta ? [k, m] : [m, k], 0.2);
       const b = rand(tb ? [n, k] : [k, n], 0.2);
