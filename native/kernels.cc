@@ -174,6 +174,15 @@ bool readArgs(napi_env env, napi_callback_info info, const char* name, int n, ui
   return true;
 }
 
+// Rows of [first | second] halves, `half` floats each (μ | raw log-variance, or mean | raw log σ),
+// copied apart into contiguous arrays so the vector passes run on whole vectors.
+void splitHalves(const float* rows, int64_t R, int64_t half, float* first, float* second) {
+  for (int64_t r = 0; r < R; r++) {
+    std::memcpy(first + r * half, rows + r * 2 * half, half * 4);
+    std::memcpy(second + r * half, rows + r * 2 * half + half, half * 4);
+  }
+}
+
 // gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, act, sOff):
 // offsets and strides in bytes into `heap` (the wasm memory), as the wasm SIMD gemm takes them;
 // biasOff 0 means no bias; act 0 linear, 1 relu, 2 swish, 3 swish with the sigmoids written at sOff
@@ -254,10 +263,7 @@ napi_value GaussianHead(napi_env env, napi_callback_info info) {
   const auto headFn = isa == Isa::avx512 ? avx512::head : avx2::head;
   for (int64_t e = 0; e < E; e++) {
     const float* oe = out + e * B * 2 * D;
-    for (int64_t b = 0; b < B; b++) {
-      std::memcpy(mu + b * D, oe + b * 2 * D, D * 4);
-      std::memcpy(raw + b * D, oe + b * 2 * D + D, D * 4);
-    }
+    splitHalves(oe, B, D, mu, raw);
     std::memcpy(yy, y + e * B * D, n * 4);
     headFn(np, mu, raw, yy, maxT, minT, static_cast<float>(c), dmu, draw, nllT, vMax, vMin);
     double nll = 0;
@@ -307,10 +313,7 @@ napi_value GaussianVariance(napi_env env, napi_callback_info info) {
   const auto fn = isa == Isa::avx512 ? avx512::headVariance : avx2::headVariance;
   for (int64_t r0 = 0; r0 < R; r0 += BR) {
     const int64_t rows = std::min(BR, R - r0);
-    for (int64_t r = 0; r < rows; r++) {
-      std::memcpy(mu + (r0 + r) * D, out + (r0 + r) * 2 * D, D * 4);
-      std::memcpy(raw + r * D, out + (r0 + r) * 2 * D + D, D * 4);
-    }
+    splitHalves(out + r0 * 2 * D, rows, D, mu + r0 * D, raw);
     const int n = static_cast<int>(rows * D);
     for (int i = n; i < np; i++) raw[i] = 0.f;
     fn((n + 15) / 16 * 16, raw, maxT, minT, vv);
@@ -340,10 +343,7 @@ napi_value SacSquash(napi_env env, napi_callback_info info) {
   float* s = packFor(static_cast<size_t>(np) * 6);
   if (s == nullptr) return throwError(env, "sacSquash: out of memory for its scratch");
   float *mu = s, *raw = s + np, *ee = s + 2 * np, *aa = s + 3 * np, *se = s + 4 * np, *term = s + 5 * np;
-  for (int64_t b = 0; b < B; b++) {
-    std::memcpy(mu + b * A, out + b * 2 * A, A * 4);
-    std::memcpy(raw + b * A, out + b * 2 * A + A, A * 4);
-  }
+  splitHalves(out, B, A, mu, raw);
   std::memcpy(ee, eps, n * 4);
   for (int i = n; i < np; i++) mu[i] = raw[i] = ee[i] = 0.f;
   (isa == Isa::avx512 ? avx512::squash : avx2::squash)(np, mu, raw, ee, lo, hi, aa, se, term);
@@ -457,20 +457,13 @@ napi_value Isa(napi_env env, napi_callback_info) {
 }  // namespace
 
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, nullptr, &fn);
-  napi_set_named_property(env, exports, "gemm", fn);
-  napi_create_function(env, "gaussianHead", NAPI_AUTO_LENGTH, GaussianHead, nullptr, &fn);
-  napi_set_named_property(env, exports, "gaussianHead", fn);
-  napi_create_function(env, "gaussianVariance", NAPI_AUTO_LENGTH, GaussianVariance, nullptr, &fn);
-  napi_set_named_property(env, exports, "gaussianVariance", fn);
-  napi_create_function(env, "sacSquash", NAPI_AUTO_LENGTH, SacSquash, nullptr, &fn);
-  napi_set_named_property(env, exports, "sacSquash", fn);
-  napi_create_function(env, "sacSquashGrad", NAPI_AUTO_LENGTH, SacSquashGrad, nullptr, &fn);
-  napi_set_named_property(env, exports, "sacSquashGrad", fn);
-  napi_create_function(env, "sacLosses", NAPI_AUTO_LENGTH, SacLosses, nullptr, &fn);
-  napi_set_named_property(env, exports, "sacLosses", fn);
-  napi_create_function(env, "isa", NAPI_AUTO_LENGTH, Isa, nullptr, &fn);
-  napi_set_named_property(env, exports, "isa", fn);
+  const struct { const char* name; napi_callback fn; } exported[] = {
+      {"gemm", Gemm}, {"gaussianHead", GaussianHead}, {"gaussianVariance", GaussianVariance},
+      {"sacSquash", SacSquash}, {"sacSquashGrad", SacSquashGrad}, {"sacLosses", SacLosses}, {"isa", Isa}};
+  for (const auto& e : exported) {
+    napi_value fn;
+    napi_create_function(env, e.name, NAPI_AUTO_LENGTH, e.fn, nullptr, &fn);
+    napi_set_named_property(env, exports, e.name, fn);
+  }
   return exports;
 }
