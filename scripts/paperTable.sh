@@ -1,27 +1,33 @@
 #!/bin/bash
-# The paper-table runs (README "MOPO's table, reproduced"): the halfcheetah datasets and ensembles
-# still to make, with their diagnostics, then MOPO at the paper's settings on each task and λ = 0 on
-# halfcheetah-random.
-# Hours of work on two cores, so every step is resumable: run this script again after a kill (or in
-# the next session) and it skips what is finished and continues what is not from its last
-# checkpoint. Logs go to runs/<name>.log.
+# The paper-table runs (README "Results"): for each halfcheetah task, its dataset where it is
+# missing, its ensemble trained as the official code trains it (each member on its bootstrap
+# sample, truncated-normal initial weights, stopped after 6 epochs in a row without a > 1 %
+# improvement: its `_epochs_since_update > 5`) on both cores, the ensemble's diagnostic, then MOPO
+# at the paper's settings on it for 1,000 epochs. halfcheetah-random (uniform actions, D4RL's
+# recipe) also gets λ = 0 (plain MBPO, the issue's contrast) and seeds 1 and 2 (the paper's figure
+# is a mean over seeds). One step at a time: each uses both cores (the ensemble's two workers, or
+# the learner and its rollout worker).
+# Hours of work, and a session's end kills it: run it again at the next session's start and it
+# skips what is finished and continues the rest from its last checkpoint. On a new machine it makes
+# the datasets again and continues from the runs carried in git (data/carry, scripts/carry.sh),
+# else starts them over. A run another process holds (one started by hand) is waited for. Logs go
+# to runs/<name>.log. A step that fails or is interrupted stops the script: nothing later starts.
 #
 #   nohup bash scripts/paperTable.sh > runs/paper-table.log 2>&1 &
 #   ENSEMBLE_MAX_EPOCHS=28 nohup bash scripts/paperTable.sh > runs/paper-table.log 2>&1 &   # ensemble budget
 set -u
 cd "$(dirname "$0")/.."
 source scripts/runSteps.sh
-
-# A step that fails or is interrupted (Ctrl-C, exit 130) stops the script: nothing later starts.
 D=data/datasets
-# The datasets first (README "Datasets"), each made where it is missing: halfcheetah-random as D4RL's
-# generation script makes it (uniform random actions) and halfcheetah-medium from the committed
-# medium policy, a minute or two each; halfcheetah-medium-replay is the replay buffer of the SAC run
-# that made that policy (about 40 minutes on one core; `mopo sac` has no resume, so a stopped one
-# starts over). (halfcheetah-random made by a randomly initialized actor — the first random
-# dataset — has its runs done or stopped: runs/mopo-hc-random-*; they are not resumed here.)
-uniform_random_data || exit 1
-[ -f $D/halfcheetah-medium.parquet ] || $MOPO collect --env halfcheetah --policy data/policies/halfcheetah-medium --noise --steps 1000000 --seed 0 --out $D/halfcheetah-medium.parquet --quiet || exit 1
+OFFICIAL=(--resample bootstrap --init truncated-normal --patience 6)
+
+# halfcheetah-medium from the committed medium policy (a minute); halfcheetah-medium-replay is the
+# replay buffer of the SAC run that made that policy (about 40 minutes on one core; `mopo sac` has no
+# resume, so a stopped one starts over).
+medium_data() {
+  [ -f $D/halfcheetah-medium.parquet ] ||
+    $MOPO collect --env halfcheetah --policy data/policies/halfcheetah-medium --noise --steps 1000000 --seed 0 --out $D/halfcheetah-medium.parquet --quiet
+}
 medium_replay_data() {
   [ -f $D/halfcheetah-medium-replay.parquet ] && return 0
   if [ ! -f runs/halfcheetah-medium/replay.parquet ]; then
@@ -30,24 +36,28 @@ medium_replay_data() {
   fi
   cp runs/halfcheetah-medium/replay.parquet $D/halfcheetah-medium-replay.parquet.tmp && mv $D/halfcheetah-medium-replay.parquet.tmp $D/halfcheetah-medium-replay.parquet
 }
-# Then the ensembles, with the official code's loss (raw targets, NLL averaged over dimensions:
-# train-dynamics' defaults since the runs on dyn-hc-uniform-random, normalized targets and a summed
-# NLL, stayed at 24; README "Results"), one a core: uniform-random's on one; the medium-replay data,
-# its ensemble (about 20 s an epoch on one core) and medium's (hours) on the other. MOPO starts when
-# both are done.
-{ medium_replay_data && dynamics dyn-hc-medium-replay $D/halfcheetah-medium-replay.parquet && diagnose dyn-hc-medium-replay &&
-  dynamics dyn-hc-medium $D/halfcheetah-medium.parquet && diagnose dyn-hc-medium; } &
-m=$!
-dynamics dyn-hc-uniform-random-official $D/halfcheetah-uniform-random.parquet && diagnose dyn-hc-uniform-random-official || exit 1
-wait $m || exit 1
-# Then two lines of MOPO, one a core: the paper's settings on uniform-random, then on medium-replay;
-# λ = 0 on uniform-random, then the paper's settings on medium.
-{ mopo mopo-hc-uniform-random-official $D/halfcheetah-uniform-random.parquet dyn-hc-uniform-random-official &&
-  mopo mopo-hc-medium-replay-paper $D/halfcheetah-medium-replay.parquet dyn-hc-medium-replay; } &
-a=$!
-{ mopo mopo-hc-uniform-random-official-lambda0 $D/halfcheetah-uniform-random.parquet dyn-hc-uniform-random-official --lambda 0 &&
-  mopo mopo-hc-medium-paper $D/halfcheetah-medium.parquet dyn-hc-medium; } &
-b=$!
-wait $a; ra=$?
-wait $b; rb=$?
-[ $ra = 0 ] && [ $rb = 0 ] && echo "paper table: all runs finished"
+# A task's ensemble and its diagnostic.
+ensemble() { # name dataset
+  dynamics "$1" "$2" 2 "${OFFICIAL[@]}" && diagnose "$1"
+}
+
+carry_restore
+UR=$D/halfcheetah-uniform-random.parquet
+uniform_random_data || exit 1
+ensemble dyn-hc-uniform-random-patience $UR || exit 1
+mopo mopo-hcur-patience $UR dyn-hc-uniform-random-patience || exit 1
+mopo mopo-hcur-patience-lambda0 $UR dyn-hc-uniform-random-patience --lambda 0 || exit 1
+mopo mopo-hcur-patience-seed1 $UR dyn-hc-uniform-random-patience --seed 1 || exit 1
+
+MR=$D/halfcheetah-medium-replay.parquet
+medium_replay_data || exit 1
+ensemble dyn-hc-medium-replay-patience $MR || exit 1
+mopo mopo-hcmr-patience $MR dyn-hc-medium-replay-patience || exit 1
+
+M=$D/halfcheetah-medium.parquet
+medium_data || exit 1
+ensemble dyn-hc-medium-patience $M || exit 1
+mopo mopo-hcm-patience $M dyn-hc-medium-patience || exit 1
+
+mopo mopo-hcur-patience-seed2 $UR dyn-hc-uniform-random-patience --seed 2 || exit 1
+echo "paper table: all runs finished"

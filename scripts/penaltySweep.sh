@@ -40,8 +40,8 @@ sweep() { # task paper-run dynamics epochs
 
 for task in ${SWEEP_TASKS:-medium-replay uniform-random}; do
   case $task in
-    medium-replay) sweep medium-replay mopo-hc-medium-replay-paper dyn-hc-medium-replay "${SWEEP_EPOCHS:-20}";;
-    uniform-random) sweep uniform-random mopo-hc-uniform-random-official dyn-hc-uniform-random-official "${SWEEP_EPOCHS:-30}";;
+    medium-replay) sweep medium-replay mopo-hcmr-patience dyn-hc-medium-replay-patience "${SWEEP_EPOCHS:-20}";;
+    uniform-random) sweep uniform-random mopo-hcur-patience dyn-hc-uniform-random-patience "${SWEEP_EPOCHS:-30}";;
     *) echo "SWEEP_TASKS: unknown task '$task' (medium-replay, uniform-random)" >&2; exit 2;;
   esac
 done

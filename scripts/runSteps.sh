@@ -1,4 +1,4 @@
-# Steps shared by the queue scripts (paperTable.sh, penaltySweep.sh, patienceLead.sh; sourced, not run): each skips
+# Steps shared by the queue scripts (paperTable.sh, penaltySweep.sh; sourced, not run): each skips
 # what is finished and continues what is not, so a queue of them is resumable as a whole.
 MOPO=${MOPO:-node dist/pipeline/cli.js}  # the CLI (a test sets a stand-in)
 mkdir -p runs

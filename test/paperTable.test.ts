@@ -1,9 +1,11 @@
-// scripts/paperTable.sh on a fresh machine, with a stand-in CLI (MOPO=…) that writes the files each
-// step leaves: every dataset, ensemble, diagnostic and MOPO run once and in order; run again, nothing;
-// a failed step stops what depends on it.
+// scripts/paperTable.sh with a stand-in CLI (MOPO=…) that writes the files each step leaves: on a
+// fresh machine every dataset, ensemble (two workers, as the official code trains it), diagnostic
+// and MOPO run once and in order; run again, nothing; a failed step stops what comes after it; after
+// a kill each step continues from its checkpoint (--resume); on a new machine the runs carried in
+// git are restored and continued. And carry.sh, which carries them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { standIn, withQueueSandbox, type QueueTestBody } from './queueScriptFixture.js';
 
@@ -14,54 +16,158 @@ case "$1" in
   sac) mkdir -p "$out" && touch "$out/replay.parquet";;
   train-dynamics) mkdir -p "$out" && touch "$out/report.json";;
   diagnose) touch "$run/diagnose-dynamics.json";;
-  train) mkdir -p "$out" && echo '{}' > "$out/summary.json";;
+  train) mkdir -p "\${out:-$3}" && echo '{}' > "\${out:-$3}/summary.json";;
 esac
 `);
 
-const outOf = (call: string) => / --(?:out|run) (\S+)/.exec(call)?.[1] ?? '';
-const before = (calls: string[], a: string, b: string) => {
-  const i = calls.findIndex((c) => outOf(c) === a);
-  const j = calls.findIndex((c) => outOf(c) === b);
-  assert.ok(i >= 0 && j >= 0 && i < j, `${a} before ${b} in\n${calls.join('\n')}`);
+const D = 'data/datasets/halfcheetah-';
+const UR = `${D}uniform-random.parquet`;
+const MR = `${D}medium-replay.parquet`;
+const M = `${D}medium.parquet`;
+const OFFICIAL = '--workers 2 --resume --resample bootstrap --init truncated-normal --patience 6';
+const mopo = (run: string, data: string, dyn: string, flags = '') => `train --dataset ${data} --dynamics runs/${dyn} --out runs/${run}${flags}`;
+const LAMBDA0 = mopo('mopo-hcur-patience-lambda0', UR, 'dyn-hc-uniform-random-patience', ' --lambda 0');
+const SEED1 = mopo('mopo-hcur-patience-seed1', UR, 'dyn-hc-uniform-random-patience', ' --seed 1');
+const SEED2 = mopo('mopo-hcur-patience-seed2', UR, 'dyn-hc-uniform-random-patience', ' --seed 2');
+// What follows halfcheetah-random's runs, from nothing.
+const MEDIUM_WORK = [
+  'sac --env halfcheetah --steps 1000000 --seed 0 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium --quiet',
+  `train-dynamics --dataset ${MR} --out runs/dyn-hc-medium-replay-patience ${OFFICIAL}`,
+  'diagnose dynamics --run runs/dyn-hc-medium-replay-patience',
+  mopo('mopo-hcmr-patience', MR, 'dyn-hc-medium-replay-patience'),
+  `collect --env halfcheetah --policy data/policies/halfcheetah-medium --noise --steps 1000000 --seed 0 --out ${M} --quiet`,
+  `train-dynamics --dataset ${M} --out runs/dyn-hc-medium-patience ${OFFICIAL}`,
+  'diagnose dynamics --run runs/dyn-hc-medium-patience',
+  mopo('mopo-hcm-patience', M, 'dyn-hc-medium-patience'),
+  SEED2,
+];
+
+const withPaperTable = (setup: (dir: string) => void, body: QueueTestBody) => withQueueSandbox('paperTable.sh', STAND_IN, setup, body);
+/** The uniform-random dataset, ensemble and first MOPO run already there, as after the lead's sessions. */
+const urDone = (dir: string) => {
+  mkdirSync(join(dir, 'data', 'datasets'), { recursive: true });
+  writeFileSync(join(dir, UR), '');
+  const dyn = join(dir, 'runs', 'dyn-hc-uniform-random-patience');
+  mkdirSync(dyn, { recursive: true });
+  for (const f of ['report.json', 'diagnose-dynamics.json']) writeFileSync(join(dyn, f), '{}');
 };
 
-// A fresh machine: no datasets, no runs. FAIL names a command the stand-in fails.
-const withPaperTable = (body: QueueTestBody) =>
-  withQueueSandbox('paperTable.sh', STAND_IN, (dir) => mkdirSync(join(dir, 'data', 'datasets'), { recursive: true }), body);
-
-test('paperTable.sh: from nothing, every step once and in order; again, nothing to do', () => {
-  withPaperTable((run, dir) => {
+test('paperTable.sh: from nothing, every step once and in order; again, nothing', () => {
+  withPaperTable(() => {}, (run, dir) => {
     const first = run();
-    assert.equal(first.status, 0);
-    assert.equal(first.calls.length, 13, first.calls.join('\n'));
-    const D = 'data/datasets/halfcheetah-';
-    for (const f of ['uniform-random', 'medium', 'medium-replay']) assert.ok(existsSync(join(dir, `${D}${f}.parquet`)), f);
-    before(first.calls, 'runs/halfcheetah-medium', 'runs/dyn-hc-medium-replay'); // the SAC run's replay is the dataset
-    before(first.calls, 'runs/dyn-hc-medium-replay', 'runs/dyn-hc-medium');
-    for (const dyn of ['uniform-random-official', 'medium-replay', 'medium']) {
-      const trained = first.calls.findIndex((c) => c.startsWith('train-dynamics') && outOf(c) === `runs/dyn-hc-${dyn}`);
-      const diagnosed = first.calls.findIndex((c) => c.startsWith('diagnose dynamics') && outOf(c) === `runs/dyn-hc-${dyn}`);
-      assert.ok(trained >= 0 && diagnosed > trained, `${dyn} trained, then diagnosed`);
-    }
-    const firstMopo = first.calls.findIndex((c) => c.startsWith('train '));
-    const lastEnsemble = first.calls.map((c) => c.startsWith('train-dynamics') || c.startsWith('diagnose')).lastIndexOf(true);
-    assert.ok(lastEnsemble < firstMopo, 'MOPO starts after every ensemble and diagnostic');
-    before(first.calls, 'runs/mopo-hc-uniform-random-official', 'runs/mopo-hc-medium-replay-paper');
-    before(first.calls, 'runs/mopo-hc-uniform-random-official-lambda0', 'runs/mopo-hc-medium-paper');
-    assert.ok(first.calls.some((c) => outOf(c) === 'runs/mopo-hc-uniform-random-official-lambda0' && / --lambda 0$/.test(c)));
-
+    assert.equal(first.status, 0, first.stderr);
+    assert.deepEqual(first.calls, [
+      `collect --env halfcheetah --policy uniform --steps 1000000 --seed 0 --out ${UR} --quiet`,
+      `train-dynamics --dataset ${UR} --out runs/dyn-hc-uniform-random-patience ${OFFICIAL}`,
+      'diagnose dynamics --run runs/dyn-hc-uniform-random-patience',
+      mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'),
+      LAMBDA0,
+      SEED1,
+      ...MEDIUM_WORK,
+    ]);
+    for (const f of [UR, MR, M]) assert.ok(existsSync(join(dir, f)), f);
     const again = run();
-    assert.equal(again.status, 0);
+    assert.equal(again.status, 0, again.stderr);
     assert.deepEqual(again.calls, []);
   });
 });
 
-test('paperTable.sh: a failed SAC run stops the medium-replay and medium work and every MOPO run', () => {
-  withPaperTable((run, dir) => {
+test('paperTable.sh: a failed SAC run stops the medium-replay and medium work and every later MOPO run', () => {
+  withPaperTable(urDone, (run, dir) => {
     const r = run({ FAIL: 'sac' });
     assert.equal(r.status, 1);
-    assert.ok(r.calls.some((c) => c.startsWith('sac ')));
-    assert.ok(!r.calls.some((c) => c.startsWith('train ') || outOf(c).startsWith('runs/dyn-hc-medium')), r.calls.join('\n'));
-    assert.ok(!existsSync(join(dir, 'data/datasets/halfcheetah-medium-replay.parquet')));
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, MEDIUM_WORK[0]]);
+    assert.ok(!existsSync(join(dir, MR)));
   });
+});
+
+test('paperTable.sh: a MOPO run killed after a checkpoint is resumed, the finished ensemble left alone', () => {
+  withPaperTable(
+    (dir) => {
+      urDone(dir);
+      mkdirSync(join(dir, 'runs', 'mopo-hcur-patience', 'checkpoints'), { recursive: true });
+      writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'checkpoints', 'latest.json'), '{}');
+    },
+    (run, dir) => {
+      const r = run();
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, ...MEDIUM_WORK]);
+      writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'), '{"stoppedEarly": true}');
+      assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued (the later ones, done, left alone)');
+    },
+  );
+});
+
+test('paperTable.sh on a new machine: the runs carried in git (data/carry) are restored and continued, the datasets made again', () => {
+  withPaperTable(
+    (dir) => {
+      const dyn = join(dir, 'data', 'carry', 'dyn-hc-uniform-random-patience');
+      mkdirSync(join(dyn, 'ensemble'), { recursive: true });
+      for (const f of ['report.json', 'diagnose-dynamics.json', 'ensemble/ensemble.json']) writeFileSync(join(dyn, f), '{}');
+      const done = join(dir, 'data', 'carry', 'mopo-hcur-patience');
+      mkdirSync(done, { recursive: true });
+      writeFileSync(join(done, 'summary.json'), '{}');
+      const ckpt = join(dir, 'data', 'carry', 'mopo-hcur-patience-lambda0', 'checkpoints');
+      mkdirSync(join(ckpt, 'epoch-000399', 'agent'), { recursive: true });
+      writeFileSync(join(ckpt, 'latest.json'), '{"checkpoint": "epoch-000399"}');
+    },
+    (run, dir) => {
+      const r = run();
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(r.calls, [
+        `collect --env halfcheetah --policy uniform --steps 1000000 --seed 0 --out ${UR} --quiet`,
+        'train --resume runs/mopo-hcur-patience-lambda0',
+        SEED1,
+        ...MEDIUM_WORK,
+      ]);
+      assert.ok(existsSync(join(dir, 'runs', 'dyn-hc-uniform-random-patience', 'ensemble', 'ensemble.json')));
+      assert.ok(existsSync(join(dir, 'runs', 'mopo-hcur-patience-lambda0', 'checkpoints', 'epoch-000399', 'agent')));
+      // A run already on the machine is newer than the carried one: left as it is.
+      const latest = join(dir, 'runs', 'mopo-hcur-patience-lambda0', 'checkpoints', 'latest.json');
+      writeFileSync(latest, '{"checkpoint": "epoch-000409"}');
+      rmSync(join(dir, 'runs', 'mopo-hcur-patience-lambda0', 'summary.json'));
+      assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience-lambda0']);
+      assert.match(readFileSync(latest, 'utf8'), /epoch-000409/);
+    },
+  );
+});
+
+test('paperTable.sh: ENSEMBLE_MAX_EPOCHS caps every ensemble', () => {
+  withPaperTable(() => {}, (run) => {
+    const r = run({ ENSEMBLE_MAX_EPOCHS: '28' });
+    assert.equal(r.status, 0, r.stderr);
+    const trainings = r.calls.filter((c) => c.startsWith('train-dynamics'));
+    assert.equal(trainings.length, 3);
+    for (const c of trainings) assert.match(c, / --resume --max-epochs 28 --resample bootstrap /);
+  });
+});
+
+test('carry.sh save: a run copied to data/carry without its model-buffer shards, saved rollouts and lock; usage errors', () => {
+  withQueueSandbox(
+    'carry.sh',
+    STAND_IN,
+    (dir) => {
+      const run = join(dir, 'runs', 'mopo-x');
+      const ckpt = join(run, 'checkpoints', 'epoch-000009');
+      for (const d of ['agent', 'model-buffer']) mkdirSync(join(ckpt, d), { recursive: true });
+      mkdirSync(join(run, 'stages', 'rollout'), { recursive: true });
+      for (const f of ['checkpoints/latest.json', 'checkpoints/epoch-000009/state.json', 'checkpoints/epoch-000009/agent/w.f32', 'checkpoints/epoch-000009/model-buffer/shard-0.arrow', 'stages/rollout/round-0.arrow', 'config.json', 'metrics.jsonl']) {
+        writeFileSync(join(run, f), 'x');
+      }
+      writeFileSync(join(run, 'LOCK'), JSON.stringify({ pid: 2 ** 22 + 7 })); // no such process: a stale lock
+    },
+    (run, dir) => {
+      const r = run({}, ['save', 'mopo-x']);
+      assert.equal(r.status, 0, r.stderr);
+      const carried = join(dir, 'data', 'carry', 'mopo-x');
+      for (const f of ['checkpoints/latest.json', 'checkpoints/epoch-000009/state.json', 'checkpoints/epoch-000009/agent/w.f32', 'config.json', 'metrics.jsonl']) assert.ok(existsSync(join(carried, f)), f);
+      for (const f of ['checkpoints/epoch-000009/model-buffer', 'stages', 'LOCK']) assert.ok(!existsSync(join(carried, f)), f);
+      assert.ok(existsSync(join(dir, 'runs', 'mopo-x', 'checkpoints', 'epoch-000009', 'model-buffer')), 'the run itself is untouched');
+      const missing = run({}, ['save', 'mopo-y']);
+      assert.equal(missing.status, 1);
+      assert.match(missing.stderr, /carry: no runs\/mopo-y/);
+      assert.equal(run({}, []).status, 2);
+      assert.equal(run({}, ['save']).status, 2);
+    },
+  );
 });

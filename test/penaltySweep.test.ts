@@ -36,7 +36,7 @@ const withSweep = (body: QueueTestBody) =>
     STAND_IN,
     (dir) => {
       symlinkSync(join(ROOT, 'dist'), join(dir, 'dist')); // run as built, through a link
-      for (const paper of ['mopo-hc-medium-replay-paper', 'mopo-hc-uniform-random-official']) mkdirSync(join(dir, 'runs', paper), { recursive: true });
+      for (const paper of ['mopo-hcmr-patience', 'mopo-hcur-patience']) mkdirSync(join(dir, 'runs', paper), { recursive: true });
     },
     body,
   );
@@ -48,7 +48,7 @@ test('penaltySweep.sh: matched λ from the paper run, SWEEP_EPOCHS long, best ru
   withSweep((run, dir) => {
     const first = run({ SWEEP_TASKS: 'medium-replay', SWEEP_EPOCHS: '7' });
     assert.equal(first.status, 0, first.stderr);
-    assert.equal(first.calls[0], 'diagnose penalty --run runs/mopo-hc-medium-replay-paper');
+    assert.equal(first.calls[0], 'diagnose penalty --run runs/mopo-hcmr-patience');
     const trains = trainsOf(first.calls);
     assert.equal(trains.length, 9, first.calls.join('\n'));
     const tried = trains.map((c) => `${flagOf(c, 'penalty')} ${flagOf(c, 'lambda')} ${flagOf(c, 'epochs')} ${flagOf(c, 'dynamics')}`);
@@ -57,7 +57,7 @@ test('penaltySweep.sh: matched λ from the paper run, SWEEP_EPOCHS long, best ru
       ['disagreement', [1, 2, 4]],
       ['ensemble-variance', [0.25, 0.5, 1]],
     ] as const;
-    assert.deepEqual(tried, expected.flatMap(([p, ls]) => ls.map((l) => `${p} ${l} 7 runs/dyn-hc-medium-replay`)));
+    assert.deepEqual(tried, expected.flatMap(([p, ls]) => ls.map((l) => `${p} ${l} 7 runs/dyn-hc-medium-replay-patience`)));
     assert.ok(trains.every((c) => flagOf(c, 'dataset') === 'data/datasets/halfcheetah-medium-replay.parquet'));
     // After the runs: the diagnostic on each penalty's best (largest-λ) run, once.
     const diagnosed = first.calls.slice(10).map((c) => flagOf(c, 'run')).sort();
