@@ -2,14 +2,16 @@
 // region, with V, W (lanes), MR (rows of a register tile) and the intrinsics (ZERO, LOAD, …, SCALE2N)
 // defined by the includer as macros.
 // C = act(A·B (+ bias row)), act linear, relu or swish (z·sigmoid(z)), every operand strided (in floats): A(i,p) = A[i·rsA + p·csA],
-// (SWISH_SIG: C = z·s and S = s = sigmoid(z), S laid out as C, for a training forward pass whose backward needs both),
+// (SWISH_SIG: C = z·s and S = s = sigmoid(z), S laid out as C, for a training forward pass whose backward needs both;
+// RELU_MASK: C = z where S > 0, else 0, S read laid out as C: a backward pass's dZ·Wᵀ through the
+// previous layer's relu, its output h in S, in the product's epilogue instead of a pass of its own),
 // B(p,j) = B[p·rsB + j·csB], C(i,j) = C[i·rsC + j]. B is packed into NR-wide column panels (zero
 // padded; a last panel at most W wide, W wide) once per KC rows of k, so a transposed B costs only
 // its packing; A is read in place.
 namespace NS {
 constexpr int NR = 2 * W;
 
-enum Act { LINEAR = 0, RELU = 1, SWISH = 2, SWISH_SIG = 3 };
+enum Act { LINEAR = 0, RELU = 1, SWISH = 2, SWISH_SIG = 3, RELU_MASK = 4 };
 
 // 1 + e^-z (vmath.h).
 static inline V onePlusExpNeg(V z) { return ADD(SET1(1.f), expv(SUB(ZERO(), z))); }
@@ -51,6 +53,8 @@ static inline void tile(const float* A, long rsA, long csA, const float* P, int 
         const V s = DIV(SET1(1.f), onePlusExpNeg(z));
         STOREU(S + r * rsC + v * W, s);
         z = MUL(z, s);
+      } else if (act == RELU_MASK) {
+        z = RELUMASK(z, LOADU(S + r * rsC + v * W));
       } else if (act != LINEAR) {
         z = activate(z, act);
       }
@@ -71,7 +75,7 @@ static void gemm(const float* A, long rsA, long csA, const float* B, long rsB, l
                  int m, int k, int n, const float* bias, int act, float* S, float* pack) {
   const int panels = (n + NR - 1) / NR;
   alignas(64) float edge[MR * NR];  // a partial panel's tile, copied to C's valid columns
-  alignas(64) float edgeS[MR * NR];  // its sigmoids (SWISH_SIG), copied to S's
+  alignas(64) float edgeS[MR * NR];  // its sigmoids (SWISH_SIG), copied to S's; or S's mask (RELU_MASK), copied from it
   alignas(64) float edgeBias[NR];
   // Panel jp covers columns [jp·NR, jp·NR + w); it is packed pw = NR or, when w ≤ W, W floats wide.
   const auto widthOf = [n](int jp) { return n - jp * NR < NR ? n - jp * NR : NR; };
@@ -127,6 +131,9 @@ static void gemm(const float* A, long rsA, long csA, const float* B, long rsB, l
             if (accumulate)
               for (int r = 0; r < rows; r++)
                 for (int jj = 0; jj < pw; jj++) edge[r * pw + jj] = jj < w ? c[(long)r * rsC + jj] : 0.f;
+            if (last && act == RELU_MASK)
+              for (int r = 0; r < rows; r++)
+                for (int jj = 0; jj < pw; jj++) edgeS[r * pw + jj] = jj < w ? sg[(long)r * rsC + jj] : 0.f;
             if (pw == NR) tileRows<MR, 2>(rows, a, rsA, csA, P, kc, edge, pw, bj, accumulate, tileAct, edgeS);
             else tileRows<MR, 1>(rows, a, rsA, csA, P, kc, edge, pw, bj, accumulate, tileAct, edgeS);
             for (int r = 0; r < rows; r++)

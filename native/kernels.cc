@@ -40,6 +40,7 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #define ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define SCALE2N(p, n) _mm512_scalef_ps(p, n)
 #define BLENDNEG(x, neg, pos) _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), pos, neg)
+#define RELUMASK(z, h) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(h, _mm512_setzero_ps(), _CMP_GT_OQ), z)
 #include "vmath.h"
 #include "gemm.h"
 #include "head.h"
@@ -65,6 +66,7 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 #undef ROUND
 #undef SCALE2N
 #undef BLENDNEG
+#undef RELUMASK
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -91,6 +93,7 @@ constexpr int MC = 96;   // rows of A kept in cache across the panels of one pas
 // p·2^n with 2^n built in the exponent bits (n is within [-126, 127] after the clamp in expv).
 #define SCALE2N(p, n) _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
 #define BLENDNEG(x, neg, pos) _mm256_blendv_ps(pos, neg, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ))
+#define RELUMASK(z, h) _mm256_and_ps(z, _mm256_cmp_ps(h, _mm256_setzero_ps(), _CMP_GT_OQ))
 #include "vmath.h"
 #include "gemm.h"
 #include "head.h"
@@ -186,7 +189,8 @@ void splitHalves(const float* rows, int64_t R, int64_t half, float* first, float
 // gemm(heap: Uint8Array, aOff, rsA, csA, bOff, rsB, csB, cOff, rsC, m, k, n, biasOff, act, sOff):
 // offsets and strides in bytes into `heap` (the wasm memory), as the wasm SIMD gemm takes them;
 // biasOff 0 means no bias; act 0 linear, 1 relu, 2 swish, 3 swish with the sigmoids written at sOff
-// (laid out as C; sOff 0 for the other acts). Every range is checked against the heap before anything is touched.
+// (laid out as C), 4 zero where the values at sOff (laid out as C) are not > 0 (a relu's gradient
+// mask); sOff 0 for the other acts. Every range is checked against the heap before anything is touched.
 napi_value Gemm(napi_env env, napi_callback_info info) {
   Heap heap;
   int64_t v[14];
@@ -194,8 +198,8 @@ napi_value Gemm(napi_env env, napi_callback_info info) {
   const int64_t aOff = v[0], rsA = v[1], csA = v[2], bOff = v[3], rsB = v[4], csB = v[5], cOff = v[6], rsC = v[7];
   const int64_t m = v[8], k = v[9], n = v[10], biasOff = v[11], act = v[12], sOff = v[13];
   if (m <= 0 || k <= 0 || n <= 0) return throwError(env, "gemm: empty product");
-  if (act < 0 || act > 3) return throwError(env, "gemm: act must be 0 (linear), 1 (relu), 2 (swish) or 3 (swish and sigmoid)");
-  if ((act == 3) != (sOff != 0)) return throwError(env, "gemm: sOff is given with act 3 (swish and sigmoid) and only then");
+  if (act < 0 || act > 4) return throwError(env, "gemm: act must be 0 (linear), 1 (relu), 2 (swish), 3 (swish and sigmoid) or 4 (relu mask)");
+  if ((act >= 3) != (sOff != 0)) return throwError(env, "gemm: sOff is given with act 3 (swish and sigmoid) or 4 (relu mask) and only then");
   const auto aligned = [](int64_t x) { return x >= 0 && x % 4 == 0; };
   if (!aligned(aOff) || !aligned(rsA) || !aligned(csA) || !aligned(bOff) || !aligned(rsB) || !aligned(csB) || !aligned(cOff) ||
       !aligned(rsC) || !aligned(biasOff) || !aligned(sOff))

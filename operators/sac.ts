@@ -31,7 +31,7 @@
 // MopoSacSquashGrad, held to the tf-op forms below by test/sac.test.ts):
 //   critic    dL/dQ_i = (Q_i - y)/B  -> DenseStack.backward.
 //   actor     dL/dã = -(1/B)·∂Q_min/∂ã: the critic is run forward on (s, ã) and back-propagated to its
-//             input only (inputGrad below: dz·Wᵀ per layer, no weight gradients; first layer only
+//             input only (DenseStack.inputGrad: dz·Wᵀ per layer, no weight gradients; first layer only
 //             the action rows of W1), with dOut = -1/B on the member that is the minimum (ties: the
 //             first, like tf.minimum's gradient). Then through the squash and the reparameterization:
 //               g_u   = dL/dã·(1 - ã²) + (α/B)·2ã                       (∂ log π/∂u = 2 tanh u)
@@ -53,7 +53,7 @@ import type { Env } from '../pipeline/envs/env.js';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Observable, type OperatorFunction } from 'rxjs';
-import { Adam, DenseStack, WEIGHT_INITS, activationGrad, matMul, type DenseStackSpec, type LayerCache, type WeightInit } from '../pipeline/mlp.js';
+import { Adam, DenseStack, WEIGHT_INITS, type DenseStackSpec, type WeightInit } from '../pipeline/mlp.js';
 import { hasMopoKernel } from '../pipeline/kernels.js';
 import { Rng } from '../pipeline/random.js';
 import { readTensorCheckpoint, writeTensorCheckpoint, type CheckpointKind } from '../pipeline/tensorCheckpoint.js';
@@ -169,22 +169,6 @@ export interface SacMetrics {
 /** Copies host data for backends that keep a reference to it (cpu, node); wasm copies on upload. */
 function upload(values: Float32Array, shape: number[]): tf.Tensor {
   return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape, 'float32');
-}
-
-/**
- * Gradient of a stack's output w.r.t. its input only (no weight gradients): dh = act'(z)·dh·Wᵀ per
- * layer. `w0` replaces the first layer's weight (e.g. only its action rows). Call inside tf.tidy.
- */
-export function inputGrad(net: DenseStack, cache: LayerCache[], dOut: tf.Tensor, w0?: tf.Tensor): tf.Tensor {
-  const ps = net.params();
-  const L = net.numLayers;
-  let dh = dOut;
-  for (let l = L - 1; l >= 0; l--) {
-    const a = l === L - 1 ? net.spec.output : net.spec.hidden;
-    const dz = activationGrad(a, dh, cache[l]!);
-    dh = matMul(dz, l === 0 && w0 !== undefined ? w0 : ps[2 * l]!, false, true);
-  }
-  return dh;
 }
 
 const LOG2 = Math.log(2);
@@ -652,7 +636,7 @@ export class SacAgent {
     // Actor: ∂min_i Q_i/∂ã back through the critics' input (action rows of W1 only), then the squash.
     const w1 = this.critic.params()[0]!; // [2, O+A, H]
     const w1a = tf.slice(w1, [0, O, 0], [2, A, w1.shape[2]!]);
-    const dA = inputGrad(this.critic, fpi.cache, losses.dMin, w1a); // [2, B, A]
+    const dA = this.critic.inputGrad(fpi.cache, losses.dMin, w1a); // [2, B, A]
     const dOut = (fused ? squashGradFused : squashGradTf)(dA, cur, this.logAlpha);
     const actorGrads = actor.backward(fa.cache, dOut).grads;
     return { critic: criticGrads, actor: actorGrads, logAlpha: losses.gLogAlpha, stats: losses.stats };

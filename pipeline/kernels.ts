@@ -46,7 +46,9 @@
 // kernels only: MopoGaussianHead (the dynamics ensemble's loss head, native/head.h) and
 // MopoGaussianVariance (its predicted variances, for rollouts), and SAC's
 // MopoSacSquash (tanh-squashed Gaussian sample and log-probability, native/sac.h), MopoSacLosses
-// (TD target, the critics' and actor's output gradients, the loss sums) and MopoSacSquashGrad.
+// (TD target, the critics' and actor's output gradients, the loss sums) and MopoSacSquashGrad; and
+// MopoMatMulReluGrad (a backward step into a relu layer, dz·Wᵀ with the relu's mask in the gemm's
+// epilogue).
 //
 // Where the native kernels are built (native/, by node-gyp at `npm install`; see kernels.cc), every
 // float32 product goes to their gemm instead, on the same heap offsets: the host's AVX-512 or AVX2
@@ -454,8 +456,11 @@ function gemmProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean,
   }
 }
 
-/** The native gemm's epilogues (native/gemm.h Act); swishSig also writes sigmoid(z) to a second output. */
-const NATIVE_ACT = { linear: 0, relu: 1, swish: 2, swishSig: 3 } as const;
+/**
+ * The native gemm's epilogues (native/gemm.h Act); swishSig also writes sigmoid(z) to a second
+ * output; reluMask zeroes the product where a second input (laid out as the output) is not > 0.
+ */
+const NATIVE_ACT = { linear: 0, relu: 1, swish: 2, swishSig: 3, reluMask: 4 } as const;
 
 /**
  * out[i] = act(a[ia[i]]·b[ib[i]] (+ bias row)) for every output batch index with the native gemm,
@@ -463,6 +468,7 @@ const NATIVE_ACT = { linear: 0, relu: 1, swish: 2, swishSig: 3 } as const;
  */
 function nativeProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean, b: TensorInfo, tB: boolean, p: Plan,
   out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: BiasPerBatch, act: number, sigmoids: TensorInfo | null = null): void {
+  // (`sigmoids`: swishSig's second output, or reluMask's second input.)
   const nk = native.kernels!;
   const { m, k, n } = p;
   // Byte strides: A(i,p) at i·rsA + p·csA (a is [m,k], or [k,m] transposed), B(p,j) at p·rsB + j·csB.
@@ -1509,6 +1515,26 @@ function mopoSacLosses(args: Parameters<KernelFunc>[0]): TensorInfo[] {
   return [dQ, dMin, gLogAlpha, stats];
 }
 
+/**
+ * MopoMatMulReluGrad (native only): a backward step through a dense layer into the relu before it,
+ * dz' = (dz·wᵀ) ⊙ [h > 0], in the product's epilogue (no dh tensor, no pass of its own): dz
+ * [..., m, k], w [..., n, k] (the layer's weights [in, out], read transposed), h [..., m, n] the
+ * previous layer's relu output, exactly the output's shape. The same as BatchMatMul (transposeB)
+ * then MopoReluGrad, bit for bit.
+ */
+function mopoMatMulReluGrad(args: Parameters<KernelFunc>[0]): TensorInfo {
+  const backend = args.backend as unknown as WasmBackendInternals;
+  const { dz, w, h } = args.inputs as Record<'dz' | 'w' | 'h', TensorInfo>;
+  const p = plan(dz, w, false, true);
+  const shape = [...p.outBatch, p.m, p.n];
+  if (dz.dtype !== 'float32' || w.dtype !== 'float32' || h.dtype !== 'float32' || h.shape.length !== shape.length || h.shape.some((d, i) => d !== shape[i]) || sizeOf(shape) === 0 || p.k === 0) {
+    throw new Error(`MopoMatMulReluGrad: expected float32 dz [..., m, k], w [..., n, k] and h of the product's shape [${shape}]; got dz [${dz.shape}] ${dz.dtype}, w [${w.shape}] ${w.dtype}, h [${h.shape}] ${h.dtype}`);
+  }
+  const out = backend.makeOutput(shape, 'float32');
+  nativeProducts(backend, dz, false, w, true, p, out, null, null, NATIVE_ACT.reluMask, h);
+  return out;
+}
+
 /** The custom kernels that exist only with the native addon, registered while it is enabled. */
 const NATIVE_ONLY_KERNELS: Array<[string, KernelFunc]> = [
   ['MopoGaussianHead', mopoGaussianHead as unknown as KernelFunc],
@@ -1516,6 +1542,7 @@ const NATIVE_ONLY_KERNELS: Array<[string, KernelFunc]> = [
   ['MopoSacSquash', mopoSacSquash as unknown as KernelFunc],
   ['MopoSacSquashGrad', mopoSacSquashGrad as unknown as KernelFunc],
   ['MopoSacLosses', mopoSacLosses as unknown as KernelFunc],
+  ['MopoMatMulReluGrad', mopoMatMulReluGrad as unknown as KernelFunc],
 ];
 
 /** Registers (on) or unregisters the custom wasm kernels in `list`; idempotent. */

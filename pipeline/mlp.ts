@@ -13,6 +13,7 @@
 //   net.predict(x)                -> output (inference only; fused matMul+bias+activation)
 //   net.forward(x)                -> { out, cache }      (keeps what backward needs)
 //   net.backward(cache, dOut, needDx?) -> { grads, dx? } (grads aligned with net.params())
+//   net.inputGrad(cache, dOut, w0?) -> dx                (no weight gradients)
 //       Hand-written backpropagation: dW = hᵀ·dz, db = Σ_batch dz, dh = dz·Wᵀ. The input gradient
 //       of the first layer is only computed when needDx is true (e.g. actor through a critic);
 //       for an ensemble it keeps the member axis [E, B, in] (sum it over axis 0 for a shared input).
@@ -215,22 +216,41 @@ export class DenseStack {
     const L = this.weights.length;
     const grads: tf.Tensor[] = new Array<tf.Tensor>(2 * L);
     const ens = this.spec.members !== null;
-    let dh = dOut;
     let dx: tf.Tensor | null = null;
+    let dz = activationGrad(this.act(L - 1), dOut, cache[L - 1]!);
     for (let l = L - 1; l >= 0; l--) {
-      const c = cache[l]!;
-      const dz = activationGrad(this.act(l), dh, c);
-      const inp = c.input;
+      const inp = cache[l]!.input;
       // dW = inputᵀ·dz. For an ensemble with a shared 2-D input, broadcast it to every member.
       const inp3 = ens && inp.rank === 2 ? inp.reshape([1, ...inp.shape]) : inp;
       grads[2 * l] = matMul(inp3, dz, true, false);
       grads[2 * l + 1] = ens ? tf.sum(dz, 1, true) : tf.sum(dz, 0);
-      if (l > 0 || needDx) {
-        dh = matMul(dz, this.weights[l]!, false, true);
-        if (l === 0) dx = dh;
-      }
+      if (l > 0) dz = this.gradBelow(l, dz, cache);
+      else if (needDx) dx = matMul(dz, this.weights[0]!, false, true);
     }
     return { grads, dx };
+  }
+
+  /**
+   * The gradient w.r.t. the input alone (no weight gradients): dz·Wᵀ layer by layer. `w0` replaces
+   * the first layer's weight (e.g. only its action rows, for ∂Q/∂a). Call inside tf.tidy.
+   */
+  inputGrad(cache: LayerCache[], dOut: tf.Tensor, w0?: tf.Tensor): tf.Tensor {
+    const L = this.weights.length;
+    let dz = activationGrad(this.act(L - 1), dOut, cache[L - 1]!);
+    for (let l = L - 1; l > 0; l--) dz = this.gradBelow(l, dz, cache);
+    return matMul(dz, w0 ?? this.weights[0]!, false, true);
+  }
+
+  /**
+   * Layer l − 1's dz from layer l's: dz·W_lᵀ through layer l − 1's activation; into a relu, in one
+   * product with its mask in the native gemm's epilogue (MopoMatMulReluGrad) where that is there.
+   */
+  private gradBelow(l: number, dz: tf.Tensor, cache: LayerCache[]): tf.Tensor {
+    const below = cache[l - 1]!;
+    if (this.act(l - 1) === 'relu' && hasMopoKernel('MopoMatMulReluGrad')) {
+      return tf.engine().runKernel('MopoMatMulReluGrad', { dz, w: this.weights[l]!, h: below.h! }, {}) as tf.Tensor;
+    }
+    return activationGrad(this.act(l - 1), matMul(dz, this.weights[l]!, false, true), below);
   }
 
   dispose(): void {

@@ -8,6 +8,7 @@ import { initBackend, tf } from '../pipeline/backend.js';
 import { avx2Skip, passOnAvx2 } from './avx2Fixture.js';
 import { fastKernelsInstalled, hasMopoKernel, kernelStats, nativeKernelsInfo, withUnpatchedKernels } from '../pipeline/kernels.js';
 import { Rng } from '../pipeline/random.js';
+import { DenseStack } from '../pipeline/mlp.js';
 
 const rng = new Rng(12345, 'kernels-test');
 
@@ -456,7 +457,7 @@ test('native gemm: k past one packed block, several row blocks, partial panels, 
 });
 
 test('native gemm: the AVX2 path (MOPO_NATIVE_ISA=avx2) passes the same checks', { skip: avx2Skip }, () => {
-  passOnAvx2(import.meta.url, 'native gemm: k past|^MopoDenseSwish|^MopoGaussianHead|^MopoGaussianVariance', 4);
+  passOnAvx2(import.meta.url, 'native gemm: k past|^MopoDenseSwish|^MopoGaussianHead|^MopoGaussianVariance|^MopoMatMulReluGrad', 6);
 });
 
 test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias), MopoDenseSwishTrain == [swish, sigmoid] of it, on cpu, native and wasm; extremes finite; a bad bias refused', async () => {
@@ -506,6 +507,59 @@ test('MopoDenseSwish (a dense swish layer) == swish(a·b + bias), MopoDenseSwish
   }
   for (const k of ['MopoDenseSwish', 'MopoDenseSwishTrain']) assert.throws(() => tf.engine().runKernel(k, { a, b, bias: tf.zeros([2, 3]) }, {}), /bias of shape \[2,3\]/);
   tf.dispose([a, b, zero]);
+});
+
+test('MopoMatMulReluGrad (native only) == BatchMatMul (transposeB) then MopoReluGrad, bit for bit: k past one block, partial panels, batched, h with zeros, negatives and NaN; absent without the native gemm; a bad h refused', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, () => {
+  assert.ok(hasMopoKernel('MopoMatMulReluGrad'));
+  assert.equal(wasmPath(() => hasMopoKernel('MopoMatMulReluGrad')), false, 'registered only with the native gemm');
+  // [batch…, m, k] · [batch…, n, k]ᵀ: k 300 = 256 + 44 (the mask on the last block only); n 57, 37, 1
+  // and 200 (partial panels at both widths, one column, full panels); dz's batch broadcast.
+  for (const [dzShape, wShape] of [[[5, 7], [3, 7]], [[13, 300], [57, 300]], [[2, 29, 23], [2, 37, 23]], [[25, 33], [1, 33]], [[1, 9, 40], [2, 200, 40]]] as const) {
+    const dz = rand([...dzShape]);
+    const w = rand([...wShape]);
+    const ref = tf.matMul(dz, w, false, true);
+    // h: a third exactly 0, a third negative, NaN at every 11th, the rest positive.
+    const hv = rng.fillNormal(new Float32Array(ref.size));
+    for (let i = 0; i < hv.length; i++) hv[i] = i % 11 === 5 ? NaN : i % 3 === 0 ? 0 : i % 3 === 1 ? -Math.abs(hv[i]!) : Math.abs(hv[i]!) + 1e-3;
+    const h = tf.tensor(hv, ref.shape, 'float32');
+    const want = tf.engine().runKernel('MopoReluGrad', { dy: ref, h }, {}) as tf.Tensor;
+    const got = tf.engine().runKernel('MopoMatMulReluGrad', { dz, w, h }, {}) as tf.Tensor;
+    assert.deepEqual(got.shape, want.shape);
+    assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `[${dzShape}]·[${wShape}]ᵀ`);
+    const zeros = Array.from(got.dataSync()).filter((v) => v === 0).length;
+    assert.ok(zeros >= hv.length / 2, 'the mask zeroed where h is not > 0');
+    tf.dispose([dz, w, ref, h, want, got]);
+  }
+  const [dz, w] = [tf.zeros([4, 3]), tf.zeros([5, 3])];
+  assert.throws(() => tf.engine().runKernel('MopoMatMulReluGrad', { dz, w, h: tf.zeros([5, 4]) }, {}), /h of the product's shape \[4,5\]/);
+  tf.dispose([dz, w]);
+});
+
+test('MopoMatMulReluGrad in DenseStack.backward and inputGrad: the same gradients as without it, bit for bit (relu stack, two members)', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, () => {
+  const net = DenseStack.init({ sizes: [23, 40, 33, 1], hidden: 'relu', members: 2 }, new Rng(3, 'relu-mask'));
+  const x = rand([2, 17, 23]);
+  const dOut = rand([2, 17, 1]);
+  const run = () => tf.tidy(() => {
+    const { cache } = net.forward(x);
+    const { grads, dx } = net.backward(cache, dOut, true);
+    return [...grads, dx!, net.inputGrad(cache, dOut)].map((t) => Array.from(t.dataSync()));
+  });
+  const before = tf.engine().state.numTensors;
+  const fused = run();
+  assert.equal(tf.engine().state.numTensors, before, 'nothing leaked');
+  const config = tf.getKernel('MopoMatMulReluGrad', 'wasm')!;
+  tf.unregisterKernel('MopoMatMulReluGrad', 'wasm');
+  let plain: number[][];
+  try {
+    plain = run();
+  } finally {
+    tf.registerKernel(config);
+  }
+  assert.equal(fused.length, 8);
+  for (let i = 0; i < fused.length; i++) assert.deepEqual(fused[i], plain[i], `output ${i}`);
+  assert.deepEqual(fused[6], fused[7], 'inputGrad == backward\'s dx');
+  tf.dispose([x, dOut]);
+  net.dispose();
 });
 
 test('MopoGaussianHead (native only) == the ensemble head\'s tf-op formulas, bounds far in and out of range; absent without the native gemm; bad shapes refused', { skip: nativeKernelsInfo().isa === null ? `native kernels: ${nativeKernelsInfo().why}` : false }, async () => {
