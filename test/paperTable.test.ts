@@ -29,18 +29,16 @@ const mopo = (run: string, data: string, dyn: string, flags = '') => `train --da
 const LAMBDA0 = mopo('mopo-hcur-patience-lambda0', UR, 'dyn-hc-uniform-random-patience', ' --lambda 0');
 const SEED1 = mopo('mopo-hcur-patience-seed1', UR, 'dyn-hc-uniform-random-patience', ' --seed 1');
 const SEED2 = mopo('mopo-hcur-patience-seed2', UR, 'dyn-hc-uniform-random-patience', ' --seed 2');
-// What follows halfcheetah-random's first two runs, from nothing.
+// What follows halfcheetah-random's runs, from nothing.
 const MEDIUM_WORK = [
   'sac --env halfcheetah --steps 1000000 --seed 0 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium --quiet',
   `train-dynamics --dataset ${MR} --out runs/dyn-hc-medium-replay-patience ${OFFICIAL}`,
   'diagnose dynamics --run runs/dyn-hc-medium-replay-patience',
   mopo('mopo-hcmr-patience', MR, 'dyn-hc-medium-replay-patience'),
-  SEED1,
   `collect --env halfcheetah --policy data/policies/halfcheetah-medium --noise --steps 1000000 --seed 0 --out ${M} --quiet`,
   `train-dynamics --dataset ${M} --out runs/dyn-hc-medium-patience ${OFFICIAL}`,
   'diagnose dynamics --run runs/dyn-hc-medium-patience',
   mopo('mopo-hcm-patience', M, 'dyn-hc-medium-patience'),
-  SEED2,
 ];
 
 const withPaperTable = (setup: (dir: string) => void, body: QueueTestBody) => withQueueSandbox('paperTable.sh', STAND_IN, setup, body);
@@ -63,6 +61,8 @@ test('paperTable.sh: from nothing, every step once and in order; again, nothing'
       'diagnose dynamics --run runs/dyn-hc-uniform-random-patience',
       mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'),
       LAMBDA0,
+      SEED1,
+      SEED2,
       ...MEDIUM_WORK,
     ]);
     for (const f of [UR, MR, M]) assert.ok(existsSync(join(dir, f)), f);
@@ -76,7 +76,7 @@ test('paperTable.sh: a failed SAC run stops the medium-replay and medium work an
   withPaperTable(urDone, (run, dir) => {
     const r = run({ FAIL: 'sac' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, MEDIUM_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, MEDIUM_WORK[0]]);
     assert.ok(!existsSync(join(dir, MR)));
   });
 });
@@ -91,7 +91,7 @@ test('paperTable.sh: a MOPO run killed after a checkpoint is resumed, the finish
     (run, dir) => {
       const r = run();
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, ...MEDIUM_WORK]);
+      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, ...MEDIUM_WORK]);
       writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'), '{"stoppedEarly": true}');
       assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued (the later ones, done, left alone)');
     },
@@ -117,6 +117,8 @@ test('paperTable.sh on a new machine: the runs carried in git (data/carry) are r
       assert.deepEqual(r.calls, [
         `collect --env halfcheetah --policy uniform --steps 1000000 --seed 0 --out ${UR} --quiet`,
         'train --resume runs/mopo-hcur-patience-lambda0',
+        SEED1,
+        SEED2,
         ...MEDIUM_WORK,
       ]);
       assert.ok(existsSync(join(dir, 'runs', 'dyn-hc-uniform-random-patience', 'ensemble', 'ensemble.json')));
