@@ -4,7 +4,10 @@
 // 10 evaluations, as the reference's d4rl_results.py), the best evaluation and its epoch, the
 // learner's hours summed over every epoch across resumes (summary.json only knows the last
 // process), and the process memory over the run (RSS at the first and last epoch, and its peak).
-// Prints a Markdown table; `--json` prints the rows instead.
+// Runs whose configs differ only in the seed are then summed up over seeds: the mean ± std of their
+// MOPO scores (the paper's table) and the best seed's (what the reference's d4rl_results.py prints:
+// per configuration, the argmax over seeds of the last-10 mean).
+// Prints Markdown tables; `--json` prints the rows instead.
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readJsonLines } from '../pipeline/atomic.js';
@@ -15,6 +18,9 @@ import { f1, readJson, tableScriptMain } from './tableScript.js';
 
 export interface PaperRow {
   run: string;
+  seed: number;
+  /** The run's config without its seed and with file names for paths: equal for seeds of one configuration. */
+  configKey: string;
   task: string;
   horizon: number;
   lambda: number;
@@ -36,8 +42,11 @@ export interface PaperRow {
 export function readPaperRow(dir: string): PaperRow | null {
   const run = resolve(dir);
   if (!existsSync(join(run, 'config.json')) || !existsSync(join(run, 'metrics.jsonl'))) return null;
-  const cfg = readJson<{ dataset?: string; rollout?: { horizon: number; lambda: number; penalty: string }; learner?: { epochs: number; epochLength: number } }>(join(run, 'config.json'));
+  const cfg = readJson<{ dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: { horizon: number; lambda: number; penalty: string }; learner?: { epochs: number; epochLength: number } }>(join(run, 'config.json'));
   if (!cfg.rollout || !cfg.learner || !cfg.dataset) return null;
+  // Paths by file name: a run carried from another machine keeps that machine's absolute paths.
+  const { seed: _seed, ...rest } = { ...cfg, dataset: basename(cfg.dataset), ...(cfg.dynamicsFrom ? { dynamicsFrom: basename(cfg.dynamicsFrom) } : {}) };
+  const configKey = JSON.stringify(rest);
   const lines = readJsonLines<MetricsLine>(join(run, 'metrics.jsonl'));
   if (lines.length === 0) return null;
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).map((l) => ({ epoch: l.epoch, score: l.evaluation!.score!, scoreStd: l.evaluation!.scoreStd ?? 0 }));
@@ -51,6 +60,8 @@ export function readPaperRow(dir: string): PaperRow | null {
   const rss = lines.filter((l) => l.memory !== undefined).map((l) => l.memory.rssMB);
   return {
     run,
+    seed: cfg.seed ?? 0,
+    configKey,
     task: taskOfDataset(cfg.dataset) ?? basename(cfg.dataset),
     horizon: cfg.rollout.horizon,
     lambda: cfg.rollout.lambda,
@@ -66,6 +77,60 @@ export function readPaperRow(dir: string): PaperRow | null {
   };
 }
 
+/** Runs of one configuration over seeds (two or more, each with a score). */
+export interface SeedGroup {
+  runs: string[];
+  seeds: number[];
+  task: string;
+  horizon: number;
+  lambda: number;
+  penalty: string;
+  /** Each run's MOPO score (mean of its last 10 evaluations), in the order of `runs`. */
+  scores: number[];
+  /** Over the seeds' scores (population std, as numpy's default). */
+  mean: number;
+  std: number;
+  /** The seed with the highest score: what the reference's d4rl_results.py prints for the configuration. */
+  best: { run: string; seed: number; score: number };
+  /** Each run's epochs done and planned; complete when every run is done. */
+  epochs: number[];
+  complete: boolean;
+}
+
+export function seedGroups(rows: readonly PaperRow[]): SeedGroup[] {
+  const byKey = new Map<string, PaperRow[]>();
+  for (const r of rows) if (r.score !== null) byKey.set(r.configKey, [...(byKey.get(r.configKey) ?? []), r]);
+  const groups: SeedGroup[] = [];
+  for (const g of byKey.values()) {
+    if (new Set(g.map((r) => r.seed)).size < 2) continue;
+    const sorted = [...g].sort((a, b) => a.seed - b.seed);
+    const scores = sorted.map((r) => r.score!.mean);
+    const mean = scores.reduce((a, b) => a + b, 0) / scores.length;
+    const std = Math.sqrt(scores.reduce((a, x) => a + (x - mean) ** 2, 0) / scores.length);
+    const b = scores.indexOf(Math.max(...scores));
+    const r0 = sorted[0]!;
+    groups.push({
+      runs: sorted.map((r) => r.run), seeds: sorted.map((r) => r.seed), task: r0.task, horizon: r0.horizon, lambda: r0.lambda, penalty: r0.penalty,
+      scores, mean, std, best: { run: sorted[b]!.run, seed: sorted[b]!.seed, score: scores[b]! },
+      epochs: sorted.map((r) => r.epochs), complete: sorted.every((r) => r.status === 'done'),
+    });
+  }
+  return groups;
+}
+
+export function seedGroupsMarkdown(groups: readonly SeedGroup[]): string {
+  if (groups.length === 0) return '';
+  const lines = [
+    '| task | h, λ (penalty) | seeds: MOPO\'s score (epochs) | mean ± std over seeds | best seed (the reference\'s d4rl_results.py) |',
+    '|---|---|---|---|---|',
+  ];
+  for (const g of groups) {
+    const each = g.seeds.map((s, i) => `${s}: ${f1(g.scores[i]!)} (${g.epochs[i]})`).join(', ');
+    lines.push(`| ${g.task} | ${g.horizon}, ${g.lambda} (${g.penalty}) | ${each} | ${f1(g.mean)} ± ${f1(g.std)}${g.complete ? '' : ' (not all done)'} | ${f1(g.best.score)} (seed ${g.best.seed}) |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
 export function paperTableMarkdown(rows: readonly PaperRow[]): string {
   const lines = [
     '| run | task | h, λ (penalty) | epochs | last score ± std | score as MOPO reports it: mean ± std of the last 10 evaluations (epochs) | best (epoch) | learner hours | RSS first → last (peak) |',
@@ -79,7 +144,8 @@ export function paperTableMarkdown(rows: readonly PaperRow[]): string {
     const score = r.score ? `${f1(r.score.mean)} ± ${f1(r.score.std)} (${r.score.fromEpoch}–${r.score.toEpoch})` : 'n/a';
     lines.push(`| ${basename(r.run)} | ${r.task} | ${r.horizon}, ${r.lambda} (${r.penalty}) | ${epochs} | ${last} | ${score} | ${best} | ${r.learnerHours.toFixed(1)} | ${rss} |`);
   }
-  return lines.join('\n') + '\n';
+  const groups = seedGroupsMarkdown(seedGroups(rows));
+  return lines.join('\n') + '\n' + (groups === '' ? '' : '\n' + groups);
 }
 
 if (isMain(import.meta.url)) {

@@ -5,12 +5,13 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { paperTableMarkdown, readPaperRow } from '../scripts/paperResults.js';
+import { paperTableMarkdown, readPaperRow, seedGroups } from '../scripts/paperResults.js';
 
-function fakeRun(root: string, name: string, scores: (number | null)[], o: { planned: number; summary?: { epochs: number; stoppedEarly: boolean } }): string {
+function fakeRun(root: string, name: string, scores: (number | null)[], o: { planned: number; summary?: { epochs: number; stoppedEarly: boolean }; seed?: number; lambda?: number; machine?: string }): string {
   const dir = join(root, name);
   mkdirSync(dir);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: '/d/halfcheetah-medium-replay.parquet', rollout: { horizon: 5, lambda: 1, penalty: 'max-aleatoric' }, learner: { epochs: o.planned, epochLength: 1000 } }));
+  const m = o.machine ?? '/d';
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: `${m}/halfcheetah-medium-replay.parquet`, seed: o.seed ?? 0, dynamicsFrom: `${m}/runs/dyn`, rollout: { horizon: 5, lambda: o.lambda ?? 1, penalty: 'max-aleatoric' }, learner: { epochs: o.planned, epochLength: 1000 } }));
   const lines = scores.map((s, epoch) => ({
     epoch,
     updates: 1000 * (epoch + 1),
@@ -53,6 +54,32 @@ test('paper results: last evaluation, mean of the last 10, best, learner hours o
     const md = paperTableMarkdown([done, running]);
     assert.match(md, /\| done \| medium-replay \| 5, 1 \(max-aleatoric\) \| 8 \| 60\.0 ± 6\.0 \| 35\.0 ± 17\.1 \(1–7\) \| 60\.0 \(7\) \| 0\.1 \| 500 → 570 MB \(570\) \|/);
     assert.match(md, /\| running \| medium-replay \| .* \| 4 of 1000 \(stopped\) \| 1\.0 ± 0\.1 \| 25\.3 ± 31\.6 \(1–3\) \| 70\.0 \(2\) \|/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('paper results over seeds: runs differing only in the seed (paths by file name) give mean ± std of their scores and the best seed, as d4rl_results.py', () => {
+  const root = mkdtempSync(join(tmpdir(), 'mopo-paper-seeds-'));
+  try {
+    const done = { planned: 2, summary: { epochs: 2, stoppedEarly: false } };
+    const rows = [
+      readPaperRow(fakeRun(root, 's0', [30, 32], { ...done, seed: 0 }))!, // score 31
+      readPaperRow(fakeRun(root, 's1', [36, 38], { ...done, seed: 1, machine: '/other/machine' }))!, // 37, carried from elsewhere
+      readPaperRow(fakeRun(root, 's2', [24, 26], { planned: 2, seed: 2 }))!, // 25, not finished (no summary)
+      readPaperRow(fakeRun(root, 'lambda0', [40, 40], { ...done, seed: 0, lambda: 0 }))!, // another configuration, one seed
+    ];
+    const groups = seedGroups(rows);
+    assert.equal(groups.length, 1, 'λ 0 has one seed: no group');
+    const g = groups[0]!;
+    assert.deepEqual([g.seeds, g.scores, g.epochs, g.complete], [[0, 1, 2], [31, 37, 25], [2, 2, 2], false]);
+    assert.equal(g.mean, 31);
+    assert.ok(Math.abs(g.std - Math.sqrt((0 + 36 + 36) / 3)) < 1e-12);
+    assert.deepEqual([g.best.seed, g.best.score], [1, 37]);
+    const md = paperTableMarkdown(rows);
+    assert.match(md, /\| medium-replay \| 5, 1 \(max-aleatoric\) \| 0: 31\.0 \(2\), 1: 37\.0 \(2\), 2: 25\.0 \(2\) \| 31\.0 ± 4\.9 \(not all done\) \| 37\.0 \(seed 1\) \|/);
+    assert.equal(seedGroups(rows.slice(0, 1)).length, 0);
+    assert.doesNotMatch(paperTableMarkdown(rows.slice(0, 1)), /over seeds/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
