@@ -63,10 +63,14 @@ export function evaluateEpisodes(policy: Actor, envs: readonly Env[], seeds: rea
   }
 }
 
+/** Mean and population standard deviation (numpy's default, as the reference reports) of a non-empty list. */
+export function meanStd(xs: readonly number[]): { mean: number; std: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  return { mean, std: Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / xs.length) };
+}
+
 export function summarizeReturns(env: string, returns: number[], seconds: number): Evaluation {
-  const n = returns.length;
-  const mean = returns.reduce((a, b) => a + b, 0) / n;
-  const std = Math.sqrt(returns.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
+  const { mean, std } = meanStd(returns);
   let score: number | null = null;
   let scoreStd: number | null = null;
   if (env !== 'pendulum') {

@@ -61,6 +61,7 @@ import { UserError } from '../pipeline/errors.js';
 import { DivergenceError } from '../pipeline/divergence.js';
 import { TransitionBatch, type TransitionDims } from '../schemas/transition.js';
 import { ArrowReplayBuffer } from './replayBuffer.js';
+import { meanStd } from './evaluate.js';
 
 // ---------------------------------------------------------------------------------------------
 // Config
@@ -990,7 +991,7 @@ export async function trainSacOnline(opts: TrainSacOnlineOptions): Promise<Train
   const runEval = (step: number, e: SacEnv) => {
     const te = performance.now();
     const returns = evaluatePolicy(agent, e, evalSeeds);
-    const meanReturn = returns.reduce((a, b) => a + b, 0) / returns.length;
+    const meanReturn = meanStd(returns).mean;
     evals.push({ step, updates: agent.updates, meanReturn, returns });
     emit({ kind: 'eval', step, updates: agent.updates, meanReturn, returns, seconds: (performance.now() - te) / 1000 });
   };

@@ -467,16 +467,16 @@ const NATIVE_ACT = { linear: 0, relu: 1, swish: 2, swishSig: 3, reluMask: 4 } as
  * on the heap in place. A transposed operand is read through its strides, so nothing is copied.
  */
 function nativeProducts(backend: WasmBackendInternals, a: TensorInfo, tA: boolean, b: TensorInfo, tB: boolean, p: Plan,
-  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: BiasPerBatch, act: number, sigmoids: TensorInfo | null = null): void {
-  // (`sigmoids`: swishSig's second output, or reluMask's second input.)
+  out: TensorInfo, biasRow: TensorInfo | null, biasPerBatch: BiasPerBatch, act: number, side: TensorInfo | null = null): void {
+  // `side`, laid out as out (the gemm's S): swishSig's sigmoids (written), or reluMask's h (read).
   const nk = native.kernels!;
   const { m, k, n } = p;
   // Byte strides: A(i,p) at i·rsA + p·csA (a is [m,k], or [k,m] transposed), B(p,j) at p·rsB + j·csB.
   const [rsA, csA] = tA ? [4, m * 4] : [k * 4, 4];
   const [rsB, csB] = tB ? [4, k * 4] : [n * 4, 4];
   const heap = backend.wasm.HEAPU8; // read per call: the heap's buffer changes when wasm memory grows
-  // The sigmoids (swishSig) are laid out as out: the same offset from their own start.
-  const sShift = sigmoids === null ? null : offsetOf(backend, sigmoids) - offsetOf(backend, out);
+  // Laid out as out: the same offset from its own start.
+  const sShift = side === null ? null : offsetOf(backend, side) - offsetOf(backend, out);
   kernelStats.native += forEachProduct(backend, a, b, p, out, biasRow, biasPerBatch, (aOff, bOff, cOff, bias) =>
     nk.gemm(heap, aOff, rsA, csA, bOff, rsB, csB, cOff, n * 4, m, k, n, bias, act, sShift === null ? 0 : cOff + sShift));
 }

@@ -31,7 +31,7 @@ import { rolloutInWorker, type RolloutRequest } from '../operators/rolloutWorker
 import { replayRollouts, saveRound } from '../operators/rolloutShards.js';
 import { RealDataReservoir } from '../operators/reservoir.js';
 import { sacConsumer, resolveSacConsumerConfig, type RolloutLag, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
-import { evaluatePolicyEvery, evaluationDue, makeEvaluationEnvs, type Evaluation } from '../operators/evaluate.js';
+import { evaluatePolicyEvery, evaluationDue, makeEvaluationEnvs, meanStd, type Evaluation } from '../operators/evaluate.js';
 import { envSpec, isEnvName, type EnvName } from './envs/env.js';
 import { Rng } from './random.js';
 import { UserError } from './errors.js';
@@ -457,8 +457,7 @@ export function scoreOfLastEvaluations(lines: readonly { epoch: number; evaluati
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).slice(-k);
   if (evals.length === 0) return null;
   const scores = evals.map((l) => l.evaluation!.score!);
-  const mean = scores.reduce((s, x) => s + x, 0) / scores.length;
-  const std = Math.sqrt(scores.reduce((s, x) => s + (x - mean) ** 2, 0) / scores.length);
+  const { mean, std } = meanStd(scores);
   return { mean, std, evaluations: scores.length, fromEpoch: evals[0]!.epoch, toEpoch: evals[evals.length - 1]!.epoch };
 }
 

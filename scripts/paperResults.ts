@@ -14,6 +14,7 @@ import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
 import { runStatus, type RunInfo } from '../pipeline/commands/runs.js';
 import { isMain } from '../pipeline/isMain.js';
+import { meanStd } from '../operators/evaluate.js';
 import { f1, readJson, tableScriptMain } from './tableScript.js';
 
 export interface PaperRow {
@@ -105,8 +106,7 @@ export function seedGroups(rows: readonly PaperRow[]): SeedGroup[] {
     if (new Set(g.map((r) => r.seed)).size < 2) continue;
     const sorted = [...g].sort((a, b) => a.seed - b.seed);
     const scores = sorted.map((r) => r.score!.mean);
-    const mean = scores.reduce((a, b) => a + b, 0) / scores.length;
-    const std = Math.sqrt(scores.reduce((a, x) => a + (x - mean) ** 2, 0) / scores.length);
+    const { mean, std } = meanStd(scores);
     const b = scores.indexOf(Math.max(...scores));
     const r0 = sorted[0]!;
     groups.push({

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { initBackend } from '../backend.js';
 import { makeEnv, envSpec, d4rlScore, type EnvName } from '../envs/env.js';
 import { trainSacOnline, sacEnvFrom, type SacOnlineEvent } from '../../operators/sac.js';
+import { meanStd } from '../../operators/evaluate.js';
 import { writeFileAtomic } from '../atomic.js';
 import { ProgressBar } from '../progress.js';
 import { lineChartSvg } from '../plot.js';
@@ -80,8 +81,7 @@ export async function runSac(args: SacArgs): Promise<void> {
     appendFileSync(metricsPath, JSON.stringify(row) + '\n');
     if (e.kind === 'episode') bar.update(e.step, lastEval);
     if (e.kind === 'eval') {
-      const mean = e.meanReturn;
-      const std = Math.sqrt(e.returns.reduce((s, r) => s + (r - mean) ** 2, 0) / e.returns.length);
+      const { mean, std } = meanStd(e.returns);
       evals.push({ step: e.step, mean, std });
       lastEval = `eval ${mean.toFixed(1)} ± ${std.toFixed(1)}${scored ? ` (D4RL ${d4rlScore(spec.name, mean).toFixed(1)})` : ''}`;
       bar.update(e.step, lastEval);
