@@ -25,11 +25,20 @@ import { TASKS } from './mopo.js';
 import { runRun } from './commands/run.js';
 import { runReplay } from './commands/replay.js';
 import { runRunsLs, runRunsPlot, runRunsShow } from './commands/runs.js';
+import { isMain } from './isMain.js';
 
 const BACKENDS = ['node', 'wasm', 'cpu'] as const;
 
-function buildCli(argv: string[]): Argv {
-  return yargs(argv)
+/** Thrown by the dry-run middleware once a command line has passed validation, before its handler. */
+class CommandLineAccepted extends Error {}
+
+/**
+ * buildCli(argv) parses and runs; with `dryRun`, a command line that passes validation (command,
+ * flags, choices, types: everything but the files it names) stops before its handler with
+ * CommandLineAccepted, and one that does not throws an Error with yargs' message instead of exiting.
+ */
+function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
+  const cli = yargs(argv)
     .scriptName('mopo')
     .usage('$0 <command> [options]\n\nMOPO (model-based offline policy optimization) as a streaming dataflow over Parquet and Arrow.')
     .option('backend', {
@@ -338,9 +347,30 @@ function buildCli(argv: string[]): Argv {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
       if (err) throw err;
+      if (opts.dryRun) throw new Error(msg);
       process.stderr.write(`mopo: ${msg}\nRun \`mopo --help\` (or \`mopo <command> --help\`) for the options.\n`);
       process.exit(2);
     });
+  if (opts.dryRun) {
+    cli.middleware(() => {
+      throw new CommandLineAccepted();
+    }, false);
+  }
+  return cli;
+}
+
+/**
+ * Whether `mopo <argv>` would be accepted (the docs' examples are held to the CLI with it: test/docs.test.ts):
+ * null when it would run, else yargs' message (unknown flag, bad choice, missing argument…). Runs nothing.
+ */
+export async function checkCommandLine(argv: string[]): Promise<string | null> {
+  try {
+    await buildCli(argv, { dryRun: true }).exitProcess(false).parseAsync();
+    return 'no command ran (help or nothing to do)';
+  } catch (e) {
+    if (e instanceof CommandLineAccepted) return null;
+    return e instanceof Error ? e.message : String(e);
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -367,4 +397,4 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(hideBin(process.argv));
+if (isMain(import.meta.url)) await main(hideBin(process.argv));
