@@ -58,10 +58,11 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 const fmt = (v: number) => (Math.abs(v) >= 1e4 ? `${(v / 1e3).toFixed(Math.abs(v) >= 1e5 ? 0 : 1)}k` : String(Number(v.toPrecision(4))));
 
 export function lineChartSvg(c: LineChart): string {
-  const W = c.width ?? 720;
   const H = c.height ?? 400;
   // About 7 px a character of the 12 px legend text, after its 30 px swatch.
   const m = { l: 70, r: c.legendWidth ?? Math.max(160, 7 * Math.max(0, ...c.series.map((s) => s.name.length)) + 40), t: 40, b: 50 };
+  // A long legend widens the image instead of narrowing the plot below 480 px.
+  const W = c.width ?? Math.max(720, m.l + 480 + m.r);
   const xs = c.series.flatMap((s) => s.x);
   const ys = c.series.flatMap((s) => s.y.flatMap((y, i) => (s.band ? [y - s.band[i]!, y + s.band[i]!] : [y])));
   for (const h of c.hlines ?? []) ys.push(h.y);

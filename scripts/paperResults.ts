@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
-import { runStatus, type RunInfo } from '../pipeline/commands/runs.js';
+import { runStatus, seedlessConfigKey, type RunInfo } from '../pipeline/commands/runs.js';
 import { isMain } from '../pipeline/isMain.js';
 import { meanStd } from '../operators/evaluate.js';
 import { f1, readJson, tableScriptMain } from './tableScript.js';
@@ -45,9 +45,7 @@ export function readPaperRow(dir: string): PaperRow | null {
   if (!existsSync(join(run, 'config.json')) || !existsSync(join(run, 'metrics.jsonl'))) return null;
   const cfg = readJson<{ dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: { horizon: number; lambda: number; penalty: string }; learner?: { epochs: number; epochLength: number } }>(join(run, 'config.json'));
   if (!cfg.rollout || !cfg.learner || !cfg.dataset) return null;
-  // Paths by file name: a run carried from another machine keeps that machine's absolute paths.
-  const { seed: _seed, ...rest } = { ...cfg, dataset: basename(cfg.dataset), ...(cfg.dynamicsFrom ? { dynamicsFrom: basename(cfg.dynamicsFrom) } : {}) };
-  const configKey = JSON.stringify(rest);
+  const configKey = seedlessConfigKey(run)!.key;
   const lines = readJsonLines<MetricsLine>(join(run, 'metrics.jsonl'));
   if (lines.length === 0) return null;
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).map((l) => ({ epoch: l.epoch, score: l.evaluation!.score!, scoreStd: l.evaluation!.scoreStd ?? 0 }));

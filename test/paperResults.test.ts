@@ -2,10 +2,11 @@
 // over every epoch (a run resumed across sessions), memory over the run; not-yet-MOPO dirs left out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { paperTableMarkdown, readPaperRow, seedGroups } from '../scripts/paperResults.js';
+import { curvesOverSeeds, runRunsPlot } from '../pipeline/commands/runs.js';
 
 function fakeRun(root: string, name: string, scores: (number | null)[], o: { planned: number; summary?: { epochs: number; stoppedEarly: boolean }; seed?: number; lambda?: number; machine?: string }): string {
   const dir = join(root, name);
@@ -107,6 +108,37 @@ test('runs ls: a MOPO run shows its last evaluation and, once it has several, th
     const ls2 = spawnSync(process.execPath, [cli, 'runs', 'ls', root], { encoding: 'utf8' });
     assert.match(ls2.stdout, /\/long {2}.* {2}running/);
     assert.match(ls2.stdout, /\/one {2}.* {2}killed/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('runs plot --over-seeds: seeds of one configuration as one curve, the mean over seeds ± their std at the epochs all evaluated', async () => {
+  // By hand: seeds 0 and 1 share a configuration; 1 has evaluated one epoch more; "other" stays alone.
+  const series = curvesOverSeeds([
+    { name: 'a-seed1', key: 'k', seed: 1, x: [0, 9, 19], y: [4, 10, 30], band: [1, 1, 1] },
+    { name: 'other', key: null, seed: 0, x: [0, 9], y: [7, 8], band: [0.5, 0.5] },
+    { name: 'a', key: 'k', seed: 0, x: [0, 9], y: [2, 20], band: [1, 1] },
+  ]);
+  assert.deepEqual(series.map((s) => s.name), ['a (seeds 0, 1: mean ± std)', 'other']);
+  assert.deepEqual([series[0]!.x, series[0]!.y, series[0]!.band], [[0, 9], [3, 15], [1, 5]]);
+  assert.deepEqual([series[1]!.y, series[1]!.band], [[7, 8], [0.5, 0.5]]);
+
+  const root = mkdtempSync(join(tmpdir(), 'mopo-plot-seeds-'));
+  try {
+    const runs = [
+      fakeRun(root, 'r', [30, 32], { planned: 2, seed: 0 }),
+      fakeRun(root, 'r-seed1', [36, 38], { planned: 2, seed: 1, machine: '/carried/from/elsewhere' }),
+      fakeRun(root, 'r-lambda0', [40, 40], { planned: 2, seed: 0, lambda: 0 }),
+    ];
+    const out = join(root, 'seeds.svg');
+    await runRunsPlot({ runs, out, references: [], overSeeds: true });
+    const svg = readFileSync(out, 'utf8');
+    assert.match(svg, /r \(seeds 0, 1: mean ± std\)/);
+    assert.match(svg, />r-lambda0</);
+    assert.doesNotMatch(svg, />r-seed1</);
+    await runRunsPlot({ runs, out, references: [] });
+    assert.match(readFileSync(out, 'utf8'), />r-seed1</, 'without --over-seeds every run is its own curve');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

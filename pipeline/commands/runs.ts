@@ -6,11 +6,12 @@ import { readManifest, manifestHash } from '../../operators/shards.js';
 import { UserError } from '../errors.js';
 import type { ModelTargets } from '../../operators/ensemble.js';
 import { readJsonIfExists, readJsonLines, writeFileAtomic } from '../atomic.js';
-import { lineChartSvg } from '../plot.js';
+import { lineChartSvg, type Series } from '../plot.js';
 import { PIPELINE_FILE } from '../runPipeline.js';
 import { runLockHolder } from '../runLock.js';
 import { validationChartSvg, validationMseLabel } from './trainDynamics.js';
 import { scoreOfLastEvaluations } from '../mopo.js';
+import { meanStd } from '../../operators/evaluate.js';
 
 export interface RunInfo {
   run: string;
@@ -208,41 +209,109 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
 }
 
 /**
+ * A MOPO run's config without its seed, paths by file name (a run carried from another machine keeps
+ * that machine's absolute paths): equal for the seeds of one configuration. Null without a MOPO config.
+ */
+export function seedlessConfigKey(run: string): { key: string; seed: number } | null {
+  const cfg = readJsonIfExists<{ dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: unknown; learner?: unknown }>(join(run, 'config.json'));
+  if (cfg === null || !cfg.rollout || !cfg.learner || !cfg.dataset) return null;
+  const { seed, ...rest } = { ...cfg, dataset: basename(cfg.dataset), ...(cfg.dynamicsFrom ? { dynamicsFrom: basename(cfg.dynamicsFrom) } : {}) };
+  return { key: JSON.stringify(rest), seed: seed ?? 0 };
+}
+
+/** One run's evaluation curve, with its seedless config key (null: not grouped with anything). */
+export interface EvaluationCurve {
+  name: string;
+  key: string | null;
+  seed: number;
+  x: number[];
+  y: number[];
+  band: number[];
+}
+
+/**
+ * Curves of runs that differ only in the seed, drawn as one: at every epoch all of them evaluated,
+ * the mean over the seeds and, as its band, their std (population, as over episodes); a run with no
+ * other seed stays as it is. The group is named by its first run (lowest seed) and its seeds.
+ */
+export function curvesOverSeeds(curves: readonly EvaluationCurve[]): Series[] {
+  const groups = new Map<string, EvaluationCurve[]>();
+  const out: (Series | string)[] = [];
+  for (const c of curves) {
+    if (c.key === null) {
+      out.push({ name: c.name, x: c.x, y: c.y, band: c.band });
+      continue;
+    }
+    if (!groups.has(c.key)) {
+      groups.set(c.key, []);
+      out.push(c.key); // the group's place: where its first run was named
+    }
+    groups.get(c.key)!.push(c);
+  }
+  return out.map((o) => {
+    if (typeof o !== 'string') return o;
+    const g = [...groups.get(o)!].sort((a, b) => a.seed - b.seed);
+    if (g.length === 1) return { name: g[0]!.name, x: g[0]!.x, y: g[0]!.y, band: g[0]!.band };
+    const at = g.map((c) => new Map(c.x.map((e, i) => [e, c.y[i]!])));
+    const epochs = g[0]!.x.filter((e) => at.every((m) => m.has(e)));
+    const stats = epochs.map((e) => meanStd(at.map((m) => m.get(e)!)));
+    return {
+      name: `${g[0]!.name} (seeds ${g.map((c) => c.seed).join(', ')}: mean ± std)`,
+      x: epochs,
+      y: stats.map((s) => s.mean),
+      band: stats.map((s) => s.std),
+    };
+  });
+}
+
+/**
  * `mopo runs plot <run>... --out <svg>`: the evaluation curves of several MOPO runs in one chart
  * (D4RL-normalized score when every run has one, else the return), mean ± std over the episodes,
  * each run named by its directory; `references` draws labelled horizontal lines (a paper's score).
+ * `overSeeds` draws runs that differ only in the seed as one curve (curvesOverSeeds).
  */
-export async function runRunsPlot(args: { runs: string[]; out: string; references: string[]; title?: string | undefined }): Promise<void> {
-  if (args.runs.some((r) => isTrainDynamicsRun(resolve(r)))) return plotDynamicsRuns(args);
+export async function runRunsPlot(args: { runs: string[]; out: string; references: string[]; title?: string | undefined; overSeeds?: boolean }): Promise<void> {
+  if (args.runs.some((r) => isTrainDynamicsRun(resolve(r)))) {
+    if (args.overSeeds) throw new UserError('--over-seeds groups MOPO runs by seed; train-dynamics runs are plotted without it');
+    return plotDynamicsRuns(args);
+  }
   type Line = { epoch: number; evaluation: { mean: number; std: number; score: number | null; scoreStd: number | null } | null };
-  const curves = args.runs.map((r) => {
+  const runs = args.runs.map((r) => {
     const run = resolve(r);
     if (!existsSync(join(run, 'metrics.jsonl'))) throw new UserError(`${run}: no metrics.jsonl (not a MOPO run, or not started)`);
     const evals = readJsonLines<Line>(join(run, 'metrics.jsonl')).filter((l) => l.evaluation !== null);
     if (evals.length === 0) throw new UserError(`${run}: no evaluation yet`);
-    return { name: basename(run), evals };
+    return { run, evals };
   });
-  const useScore = curves.every((c) => c.evals.every((l) => l.evaluation!.score !== null));
+  const useScore = runs.every((c) => c.evals.every((l) => l.evaluation!.score !== null));
+  const curves: EvaluationCurve[] = runs.map(({ run, evals }) => {
+    const k = args.overSeeds ? seedlessConfigKey(run) : null;
+    return {
+      name: basename(run),
+      key: k?.key ?? null,
+      seed: k?.seed ?? 0,
+      x: evals.map((l) => l.epoch),
+      y: evals.map((l) => (useScore ? l.evaluation!.score! : l.evaluation!.mean)),
+      band: evals.map((l) => (useScore ? l.evaluation!.scoreStd! : l.evaluation!.std)),
+    };
+  });
   const hlines = args.references.map((spec) => {
     const eq = spec.indexOf('=');
     const y = Number(eq < 0 ? spec : spec.slice(0, eq));
     if (!Number.isFinite(y)) throw new UserError(`--reference ${JSON.stringify(spec)}: expected <value>=<label>, e.g. --reference "35.4=MOPO paper"`);
     return { y, label: eq < 0 ? String(y) : spec.slice(eq + 1) };
   });
+  const series = args.overSeeds ? curvesOverSeeds(curves) : curves.map(({ name, x, y, band }) => ({ name, x, y, band }));
   const svg = lineChartSvg({
     title: args.title ?? 'Evaluation in MuJoCo (deterministic policy)',
     xLabel: 'epoch',
     yLabel: useScore ? 'D4RL-normalized score' : 'return',
-    series: curves.map((c) => ({
-      name: c.name,
-      x: c.evals.map((l) => l.epoch),
-      y: c.evals.map((l) => (useScore ? l.evaluation!.score! : l.evaluation!.mean)),
-      band: c.evals.map((l) => (useScore ? l.evaluation!.scoreStd! : l.evaluation!.std)),
-    })),
+    series,
     hlines,
   });
   await writeFileAtomic(resolve(args.out), svg);
-  process.stderr.write(`written ${resolve(args.out)} (${curves.length} run${curves.length > 1 ? 's' : ''}, ${useScore ? 'score' : 'return'})\n`);
+  const n = runs.length;
+  process.stderr.write(`written ${resolve(args.out)} (${n} run${n > 1 ? 's' : ''}${series.length < n ? ` as ${series.length} curve${series.length > 1 ? 's' : ''} over seeds` : ''}, ${useScore ? 'score' : 'return'})\n`);
 }
 
 /**
