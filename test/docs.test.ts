@@ -1,5 +1,5 @@
 // The docs' command lines and code, held to the code: every `npx mopo …` in README.md and docs/*.md
-// (in sh blocks and in inline code) must be one the CLI accepts — its command, flags, choices and
+// (in sh blocks and in inline code), and every `--help` example, must be one the CLI accepts — its command, flags, choices and
 // types, checked by checkCommandLine without running anything — and the README's TypeScript
 // examples must type-check against the library's exports.
 import { test } from 'node:test';
@@ -64,12 +64,26 @@ export function docCommands(file: string, text: string): DocCommand[] {
   return out;
 }
 
+/** The `--help` examples of pipeline/cli.ts (`.example('$0 …', …)`), as `npx mopo …` lines. */
+export function helpExamples(source: string): DocCommand[] {
+  const lineOf = (index: number) => source.slice(0, index).split('\n').length;
+  return [...source.matchAll(/\.example\(\s*'\$0 ((?:[^'\\]|\\.)*)'/g)].map((m) => ({
+    file: 'pipeline/cli.ts',
+    line: lineOf(m.index!),
+    text: `npx mopo ${m[1]!.replace(/\\(.)/g, '$1')}`,
+  }));
+}
+
 /** Placeholders and elisions stand for text the reader fills in: not command lines to check. */
 const elided = (c: DocCommand) => /…|\.\.\.|<command>/.test(c.text);
 
-test('every `npx mopo` command line in the docs is one the CLI accepts', async (t) => {
-  const commands = DOCS.flatMap((f) => docCommands(f, readFileSync(join(ROOT, f), 'utf8'))).filter((c) => !elided(c));
+test('every `npx mopo` command line in the docs, and every --help example, is one the CLI accepts', async (t) => {
+  const commands = [
+    ...DOCS.flatMap((f) => docCommands(f, readFileSync(join(ROOT, f), 'utf8'))),
+    ...helpExamples(readFileSync(join(ROOT, 'pipeline', 'cli.ts'), 'utf8')),
+  ].filter((c) => !elided(c));
   assert.ok(commands.length >= 40, `found only ${commands.length} command lines: is the extraction broken?`);
+  assert.ok(commands.filter((c) => c.file === 'pipeline/cli.ts').length >= 20, 'the --help examples were not found');
   const bad: string[] = [];
   for (const c of commands) {
     const msg = await checkCommandLine(shellWords(c.text).slice(2));
