@@ -23,8 +23,12 @@ D=data/datasets
 OFFICIAL=(--resample bootstrap --init truncated-normal --patience 6)
 
 # halfcheetah-medium from the committed medium policy (a minute); halfcheetah-medium-replay is the
-# replay buffer of the SAC run that made that policy (about 40 minutes on one core; `mopo sac` has no
-# resume, so a stopped one starts over).
+# replay buffer of the SAC run that made that policy. That run is made again on the wasm kernels
+# (MOPO_NATIVE_KERNELS=0), the engine the policy was trained on: the same seed then gives the same
+# run, while the native gemm, which sums in another order, gives another (on 2026-12-07 it had not
+# reached 4,000 by 55,000 steps, where the committed run stopped at 4,243). Its policy must equal the
+# committed one, or the buffer is not that policy's and the script stops. 25–45 minutes on one
+# core; `mopo sac` has no resume, so a stopped one starts over.
 medium_data() {
   [ -f $D/halfcheetah-medium.parquet ] ||
     $MOPO collect --env halfcheetah --policy data/policies/halfcheetah-medium --noise --steps 1000000 --seed 0 --out $D/halfcheetah-medium.parquet --quiet
@@ -33,8 +37,15 @@ medium_replay_data() {
   [ -f $D/halfcheetah-medium-replay.parquet ] && return 0
   if [ ! -f runs/halfcheetah-medium/replay.parquet ]; then
     rm -rf runs/halfcheetah-medium
-    $MOPO sac --env halfcheetah --steps 1000000 --seed 0 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium --quiet >> runs/halfcheetah-medium.log 2>&1 || return 1
+    MOPO_NATIVE_KERNELS=0 $MOPO sac --env halfcheetah --steps 1000000 --seed 0 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium --quiet >> runs/halfcheetah-medium.log 2>&1 || return 1
   fi
+  local f
+  for f in data/policies/halfcheetah-medium/*.f32; do
+    if ! cmp -s "$f" "runs/halfcheetah-medium/policy/$(basename "$f")"; then
+      echo "paperTable: runs/halfcheetah-medium/policy differs from the committed $f: its replay buffer is not the medium policy's training data, so it is not used as halfcheetah-medium-replay (see runs/halfcheetah-medium.log)" >&2
+      return 1
+    fi
+  done
   cp runs/halfcheetah-medium/replay.parquet $D/halfcheetah-medium-replay.parquet.tmp && mv $D/halfcheetah-medium-replay.parquet.tmp $D/halfcheetah-medium-replay.parquet
 }
 # A task's ensemble and its diagnostic.

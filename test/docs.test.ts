@@ -51,14 +51,15 @@ export function docCommands(file: string, text: string): DocCommand[] {
       continue;
     }
     if (inSh) {
-      const t = l.trim();
+      // Leading environment assignments (MOPO_NATIVE_KERNELS=0 npx mopo …) are the shell's, not the CLI's.
+      const t = l.trim().replace(/^(?:[A-Z_][A-Z0-9_]*=\S*\s+)+/, '');
       if (t.startsWith('npx mopo ')) out.push({ file, line: i + 1, text: t.replace(/\s+#.*$/, '') });
     }
   }
   // Inline code may wrap across lines in prose.
   const lineOf = (index: number) => text.slice(0, index).split('\n').length;
   for (const m of text.matchAll(/`(npx mopo [^`]+)`/g)) {
-    if (lines[lineOf(m.index!) - 1]!.trim().startsWith('npx mopo ')) continue; // an sh block's line, taken above
+    if (/^(?:[A-Z_][A-Z0-9_]*=\S*\s+)*npx mopo /.test(lines[lineOf(m.index!) - 1]!.trim())) continue; // an sh block's line, taken above
     out.push({ file, line: lineOf(m.index!), text: m[1]!.replace(/\s+/g, ' ').trim() });
   }
   return out;

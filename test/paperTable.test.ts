@@ -13,7 +13,8 @@ import { standIn, withQueueSandbox, type QueueTestBody } from './queueScriptFixt
 const STAND_IN = standIn(`[ "$1" = "$FAIL" ] && exit 1
 case "$1" in
   collect) touch "$out";;
-  sac) mkdir -p "$out" && touch "$out/replay.parquet";;
+  sac) mkdir -p "$out/policy" && touch "$out/replay.parquet" && echo "\${MOPO_NATIVE_KERNELS-native}" > "$out/kernels"
+    if [ -n "\${SAC_POLICY:-}" ]; then echo "$SAC_POLICY" > "$out/policy/policy-000054050.f32"; else cp data/policies/halfcheetah-medium/*.f32 "$out/policy/"; fi;;
   train-dynamics) mkdir -p "$out" && touch "$out/report.json";;
   diagnose) touch "$run/diagnose-dynamics.json";;
   train) mkdir -p "\${out:-$3}" && echo '{}' > "\${out:-$3}/summary.json";;
@@ -41,7 +42,16 @@ const MEDIUM_WORK = [
   mopo('mopo-hcm-patience', M, 'dyn-hc-medium-patience'),
 ];
 
-const withPaperTable = (setup: (dir: string) => void, body: QueueTestBody) => withQueueSandbox('paperTable.sh', STAND_IN, setup, body);
+/** The committed medium policy, which the SAC run that makes medium-replay must reproduce. */
+const committedPolicy = (dir: string) => {
+  mkdirSync(join(dir, 'data', 'policies', 'halfcheetah-medium'), { recursive: true });
+  writeFileSync(join(dir, 'data', 'policies', 'halfcheetah-medium', 'policy-000054050.f32'), 'the committed weights');
+};
+const withPaperTable = (setup: (dir: string) => void, body: QueueTestBody) =>
+  withQueueSandbox('paperTable.sh', STAND_IN, (dir) => {
+    committedPolicy(dir);
+    setup(dir);
+  }, body);
 /** The uniform-random dataset, ensemble and first MOPO run already there, as after the lead's sessions. */
 const urDone = (dir: string) => {
   mkdirSync(join(dir, 'data', 'datasets'), { recursive: true });
@@ -66,6 +76,7 @@ test('paperTable.sh: from nothing, every step once and in order; again, nothing'
       ...MEDIUM_WORK,
     ]);
     for (const f of [UR, MR, M]) assert.ok(existsSync(join(dir, f)), f);
+    assert.equal(readFileSync(join(dir, 'runs', 'halfcheetah-medium', 'kernels'), 'utf8').trim(), '0', 'the SAC run on the wasm kernels, as the committed policy was made');
     const again = run();
     assert.equal(again.status, 0, again.stderr);
     assert.deepEqual(again.calls, []);
@@ -77,6 +88,16 @@ test('paperTable.sh: a failed SAC run stops the medium-replay and medium work an
     const r = run({ FAIL: 'sac' });
     assert.equal(r.status, 1);
     assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, MEDIUM_WORK[0]]);
+    assert.ok(!existsSync(join(dir, MR)));
+  });
+});
+
+test('paperTable.sh: a SAC run whose policy is not the committed one gives no medium-replay dataset and stops the queue, saying why', () => {
+  withPaperTable(urDone, (run, dir) => {
+    const r = run({ SAC_POLICY: 'other weights' });
+    assert.equal(r.status, 1);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, MEDIUM_WORK[0]]);
+    assert.match(r.stderr, /runs\/halfcheetah-medium\/policy differs from the committed data\/policies\/halfcheetah-medium\/policy-000054050\.f32/);
     assert.ok(!existsSync(join(dir, MR)));
   });
 });
