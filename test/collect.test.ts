@@ -53,9 +53,13 @@ test('SVG line chart: nice ticks, one polyline per series, escaped labels', () =
   const x = Number(/<text x="([\d.]+)" y="22" text-anchor="middle" font-size="15">Dynamics/.exec(long)![1]);
   assert.ok(x - (title.length * 15 * 0.55) / 2 >= 8, `title centre ${x}`);
   assert.match(svg, /<text x="280" y="22" text-anchor="middle" font-size="15">a &lt; b/, 'a short one stays over the plot');
-  // The legend makes room for its longest name (about 7 px a character) instead of running off the image.
+  // The legend makes room for its longest name (about 7 px a character) instead of running off the
+  // image, and the image widens for it rather than narrowing the plot below 480 px.
   const name = 'penalized reward r̂ − λu, a long series name';
   const wide = lineChartSvg({ title: 't', xLabel: 'x', yLabel: 'y', series: [{ name, x: [0, 1], y: [1, 2] }] });
   const lx = Number(new RegExp(`<text x="([\\d.]+)" y="[\\d.]+">${name}<`).exec(wide)![1]);
-  assert.ok(lx + 7 * name.length <= 720, `legend text from x ${lx}`);
+  const width = Number(/^<svg [^>]*width="(\d+)"/.exec(wide)![1]);
+  assert.ok(lx + 7 * name.length <= width, `legend text from x ${lx} in an image ${width} wide`);
+  assert.ok(lx - 70 >= 480, `plot ${lx - 70} px wide`);
+  assert.match(svg, /^<svg [^>]*width="720"/, 'a short legend keeps the usual 720 px');
 });
