@@ -45,7 +45,7 @@ export function readPaperRow(dir: string): PaperRow | null {
   if (!existsSync(join(run, 'config.json')) || !existsSync(join(run, 'metrics.jsonl'))) return null;
   const cfg = readJson<{ dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: { horizon: number; lambda: number; penalty: string }; learner?: { epochs: number; epochLength: number } }>(join(run, 'config.json'));
   if (!cfg.rollout || !cfg.learner || !cfg.dataset) return null;
-  const configKey = seedlessConfigKey(run)!.key;
+  const configKey = seedlessConfigKey(cfg)!.key; // cfg is a MOPO run's (checked above)
   const lines = readJsonLines<MetricsLine>(join(run, 'metrics.jsonl'));
   if (lines.length === 0) return null;
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).map((l) => ({ epoch: l.epoch, score: l.evaluation!.score!, scoreStd: l.evaluation!.scoreStd ?? 0 }));

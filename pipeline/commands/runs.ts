@@ -210,10 +210,10 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
 
 /**
  * A MOPO run's config without its seed, paths by file name (a run carried from another machine keeps
- * that machine's absolute paths): equal for the seeds of one configuration. Null without a MOPO config.
+ * that machine's absolute paths): equal for the seeds of one configuration. Null for a config (its
+ * config.json, parsed) that is not a MOPO run's.
  */
-export function seedlessConfigKey(run: string): { key: string; seed: number } | null {
-  const cfg = readJsonIfExists<{ dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: unknown; learner?: unknown }>(join(run, 'config.json'));
+export function seedlessConfigKey(cfg: { dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: unknown; learner?: unknown } | null): { key: string; seed: number } | null {
   if (cfg === null || !cfg.rollout || !cfg.learner || !cfg.dataset) return null;
   const { seed, ...rest } = { ...cfg, dataset: basename(cfg.dataset), ...(cfg.dynamicsFrom ? { dynamicsFrom: basename(cfg.dynamicsFrom) } : {}) };
   return { key: JSON.stringify(rest), seed: seed ?? 0 };
@@ -285,7 +285,7 @@ export async function runRunsPlot(args: { runs: string[]; out: string; reference
   });
   const useScore = runs.every((c) => c.evals.every((l) => l.evaluation!.score !== null));
   const curves: EvaluationCurve[] = runs.map(({ run, evals }) => {
-    const k = args.overSeeds ? seedlessConfigKey(run) : null;
+    const k = args.overSeeds ? seedlessConfigKey(readJsonIfExists(join(run, 'config.json'))) : null;
     return {
       name: basename(run),
       key: k?.key ?? null,
