@@ -35,9 +35,10 @@ class CommandLineAccepted extends Error {}
 /**
  * buildCli(argv) parses and runs; with `dryRun`, a command line that passes validation (command,
  * flags, choices, types: everything but the files it names) stops before its handler with
- * CommandLineAccepted, and one that does not throws an Error with yargs' message instead of exiting.
+ * CommandLineAccepted, and one that does not throws an Error with yargs' message instead of exiting;
+ * with `captureHelp`, such an Error is thrown too (helpText reads --help through the parse callback).
  */
-function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
+function buildCli(argv: string[], opts: { dryRun?: boolean; captureHelp?: boolean } = {}): Argv {
   const cli = yargs(argv)
     .scriptName('mopo')
     .usage('$0 <command> [options]\n\nMOPO (model-based offline policy optimization) as a streaming dataflow over Parquet and Arrow.')
@@ -113,10 +114,10 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
       'collect a D4RL-style transition dataset in a simulator and write it as Parquet',
       (y) =>
         y
-          .option('env', { type: 'string', choices: ['halfcheetah', 'hopper', 'walker2d', 'pendulum'] as const, demandOption: true })
+          .option('env', { type: 'string', choices: ['halfcheetah', 'hopper', 'walker2d', 'pendulum'] as const, demandOption: true, describe: 'simulator to run' })
           .option('policy', { type: 'string', default: 'uniform', describe: 'uniform (random actions), random (a randomly initialized SAC actor, sampled), or a policy/checkpoint directory' })
           .option('steps', { type: 'number', default: 1_000_000, describe: 'transitions to collect' })
-          .option('seed', { type: 'number', default: 0 })
+          .option('seed', { type: 'number', default: 0, describe: "seed of the environments' resets and of the actions drawn (uniform, the random actor's weights, --noise)" })
           .option('out', { type: 'string', demandOption: true, describe: 'output .parquet file' })
           .option('noise', { type: 'boolean', default: false, describe: 'sample actions from a saved policy instead of its deterministic action' })
           .option('num-envs', { type: 'number', default: 10, describe: 'environment copies stepped together' })
@@ -131,9 +132,9 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
       'train SAC online in a simulator (evaluations, JSONL metrics, SVG learning curve, checkpoints)',
       (y) =>
         y
-          .option('env', { type: 'string', choices: ['halfcheetah', 'hopper', 'walker2d', 'pendulum'] as const, demandOption: true })
+          .option('env', { type: 'string', choices: ['halfcheetah', 'hopper', 'walker2d', 'pendulum'] as const, demandOption: true, describe: 'simulator to run' })
           .option('steps', { type: 'number', default: 200_000, describe: 'environment steps' })
-          .option('seed', { type: 'number', default: 0 })
+          .option('seed', { type: 'number', default: 0, describe: 'seed of the initial weights, the exploration, the replay sampling and the resets' })
           .option('out', { type: 'string', describe: 'run directory (default runs/sac-<env>-seed<seed>)' })
           .option('eval-every', { type: 'number', describe: 'steps between evaluations (default 5000; pendulum 1000)' })
           .option('eval-episodes', { type: 'number', default: 10, describe: 'deterministic episodes per evaluation' })
@@ -160,7 +161,7 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
           .option('elites', { type: 'number', default: 5, describe: 'best members kept as elites' })
           .option('max-epochs', { type: 'number', describe: 'cap on epochs, default 1000 (training stops earlier when no member improves by >1 % for --patience epochs); with --resume it replaces the saved cap, and a cap at the epochs done finishes the training now with each member\'s best weights' })
           .option('patience', { type: 'number', describe: 'stop after this many epochs in a row in which no member improved by >1 %, default 5 (MOPO.md; the official code\'s BNN stops after 6); with --resume it replaces the saved value' })
-          .option('seed', { type: 'number', default: 0 })
+          .option('seed', { type: 'number', default: 0, describe: 'seed of the initial weights, the held-out rows, the shuffles and the bootstrap draws' })
           .option('workers', { type: 'number', default: 2, describe: 'split the members across this many worker threads (2 is ~1.6x faster with a free second core; 1 when the other core is busy)' })
           .option('targets', { type: 'string', choices: MODEL_TARGETS, default: 'raw', describe: "the model's outputs: raw (Δs, r) as the official code's BNN, or normalized (Δs, r)" })
           .option('nll-reduction', { type: 'string', choices: NLL_REDUCTIONS, default: 'mean', describe: 'the NLL over the output dimensions: averaged as the official code, or summed' })
@@ -200,7 +201,7 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
           .option('rollout-lag', { type: 'number', choices: ROLLOUT_LAGS, describe: 'rounds the rollout policy trails the learner: 1 (default) rolls the next round beside the learner; 0 rolls each round at its insertion with the current policy, as the reference does, while the learner waits' })
           .option('target-entropy', { type: 'number', describe: "SAC's entropy target (paper preset: -3 as MOPO's D4RL configs; otherwise -|A|)" })
           .option('checkpoint-every', { type: 'number', describe: 'checkpoint every this many epochs' })
-          .option('seed', { type: 'number', default: 0 })
+          .option('seed', { type: 'number', default: 0, describe: "seed of SAC's initial weights and sampling, the rollouts and the evaluations (and of the ensemble when the run trains its own)" })
           .example('$0 train --dataset data/datasets/halfcheetah-random.parquet', "MOPO with the paper's settings for halfcheetah-random (h 5, λ 0.5)")
           .example('$0 train --dataset data/datasets/halfcheetah-random.parquet --preset quick', 'a run of minutes')
           .example('$0 train --resume runs/mopo-halfcheetah-random-paper-seed0', 'continue from the last checkpoint'),
@@ -243,7 +244,7 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
         .command(
           'ls [dir]',
           'the runs in a directory (default runs/): env, epochs, last score, status',
-          (c) => c.positional('dir', { type: 'string', default: 'runs' }).option('json', { type: 'boolean', default: false }),
+          (c) => c.positional('dir', { type: 'string', default: 'runs', describe: 'the directory that holds the run directories' }).option('json', { type: 'boolean', default: false, describe: 'print one JSON array on stdout' }),
           async (args) => {
             await runRunsLs({ dir: args.dir, json: args.json });
           },
@@ -251,7 +252,7 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
         .command(
           'show <run>',
           "a run's stages: preprocessed rows and hashes, the ensemble, saved rollout rounds, SAC progress and checkpoint",
-          (c) => c.positional('run', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+          (c) => c.positional('run', { type: 'string', demandOption: true, describe: 'run directory' }).option('json', { type: 'boolean', default: false, describe: 'print one JSON object on stdout' }),
           async (args) => {
             await runRunsShow({ run: args.run, json: args.json });
           },
@@ -261,10 +262,10 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
           'the evaluation curves of several runs in one SVG (score, or return where there is none)',
           (c) =>
             c
-              .positional('runs', { type: 'string', array: true, demandOption: true })
+              .positional('runs', { type: 'string', array: true, demandOption: true, describe: 'run directories' })
               .option('out', { type: 'string', demandOption: true, describe: 'the SVG file to write' })
               .option('reference', { type: 'string', array: true, default: [] as string[], describe: 'a horizontal line <value>=<label> (repeatable; a negative value as --reference=-150=label)' })
-              .option('title', { type: 'string' })
+              .option('title', { type: 'string', describe: "the chart's title (default: 'Evaluation in MuJoCo (deterministic policy)'; for dynamics runs, the ensemble's)" })
               .option('over-seeds', { type: 'boolean', default: false, describe: 'draw runs that differ only in the seed as one curve: the mean over seeds ± their std' })
               .example('$0 runs plot runs/mopo-hc-random-paper runs/mopo-hc-random-lambda0 --reference "35.4=MOPO paper" --out docs/figures/mopo-hc-random.svg', 'MOPO against λ = 0')
               .example('$0 runs plot runs/mopo-hcur-patience runs/mopo-hcur-patience-seed1 runs/mopo-hcur-patience-seed2 --over-seeds --out seeds.svg', 'three seeds as one curve'),
@@ -304,7 +305,7 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
               .option('reference-rows', { type: 'number', default: 20_000, describe: 'dataset rows the distance from the data is measured to' })
               .option('bins', { type: 'number', default: 5, describe: 'quantile bins of the distance from the data' })
               .option('w1-samples', { type: 'number', default: 100, describe: 'Monte Carlo samples a pair for the W1 of (s′, r)' })
-              .option('seed', { type: 'number', default: 0 })
+              .option('seed', { type: 'number', default: 0, describe: 'seed of the sampled states, rollout starts and rollouts, and of the W1 samples' })
               .option('json', { type: 'boolean', default: false, describe: 'print the summary (without the per-pair rows) as one JSON object on stdout' })
               .example('$0 diagnose penalty --run runs/start', 'writes runs/start/diagnose-penalty.{json,html}')
               .example('$0 diagnose penalty --run runs/start --dynamics runs/dyn-hc-random', "the same policy under another ensemble's penalty; writes runs/start/diagnose-penalty-dyn-hc-random.{json,html}"),
@@ -319,7 +320,7 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
       'measure a speed target and print JSON',
       (y) =>
         y
-          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble', 'buffer', 'train', 'memory'] as const, demandOption: true })
+          .positional('what', { type: 'string', choices: ['dense', 'ingest', 'env', 'sac', 'ensemble', 'buffer', 'train', 'memory'] as const, demandOption: true, describe: 'the benchmark (the README, "mopo bench", says what each measures)' })
           .option('json', { type: 'boolean', default: false, describe: 'print only the JSON result on stdout' })
           .option('rows', { type: 'number', describe: 'ingest: transitions in the generated file (default 1,000,000); env: steps; ensemble: prediction batch (default 50,000); train: rollout start states per round (default 12,500, with 250 updates a round: the proportions of the paper at ¼ scale; 50,000 is full scale); memory: the big dataset (default 10,000,000)' })
           .option('seconds', { type: 'number', describe: 'dense, sac: time budget per measurement' })
@@ -349,7 +350,7 @@ function buildCli(argv: string[], opts: { dryRun?: boolean } = {}): Argv {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
       if (err) throw err;
-      if (opts.dryRun) throw new Error(msg);
+      if (opts.dryRun || opts.captureHelp) throw new Error(msg);
       process.stderr.write(`mopo: ${msg}\nRun \`mopo --help\` (or \`mopo <command> --help\`) for the options.\n`);
       process.exit(2);
     });
@@ -373,6 +374,16 @@ export async function checkCommandLine(argv: string[]): Promise<string | null> {
     if (e instanceof CommandLineAccepted) return null;
     return e instanceof Error ? e.message : String(e);
   }
+}
+
+/** What `mopo <command…> --help` prints, captured instead of printed (test/cli.test.ts holds every option to a description with it). */
+export async function helpText(command: string[]): Promise<string> {
+  const argv = [...command, '--help'];
+  return new Promise((resolve, reject) => {
+    void buildCli(argv, { captureHelp: true })
+      .exitProcess(false)
+      .parse(argv, {}, (err, _args, output) => (err ? reject(err) : resolve(output)));
+  });
 }
 
 async function main(argv: string[]): Promise<void> {

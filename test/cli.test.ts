@@ -476,3 +476,36 @@ test('a full disk mid-write: one clear line, exit 2, no output and no temporary 
     }
   });
 });
+
+test('every option and positional of every command and subcommand has a description in --help', async () => {
+  const { helpText } = await import('../pipeline/cli.js');
+  // Command names from a help's "Commands:" block ("  mopo runs ls [dir]   …" → "ls").
+  const subcommands = (help: string, path: string[]): string[] => {
+    const block = help.split(/\n\n/).find((b) => b.startsWith('Commands:'));
+    if (!block) return [];
+    const prefix = ['mopo', ...path].join(' ') + ' ';
+    return block
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith(prefix))
+      .map((l) => l.slice(prefix.length).split(/\s+/)[0]!);
+  };
+  const missing: string[] = [];
+  const seen: string[] = [];
+  const walk = async (path: string[]): Promise<void> => {
+    const help = await helpText(path);
+    seen.push(path.join(' '));
+    // An entry without a description goes straight from its name (indented 2 or 6, in the first
+    // column; deeper lines are wrapped descriptions) to the bracketed type, on one line.
+    for (const line of help.split('\n')) {
+      const m = /^(?: {2}| {6})(-\w, --[\w-]+|--[\w-]+|\w[\w-]*)\s+\[(?:string|number|boolean|array)\]/.exec(line);
+      if (m) missing.push(`mopo ${path.join(' ')}: ${m[1]}`);
+    }
+    for (const c of subcommands(help, path)) await walk([...path, c]);
+  };
+  await walk([]);
+  assert.ok(seen.length >= 20, `walked only ${seen.join(', ')}`);
+  for (const c of ['train', 'runs plot', 'diagnose penalty', 'bench', 'env check']) assert.ok(seen.includes(c), `${c} was not reached: ${seen.join(', ')}`);
+  assert.deepEqual(missing, [], 'options without a description');
+});
