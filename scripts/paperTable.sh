@@ -6,7 +6,8 @@
 # at the paper's settings on it for 1,000 epochs. halfcheetah-random (uniform actions, D4RL's
 # recipe) also gets λ = 0 (plain MBPO, the issue's contrast) and seeds 1 and 2 (the paper's figure
 # is a mean over seeds; the reference's results script, mopo/scripts/d4rl_results.py, prints the
-# best seed's), before the other tasks: its score is what the issue asks first. One step at a time: each uses both cores (the ensemble's two workers, or
+# best seed's), before the other tasks: its score is what the issue asks first; after them, an
+# ensemble of its own for a seed, as the paper's runs each trained one. One step at a time: each uses both cores (the ensemble's two workers, or
 # the learner and its rollout worker).
 # Hours of work, and a session's end kills it: run it again at the next session's start and it
 # skips what is finished and continues the rest from its last checkpoint. On a new machine it makes
@@ -48,9 +49,9 @@ medium_replay_data() {
   done
   cp runs/halfcheetah-medium/replay.parquet $D/halfcheetah-medium-replay.parquet.tmp && mv $D/halfcheetah-medium-replay.parquet.tmp $D/halfcheetah-medium-replay.parquet
 }
-# A task's ensemble and its diagnostic.
-ensemble() { # name dataset
-  dynamics "$1" "$2" 2 "${OFFICIAL[@]}" && diagnose "$1"
+# A task's ensemble and its diagnostic (flags after the dataset, such as --seed, go to the training).
+ensemble() { # name dataset [flags…]
+  dynamics "$1" "$2" 2 "${OFFICIAL[@]}" "${@:3}" && diagnose "$1"
 }
 
 carry_restore
@@ -71,4 +72,11 @@ M=$D/halfcheetah-medium.parquet
 medium_data || exit 1
 ensemble dyn-hc-medium-patience $M || exit 1
 mopo mopo-hcm-patience $M dyn-hc-medium-patience || exit 1
+
+# halfcheetah-random as the paper's seeds were run: the official mopo.py trains its model at the
+# start of every run, so each seed has its own ensemble, where seeds 0-2 above share one. An
+# ensemble from seed 1 and MOPO's seed 1 on it: against mopo-hcur-patience-seed1 (the same SAC
+# seed, ensemble 0), what the ensemble's draw alone moves.
+ensemble dyn-hc-uniform-random-patience-seed1 $UR --seed 1 || exit 1
+mopo mopo-hcur-patience-ens1-seed1 $UR dyn-hc-uniform-random-patience-seed1 --seed 1 || exit 1
 echo "paper table: all runs finished"
