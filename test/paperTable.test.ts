@@ -30,8 +30,14 @@ const mopo = (run: string, data: string, dyn: string, flags = '') => `train --da
 const LAMBDA0 = mopo('mopo-hcur-patience-lambda0', UR, 'dyn-hc-uniform-random-patience', ' --lambda 0');
 const SEED1 = mopo('mopo-hcur-patience-seed1', UR, 'dyn-hc-uniform-random-patience', ' --seed 1');
 const SEED2 = mopo('mopo-hcur-patience-seed2', UR, 'dyn-hc-uniform-random-patience', ' --seed 2');
-// What follows halfcheetah-random's shared-ensemble runs, from nothing: medium-replay, medium, then random on a second ensemble.
-const LATER_WORK = [
+// halfcheetah-random on a second ensemble (its own seed, as each of the paper's runs trained one).
+const ENSEMBLE1 = [
+  `train-dynamics --dataset ${UR} --out runs/dyn-hc-uniform-random-patience-seed1 ${OFFICIAL} --seed 1`,
+  'diagnose dynamics --run runs/dyn-hc-uniform-random-patience-seed1',
+  mopo('mopo-hcur-patience-ens1-seed1', UR, 'dyn-hc-uniform-random-patience-seed1', ' --seed 1'),
+];
+// Then medium-replay and medium, from nothing.
+const MEDIUM_WORK = [
   'sac --env halfcheetah --steps 1000000 --seed 0 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium --quiet',
   `train-dynamics --dataset ${MR} --out runs/dyn-hc-medium-replay-patience ${OFFICIAL}`,
   'diagnose dynamics --run runs/dyn-hc-medium-replay-patience',
@@ -40,10 +46,6 @@ const LATER_WORK = [
   `train-dynamics --dataset ${M} --out runs/dyn-hc-medium-patience ${OFFICIAL}`,
   'diagnose dynamics --run runs/dyn-hc-medium-patience',
   mopo('mopo-hcm-patience', M, 'dyn-hc-medium-patience'),
-  // halfcheetah-random on an ensemble of its own seed, as each of the paper's runs trained one.
-  `train-dynamics --dataset ${UR} --out runs/dyn-hc-uniform-random-patience-seed1 ${OFFICIAL} --seed 1`,
-  'diagnose dynamics --run runs/dyn-hc-uniform-random-patience-seed1',
-  mopo('mopo-hcur-patience-ens1-seed1', UR, 'dyn-hc-uniform-random-patience-seed1', ' --seed 1'),
 ];
 
 /** The committed medium policy, which the SAC run that makes medium-replay must reproduce. */
@@ -77,7 +79,8 @@ test('paperTable.sh: from nothing, every step once and in order; again, nothing'
       LAMBDA0,
       SEED1,
       SEED2,
-      ...LATER_WORK,
+      ...ENSEMBLE1,
+      ...MEDIUM_WORK,
     ]);
     for (const f of [UR, MR, M]) assert.ok(existsSync(join(dir, f)), f);
     assert.equal(readFileSync(join(dir, 'runs', 'halfcheetah-medium', 'kernels'), 'utf8').trim(), '0', 'the SAC run on the wasm kernels, as the committed policy was made');
@@ -91,7 +94,7 @@ test('paperTable.sh: a failed SAC run stops the medium-replay and medium work an
   withPaperTable(urDone, (run, dir) => {
     const r = run({ FAIL: 'sac' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, LATER_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, MEDIUM_WORK[0]]);
     assert.ok(!existsSync(join(dir, MR)));
   });
 });
@@ -100,7 +103,7 @@ test('paperTable.sh: a SAC run whose policy is not the committed one gives no me
   withPaperTable(urDone, (run, dir) => {
     const r = run({ SAC_POLICY: 'other weights' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, LATER_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, MEDIUM_WORK[0]]);
     assert.match(r.stderr, /runs\/halfcheetah-medium\/policy differs from the committed data\/policies\/halfcheetah-medium\/policy-000054050\.f32/);
     assert.ok(!existsSync(join(dir, MR)));
   });
@@ -116,7 +119,7 @@ test('paperTable.sh: a MOPO run killed after a checkpoint is resumed, the finish
     (run, dir) => {
       const r = run();
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, ...LATER_WORK]);
+      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, ...MEDIUM_WORK]);
       writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'), '{"stoppedEarly": true}');
       assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued (the later ones, done, left alone)');
     },
@@ -144,7 +147,8 @@ test('paperTable.sh on a new machine: the runs carried in git (data/carry) are r
         'train --resume runs/mopo-hcur-patience-lambda0',
         SEED1,
         SEED2,
-        ...LATER_WORK,
+        ...ENSEMBLE1,
+        ...MEDIUM_WORK,
       ]);
       assert.ok(existsSync(join(dir, 'runs', 'dyn-hc-uniform-random-patience', 'ensemble', 'ensemble.json')));
       assert.ok(existsSync(join(dir, 'runs', 'mopo-hcur-patience-lambda0', 'checkpoints', 'epoch-000399', 'agent')));
