@@ -266,7 +266,7 @@ function buildCli(argv: string[], opts: { dryRun?: boolean; captureHelp?: boolea
               .option('out', { type: 'string', demandOption: true, describe: 'the SVG file to write' })
               .option('reference', { type: 'string', array: true, default: [] as string[], describe: 'a horizontal line <value>=<label> (repeatable; a negative value as --reference=-150=label)' })
               .option('title', { type: 'string', describe: "the chart's title (default: 'Evaluation in MuJoCo (deterministic policy)'; for dynamics runs, the ensemble's)" })
-              .option('over-seeds', { type: 'boolean', default: false, describe: 'draw runs that differ only in the seed as one curve: the mean over seeds ± their std' })
+              .option('over-seeds', { type: 'boolean', default: false, describe: "draw runs that differ only in the seed (theirs or their ensemble's) as one curve: the mean over seeds ± their std" })
               .example('$0 runs plot runs/mopo-hc-random-paper runs/mopo-hc-random-lambda0 --reference "35.4=MOPO paper" --out docs/figures/mopo-hc-random.svg', 'MOPO against λ = 0')
               .example('$0 runs plot runs/mopo-hcur-patience runs/mopo-hcur-patience-seed1 runs/mopo-hcur-patience-seed2 --over-seeds --out seeds.svg', 'three seeds as one curve'),
           async (args) => {

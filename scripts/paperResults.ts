@@ -6,13 +6,15 @@
 // process), and the process memory over the run (RSS at the first and last epoch, and its peak).
 // Runs whose configs differ only in the seed are then summed up over seeds: the mean ± std of their
 // MOPO scores (the paper's table) and the best seed's (what the reference's d4rl_results.py prints:
-// per configuration, the argmax over seeds of the last-10 mean).
+// per configuration, the argmax over seeds of the last-10 mean). Runs on ensembles that differ only in
+// their training seed count as seeds of one configuration (seedlessConfigKey), as the paper's runs,
+// each of which trained its own model.
 // Prints Markdown tables; `--json` prints the rows instead.
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readJsonLines } from '../pipeline/atomic.js';
 import { scoreOfLastEvaluations, taskOfDataset, type MetricsLine } from '../pipeline/mopo.js';
-import { runStatus, seedlessConfigKey, type RunInfo } from '../pipeline/commands/runs.js';
+import { bySeed, runStatus, seedLabel, seedlessConfigKey, type RunInfo } from '../pipeline/commands/runs.js';
 import { isMain } from '../pipeline/isMain.js';
 import { meanStd } from '../operators/evaluate.js';
 import { f1, readJson, tableScriptMain } from './tableScript.js';
@@ -20,6 +22,8 @@ import { f1, readJson, tableScriptMain } from './tableScript.js';
 export interface PaperRow {
   run: string;
   seed: number;
+  /** The training seed of the ensemble the run loaded (null: not found, or the run trained its own). */
+  ensembleSeed: number | null;
   /** The run's config without its seed and with file names for paths: equal for seeds of one configuration. */
   configKey: string;
   task: string;
@@ -45,7 +49,7 @@ export function readPaperRow(dir: string): PaperRow | null {
   if (!existsSync(join(run, 'config.json')) || !existsSync(join(run, 'metrics.jsonl'))) return null;
   const cfg = readJson<{ dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: { horizon: number; lambda: number; penalty: string }; learner?: { epochs: number; epochLength: number } }>(join(run, 'config.json'));
   if (!cfg.rollout || !cfg.learner || !cfg.dataset) return null;
-  const configKey = seedlessConfigKey(cfg)!.key; // cfg is a MOPO run's (checked above)
+  const { key: configKey, ensembleSeed } = seedlessConfigKey(cfg, run)!; // cfg is a MOPO run's (checked above)
   const lines = readJsonLines<MetricsLine>(join(run, 'metrics.jsonl'));
   if (lines.length === 0) return null;
   const evals = lines.filter((l) => l.evaluation !== null && l.evaluation.score !== null).map((l) => ({ epoch: l.epoch, score: l.evaluation!.score!, scoreStd: l.evaluation!.scoreStd ?? 0 }));
@@ -60,6 +64,7 @@ export function readPaperRow(dir: string): PaperRow | null {
   return {
     run,
     seed: cfg.seed ?? 0,
+    ensembleSeed,
     configKey,
     task: taskOfDataset(cfg.dataset) ?? basename(cfg.dataset),
     horizon: cfg.rollout.horizon,
@@ -80,6 +85,8 @@ export function readPaperRow(dir: string): PaperRow | null {
 export interface SeedGroup {
   runs: string[];
   seeds: number[];
+  /** How each run is named: its seed, and its ensemble's where the group loaded more than one (seedLabel). */
+  labels: string[];
   task: string;
   horizon: number;
   lambda: number;
@@ -90,7 +97,7 @@ export interface SeedGroup {
   mean: number;
   std: number;
   /** The seed with the highest score: what the reference's d4rl_results.py prints for the configuration. */
-  best: { run: string; seed: number; score: number };
+  best: { run: string; seed: number; label: string; score: number };
   /** Each run's epochs done and planned; complete when every run is done. */
   epochs: number[];
   complete: boolean;
@@ -101,15 +108,16 @@ export function seedGroups(rows: readonly PaperRow[]): SeedGroup[] {
   for (const r of rows) if (r.score !== null) byKey.set(r.configKey, [...(byKey.get(r.configKey) ?? []), r]);
   const groups: SeedGroup[] = [];
   for (const g of byKey.values()) {
-    if (new Set(g.map((r) => r.seed)).size < 2) continue;
-    const sorted = [...g].sort((a, b) => a.seed - b.seed);
+    if (new Set(g.map((r) => `${r.seed}/${r.ensembleSeed}`)).size < 2) continue;
+    const sorted = [...g].sort(bySeed);
+    const labels = sorted.map((r) => seedLabel(r, sorted));
     const scores = sorted.map((r) => r.score!.mean);
     const { mean, std } = meanStd(scores);
     const b = scores.indexOf(Math.max(...scores));
     const r0 = sorted[0]!;
     groups.push({
-      runs: sorted.map((r) => r.run), seeds: sorted.map((r) => r.seed), task: r0.task, horizon: r0.horizon, lambda: r0.lambda, penalty: r0.penalty,
-      scores, mean, std, best: { run: sorted[b]!.run, seed: sorted[b]!.seed, score: scores[b]! },
+      runs: sorted.map((r) => r.run), seeds: sorted.map((r) => r.seed), labels, task: r0.task, horizon: r0.horizon, lambda: r0.lambda, penalty: r0.penalty,
+      scores, mean, std, best: { run: sorted[b]!.run, seed: sorted[b]!.seed, label: labels[b]!, score: scores[b]! },
       epochs: sorted.map((r) => r.epochs), complete: sorted.every((r) => r.status === 'done'),
     });
   }
@@ -123,8 +131,8 @@ export function seedGroupsMarkdown(groups: readonly SeedGroup[]): string {
     '|---|---|---|---|---|',
   ];
   for (const g of groups) {
-    const each = g.seeds.map((s, i) => `${s}: ${f1(g.scores[i]!)} (${g.epochs[i]})`).join(', ');
-    lines.push(`| ${g.task} | ${g.horizon}, ${g.lambda} (${g.penalty}) | ${each} | ${f1(g.mean)} ± ${f1(g.std)}${g.complete ? '' : ' (not all done)'} | ${f1(g.best.score)} (seed ${g.best.seed}) |`);
+    const each = g.labels.map((s, i) => `${s}: ${f1(g.scores[i]!)} (${g.epochs[i]})`).join(', ');
+    lines.push(`| ${g.task} | ${g.horizon}, ${g.lambda} (${g.penalty}) | ${each} | ${f1(g.mean)} ± ${f1(g.std)}${g.complete ? '' : ' (not all done)'} | ${f1(g.best.score)} (seed ${g.best.label}) |`);
   }
   return lines.join('\n') + '\n';
 }

@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { paperTableMarkdown, readPaperRow, seedGroups } from '../scripts/paperResults.js';
 import { curvesOverSeeds, runRunsPlot } from '../pipeline/commands/runs.js';
 
-function fakeRun(root: string, name: string, scores: (number | null)[], o: { planned: number; summary?: { epochs: number; stoppedEarly: boolean }; seed?: number; lambda?: number; machine?: string }): string {
+function fakeRun(root: string, name: string, scores: (number | null)[], o: { planned: number; summary?: { epochs: number; stoppedEarly: boolean }; seed?: number; lambda?: number; machine?: string; dynamics?: string }): string {
   const dir = join(root, name);
   mkdirSync(dir);
   const m = o.machine ?? '/d';
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: `${m}/halfcheetah-medium-replay.parquet`, seed: o.seed ?? 0, dynamicsFrom: `${m}/runs/dyn`, rollout: { horizon: 5, lambda: o.lambda ?? 1, penalty: 'max-aleatoric' }, learner: { epochs: o.planned, epochLength: 1000 } }));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataset: `${m}/halfcheetah-medium-replay.parquet`, seed: o.seed ?? 0, dynamicsFrom: o.dynamics ?? `${m}/runs/dyn`, rollout: { horizon: 5, lambda: o.lambda ?? 1, penalty: 'max-aleatoric' }, learner: { epochs: o.planned, epochLength: 1000 } }));
   const lines = scores.map((s, epoch) => ({
     epoch,
     updates: 1000 * (epoch + 1),
@@ -116,9 +116,9 @@ test('runs ls: a MOPO run shows its last evaluation and, once it has several, th
 test('runs plot --over-seeds: seeds of one configuration as one curve, the mean over seeds ± their std at the epochs all evaluated', async () => {
   // By hand: seeds 0 and 1 share a configuration; 1 has evaluated one epoch more; "other" stays alone.
   const series = curvesOverSeeds([
-    { name: 'a-seed1', key: 'k', seed: 1, x: [0, 9, 19], y: [4, 10, 30], band: [1, 1, 1] },
-    { name: 'other', key: null, seed: 0, x: [0, 9], y: [7, 8], band: [0.5, 0.5] },
-    { name: 'a', key: 'k', seed: 0, x: [0, 9], y: [2, 20], band: [1, 1] },
+    { name: 'a-seed1', key: 'k', seed: 1, ensembleSeed: null, x: [0, 9, 19], y: [4, 10, 30], band: [1, 1, 1] },
+    { name: 'other', key: null, seed: 0, ensembleSeed: null, x: [0, 9], y: [7, 8], band: [0.5, 0.5] },
+    { name: 'a', key: 'k', seed: 0, ensembleSeed: null, x: [0, 9], y: [2, 20], band: [1, 1] },
   ]);
   assert.deepEqual(series.map((s) => s.name), ['a (seeds 0, 1: mean ± std)', 'other']);
   assert.deepEqual([series[0]!.x, series[0]!.y, series[0]!.band], [[0, 9], [3, 15], [1, 5]]);
@@ -139,6 +139,48 @@ test('runs plot --over-seeds: seeds of one configuration as one curve, the mean 
     assert.doesNotMatch(svg, />r-seed1</);
     await runRunsPlot({ runs, out, references: [] });
     assert.match(readFileSync(out, 'utf8'), />r-seed1</, 'without --over-seeds every run is its own curve');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+/** A train-dynamics run's config.json in <root>/<name>, as trainDynamics writes it. */
+function fakeEnsemble(root: string, name: string, o: { seed: number; workers?: number; patience?: number; machine?: string }): string {
+  const dir = join(root, name);
+  mkdirSync(dir);
+  const ensemble = { members: 7, elites: 5, patience: o.patience ?? 6, resample: 'bootstrap', seed: o.seed, workers: o.workers ?? 2 };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ job: 'train-dynamics', dataset: `${o.machine ?? '/d'}/halfcheetah-medium-replay.parquet`, read: {}, ensemble }));
+  return dir;
+}
+
+test('paper results over seeds: runs on ensembles that differ only in their training seed (or worker count) are seeds of one configuration, named with the ensemble\'s seed; an ensemble trained otherwise is another configuration', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'mopo-paper-ensembles-'));
+  try {
+    const e0 = fakeEnsemble(root, 'dyn', { seed: 0 });
+    fakeEnsemble(root, 'dyn-seed1', { seed: 1, workers: 1, machine: '/other' });
+    const e5 = fakeEnsemble(root, 'dyn-patience5', { seed: 0, patience: 5 });
+    const done = { planned: 2, summary: { epochs: 2, stoppedEarly: false } };
+    const rows = [
+      readPaperRow(fakeRun(root, 's0', [30, 32], { ...done, seed: 0, dynamics: e0 }))!, // 31
+      readPaperRow(fakeRun(root, 's1', [36, 38], { ...done, seed: 1, dynamics: e0 }))!, // 37
+      // Carried from another machine: its ensemble's path is that machine's; found beside the run by name.
+      readPaperRow(fakeRun(root, 'e1s1', [33, 35], { ...done, seed: 1, dynamics: '/other/runs/dyn-seed1', machine: '/other' }))!, // 34
+      readPaperRow(fakeRun(root, 'p5', [20, 20], { ...done, seed: 0, dynamics: e5 }))!,
+      readPaperRow(fakeRun(root, 'p5s1', [22, 22], { ...done, seed: 1, dynamics: e5 }))!,
+    ];
+    assert.deepEqual(rows.map((r) => r.ensembleSeed), [0, 0, 1, 0, 0]);
+    const groups = seedGroups(rows);
+    assert.equal(groups.length, 2, 'the patience-5 ensemble is another configuration');
+    const g = groups.find((x) => x.runs.length === 3)!;
+    assert.deepEqual([g.labels, g.scores], [['0 (ensemble 0)', '1 (ensemble 0)', '1 (ensemble 1)'], [31, 37, 34]]);
+    assert.equal(g.mean, 34);
+    assert.deepEqual([g.best.label, g.best.score], ['1 (ensemble 0)', 37]);
+    assert.deepEqual(groups.find((x) => x.runs.length === 2)!.labels, ['0', '1'], 'one ensemble: plain seeds');
+    assert.match(paperTableMarkdown(rows), /\| 0 \(ensemble 0\): 31\.0 \(2\), 1 \(ensemble 0\): 37\.0 \(2\), 1 \(ensemble 1\): 34\.0 \(2\) \| 34\.0 ± 2\.4 \| 37\.0 \(seed 1 \(ensemble 0\)\) \|/);
+    // And in the plot: one curve for the three.
+    const out = join(root, 'seeds.svg');
+    await runRunsPlot({ runs: rows.slice(0, 3).map((r) => r.run), out, references: [], overSeeds: true });
+    assert.match(readFileSync(out, 'utf8'), /s0 \(seeds 0 \(ensemble 0\), 1 \(ensemble 0\), 1 \(ensemble 1\): mean ± std\)/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -1,7 +1,7 @@
 // `mopo runs ls [dir]` and `mopo runs show <run-dir>`: what runs there are, and for one run, its
 // stages and what each saved (rows, config hash, manifest hash, checkpoints, scores).
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { readManifest, manifestHash } from '../../operators/shards.js';
 import { UserError } from '../errors.js';
 import type { ModelTargets } from '../../operators/ensemble.js';
@@ -209,14 +209,54 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
 }
 
 /**
- * A MOPO run's config without its seed, paths by file name (a run carried from another machine keeps
- * that machine's absolute paths): equal for the seeds of one configuration. Null for a config (its
- * config.json, parsed) that is not a MOPO run's.
+ * The ensemble a MOPO run loaded (its config's dynamicsFrom, a train-dynamics run), as its training
+ * config without the seed (and the worker count, which does not change the result), and that seed:
+ * read from the ensemble run's config.json at that path or, for a run carried from another machine,
+ * beside the run (`<runDir>/../<name>`). Null where neither is there.
  */
-export function seedlessConfigKey(cfg: { dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: unknown; learner?: unknown } | null): { key: string; seed: number } | null {
+function loadedEnsemble(dynamicsFrom: string, runDir: string | undefined): { config: unknown; seed: number } | null {
+  const places = [dynamicsFrom, ...(runDir === undefined ? [] : [join(dirname(resolve(runDir)), basename(dynamicsFrom))])];
+  for (const place of places) {
+    const c = readJsonIfExists<{ job?: string; dataset?: string; read?: unknown; ensemble?: { seed?: number; workers?: number } }>(join(place, 'config.json'));
+    if (c?.job !== 'train-dynamics' || !c.ensemble || !c.dataset) continue;
+    const { seed, workers: _workers, ...ensemble } = c.ensemble;
+    return { config: { dataset: basename(c.dataset), read: c.read, ensemble }, seed: seed ?? 0 };
+  }
+  return null;
+}
+
+/**
+ * A MOPO run's config without its seeds, paths by file name (a run carried from another machine keeps
+ * that machine's absolute paths): equal for the seeds of one configuration. The ensemble it loaded
+ * counts by how it was trained, not which draw it is, so runs on ensembles that differ only in
+ * their training seed are seeds of one configuration too (as the paper's, each of which trained its
+ * own model); `ensembleSeed` is that draw's seed (null when the ensemble is not found: then it counts
+ * by its directory's name, or the run trained its own from its seed). `runDir` finds the ensemble beside a
+ * carried run. Null for a config (its config.json, parsed) that is not a MOPO run's.
+ */
+export function seedlessConfigKey(
+  cfg: { dataset?: string; seed?: number; dynamicsFrom?: string; rollout?: unknown; learner?: unknown } | null,
+  runDir?: string,
+): { key: string; seed: number; ensembleSeed: number | null } | null {
   if (cfg === null || !cfg.rollout || !cfg.learner || !cfg.dataset) return null;
-  const { seed, ...rest } = { ...cfg, dataset: basename(cfg.dataset), ...(cfg.dynamicsFrom ? { dynamicsFrom: basename(cfg.dynamicsFrom) } : {}) };
-  return { key: JSON.stringify(rest), seed: seed ?? 0 };
+  const loaded = cfg.dynamicsFrom ? loadedEnsemble(cfg.dynamicsFrom, runDir) : null;
+  const dynamicsFrom = loaded ? loaded.config : cfg.dynamicsFrom ? basename(cfg.dynamicsFrom) : undefined;
+  const { seed, ...rest } = { ...cfg, dataset: basename(cfg.dataset), ...(dynamicsFrom !== undefined ? { dynamicsFrom } : {}) };
+  return { key: JSON.stringify(rest), seed: seed ?? 0, ensembleSeed: loaded?.seed ?? null };
+}
+
+/**
+ * How a run is named among the seeds of its configuration: its seed, and its ensemble's where the
+ * group's runs loaded more than one draw ("1 (ensemble 1)").
+ */
+export function seedLabel(run: { seed: number; ensembleSeed: number | null }, group: readonly { ensembleSeed: number | null }[]): string {
+  const draws = new Set(group.map((r) => r.ensembleSeed));
+  return draws.size > 1 ? `${run.seed} (ensemble ${run.ensembleSeed ?? '?'})` : `${run.seed}`;
+}
+
+/** Orders the seeds of a configuration: by seed, then by the ensemble's seed. */
+export function bySeed(a: { seed: number; ensembleSeed: number | null }, b: { seed: number; ensembleSeed: number | null }): number {
+  return a.seed - b.seed || (a.ensembleSeed ?? -1) - (b.ensembleSeed ?? -1);
 }
 
 /** One run's evaluation curve, with its seedless config key (null: not grouped with anything). */
@@ -224,6 +264,7 @@ export interface EvaluationCurve {
   name: string;
   key: string | null;
   seed: number;
+  ensembleSeed: number | null;
   x: number[];
   y: number[];
   band: number[];
@@ -250,13 +291,13 @@ export function curvesOverSeeds(curves: readonly EvaluationCurve[]): Series[] {
   }
   return out.map((o) => {
     if (typeof o !== 'string') return o;
-    const g = [...groups.get(o)!].sort((a, b) => a.seed - b.seed);
+    const g = [...groups.get(o)!].sort(bySeed);
     if (g.length === 1) return { name: g[0]!.name, x: g[0]!.x, y: g[0]!.y, band: g[0]!.band };
     const at = g.map((c) => new Map(c.x.map((e, i) => [e, c.y[i]!])));
     const epochs = g[0]!.x.filter((e) => at.every((m) => m.has(e)));
     const stats = epochs.map((e) => meanStd(at.map((m) => m.get(e)!)));
     return {
-      name: `${g[0]!.name} (seeds ${g.map((c) => c.seed).join(', ')}: mean ± std)`,
+      name: `${g[0]!.name} (seeds ${g.map((c) => seedLabel(c, g)).join(', ')}: mean ± std)`,
       x: epochs,
       y: stats.map((s) => s.mean),
       band: stats.map((s) => s.std),
@@ -285,11 +326,12 @@ export async function runRunsPlot(args: { runs: string[]; out: string; reference
   });
   const useScore = runs.every((c) => c.evals.every((l) => l.evaluation!.score !== null));
   const curves: EvaluationCurve[] = runs.map(({ run, evals }) => {
-    const k = args.overSeeds ? seedlessConfigKey(readJsonIfExists(join(run, 'config.json'))) : null;
+    const k = args.overSeeds ? seedlessConfigKey(readJsonIfExists(join(run, 'config.json')), run) : null;
     return {
       name: basename(run),
       key: k?.key ?? null,
       seed: k?.seed ?? 0,
+      ensembleSeed: k?.ensembleSeed ?? null,
       x: evals.map((l) => l.epoch),
       y: evals.map((l) => (useScore ? l.evaluation!.score! : l.evaluation!.mean)),
       band: evals.map((l) => (useScore ? l.evaluation!.scoreStd! : l.evaluation!.std)),
