@@ -210,9 +210,10 @@ export async function runRunsShow(args: { run: string; json: boolean }): Promise
 
 /**
  * The ensemble a MOPO run loaded (its config's dynamicsFrom, a train-dynamics run), as its training
- * config without the seed (and the worker count, which does not change the result), and that seed:
- * read from the ensemble run's config.json at that path or, for a run carried from another machine,
- * beside the run (`<runDir>/../<name>`). Null where neither is there.
+ * config without the seed (and the worker count, which trains the same up to float rounding:
+ * test/ensemble.test.ts), and that seed: read from the ensemble run's config.json at that path or,
+ * for a run carried from another machine, beside the run (`<runDir>/../<name>`). Null where neither
+ * is there.
  */
 function loadedEnsemble(dynamicsFrom: string, runDir: string | undefined): { config: unknown; seed: number } | null {
   const places = [dynamicsFrom, ...(runDir === undefined ? [] : [join(dirname(resolve(runDir)), basename(dynamicsFrom))])];
