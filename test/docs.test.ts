@@ -39,6 +39,11 @@ export function shellWords(line: string): string[] {
   return words;
 }
 
+/** The 1-based line of `text` that character `index` is on. */
+const lineAt = (text: string, index: number) => text.slice(0, index).split('\n').length;
+/** A shell line without its leading environment assignments (MOPO_NATIVE_KERNELS=0 npx mopo …): they are the shell's, not the CLI's. */
+const withoutEnvAssignments = (line: string) => line.trim().replace(/^(?:[A-Z_][A-Z0-9_]*=\S*\s+)+/, '');
+
 /** The `npx mopo` command lines of a markdown text: lines of sh blocks and inline code spans. */
 export function docCommands(file: string, text: string): DocCommand[] {
   const out: DocCommand[] = [];
@@ -51,26 +56,24 @@ export function docCommands(file: string, text: string): DocCommand[] {
       continue;
     }
     if (inSh) {
-      // Leading environment assignments (MOPO_NATIVE_KERNELS=0 npx mopo …) are the shell's, not the CLI's.
-      const t = l.trim().replace(/^(?:[A-Z_][A-Z0-9_]*=\S*\s+)+/, '');
+      const t = withoutEnvAssignments(l);
       if (t.startsWith('npx mopo ')) out.push({ file, line: i + 1, text: t.replace(/\s+#.*$/, '') });
     }
   }
   // Inline code may wrap across lines in prose.
-  const lineOf = (index: number) => text.slice(0, index).split('\n').length;
   for (const m of text.matchAll(/`(npx mopo [^`]+)`/g)) {
-    if (/^(?:[A-Z_][A-Z0-9_]*=\S*\s+)*npx mopo /.test(lines[lineOf(m.index!) - 1]!.trim())) continue; // an sh block's line, taken above
-    out.push({ file, line: lineOf(m.index!), text: m[1]!.replace(/\s+/g, ' ').trim() });
+    const line = lineAt(text, m.index!);
+    if (withoutEnvAssignments(lines[line - 1]!).startsWith('npx mopo ')) continue; // an sh block's line, taken above
+    out.push({ file, line, text: m[1]!.replace(/\s+/g, ' ').trim() });
   }
   return out;
 }
 
 /** The `--help` examples of pipeline/cli.ts (`.example('$0 …', …)`), as `npx mopo …` lines. */
 export function helpExamples(source: string): DocCommand[] {
-  const lineOf = (index: number) => source.slice(0, index).split('\n').length;
   return [...source.matchAll(/\.example\(\s*'\$0 ((?:[^'\\]|\\.)*)'/g)].map((m) => ({
     file: 'pipeline/cli.ts',
-    line: lineOf(m.index!),
+    line: lineAt(source, m.index!),
     text: `npx mopo ${m[1]!.replace(/\\(.)/g, '$1')}`,
   }));
 }
