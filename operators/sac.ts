@@ -440,6 +440,16 @@ export class SacAgent {
     this.rescale = lo.some((l, j) => l !== -1 || hi[j] !== 1);
   }
 
+  /** The actor's Adam learning rate (config.actorLr unless a schedule has set it: sacConsumer). */
+  get actorLr(): number {
+    return this.actorOpt.lr;
+  }
+
+  set actorLr(lr: number) {
+    if (!(lr >= 0 && Number.isFinite(lr))) throw new RangeError(`actorLr must be a finite number >= 0, got ${lr}`);
+    this.actorOpt.lr = lr;
+  }
+
   static actorSpec(config: SacConfig, dims: { obsDim: number; actDim: number }): DenseStackSpec {
     return { sizes: [dims.obsDim, ...config.hidden, 2 * dims.actDim], hidden: 'relu', init: config.init };
   }

@@ -45,7 +45,26 @@ export interface SacConsumerConfig {
   epochs: number;
   /** Read SAC metrics back every this many updates (a readback costs a sync). */
   metricsEvery: number;
+  /**
+   * The actor's learning rate over the epochs: 'constant' (SacConfig.actorLr throughout, MOPO's), or
+   * 'cosine', annealed from actorLr towards 0 as torch's CosineAnnealingLR stepped after each epoch
+   * (OfflineRL-Kit's MOPO recipe): see scheduledLr.
+   */
+  actorLrSchedule: LrSchedule;
   seed: number;
+}
+
+export const LR_SCHEDULES = ['constant', 'cosine'] as const;
+export type LrSchedule = (typeof LR_SCHEDULES)[number];
+
+/**
+ * The learning rate of epoch `epoch` (from 0) of `epochs` under `schedule`: cosine gives
+ * base·(1 + cos(π·epoch/epochs))/2, base at epoch 0 and base·(1 + cos(π(E−1)/E))/2 ≈ 0 at the last.
+ * A function of the epoch alone, so a resumed run trains each epoch at the rate it would have.
+ */
+export function scheduledLr(base: number, schedule: LrSchedule, epoch: number, epochs: number): number {
+  if (schedule === 'constant') return base;
+  return (base * (1 + Math.cos((Math.PI * epoch) / epochs))) / 2;
 }
 
 export const SAC_CONSUMER_DEFAULTS: Readonly<SacConsumerConfig> = Object.freeze({
@@ -55,6 +74,7 @@ export const SAC_CONSUMER_DEFAULTS: Readonly<SacConsumerConfig> = Object.freeze(
   rolloutLag: 1,
   epochs: 1000,
   metricsEvery: 50,
+  actorLrSchedule: 'constant',
   seed: 0,
 });
 
@@ -66,6 +86,7 @@ export function resolveSacConsumerConfig(partial: Partial<SacConsumerConfig>): S
   }
   if (!(ROLLOUT_LAGS as readonly number[]).includes(c.rolloutLag)) throw new UserError(`sac consumer config: rolloutLag must be ${ROLLOUT_LAGS.join(' or ')}, got ${c.rolloutLag}`);
   if (!(c.realRatio >= 0 && c.realRatio <= 1)) throw new UserError(`sac consumer config: realRatio must be in [0, 1], got ${c.realRatio}`);
+  if (!(LR_SCHEDULES as readonly string[]).includes(c.actorLrSchedule)) throw new UserError(`sac consumer config: actorLrSchedule must be ${LR_SCHEDULES.join(' or ')}, got ${JSON.stringify(c.actorLrSchedule)}`);
   return c;
 }
 
@@ -107,6 +128,8 @@ export interface SacEpochEvent {
   updates: number;
   /** Means over the updates whose metrics were read this epoch. */
   sac: SacMetrics;
+  /** The actor's learning rate this epoch (actorLrSchedule). */
+  actorLr: number;
   /** The last round inserted (its statistics), or null. */
   rollout: RolloutStats | null;
   modelBufferSize: number;
@@ -270,6 +293,7 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
               }
             }
           }
+          if (updates % cfg.epochLength === 0) agent.actorLr = scheduledLr(agent.config.actorLr, cfg.actorLrSchedule, updates / cfg.epochLength, cfg.epochs);
           const out = batches[u]!;
           const want = (updates + 1) % cfg.metricsEvery === 0;
           const m = agent.update(out, { metrics: want });
@@ -293,6 +317,7 @@ export function sacConsumer(config: Partial<SacConsumerConfig>, deps: SacConsume
               epoch: updates / cfg.epochLength - 1,
               updates,
               sac: { criticLoss: metricSums.criticLoss / c, actorLoss: metricSums.actorLoss / c, alpha: metricSums.alpha / c, entropy: metricSums.entropy / c, qMean: metricSums.qMean / c },
+              actorLr: agent.actorLr,
               rollout: lastStats,
               modelBufferSize: model.size,
               realBufferSize: real.size,

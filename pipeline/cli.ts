@@ -16,7 +16,7 @@ import { runCollect } from './commands/collect.js';
 import { runTrainDynamics } from './commands/trainDynamics.js';
 import { WEIGHT_INITS, type WeightInit } from './mlp.js';
 import { PENALTY_KINDS } from '../operators/rollout.js';
-import { ROLLOUT_LAGS } from '../operators/sacConsumer.js';
+import { LR_SCHEDULES, ROLLOUT_LAGS } from '../operators/sacConsumer.js';
 import { MODEL_TARGETS, NLL_REDUCTIONS, RESAMPLES, type ModelTargets, type NllReduction, type Resample } from '../operators/ensemble.js';
 import { runDiagnoseDynamics } from './commands/diagnose.js';
 import { runDiagnosePenalty } from './commands/diagnosePenalty.js';
@@ -200,6 +200,9 @@ function buildCli(argv: string[], opts: { dryRun?: boolean; captureHelp?: boolea
           .option('sac-init', { type: 'string', choices: WEIGHT_INITS, describe: "SAC's initial weights: uniform in ±1/√fan-in (default), glorot-uniform as the reference's Keras layers, or truncated-normal" })
           .option('rollout-lag', { type: 'number', choices: ROLLOUT_LAGS, describe: 'rounds the rollout policy trails the learner: 1 (default) rolls the next round beside the learner; 0 rolls each round at its insertion with the current policy, as the reference does, while the learner waits' })
           .option('target-entropy', { type: 'number', describe: "SAC's entropy target (paper preset: -3 as MOPO's D4RL configs; otherwise -|A|)" })
+          .option('actor-lr', { type: 'number', describe: "the actor's Adam learning rate (default 3e-4)" })
+          .option('alpha-lr', { type: 'number', describe: "the temperature α's Adam learning rate (default 3e-4)" })
+          .option('actor-lr-schedule', { type: 'string', choices: LR_SCHEDULES, describe: "the actor's learning rate over the epochs: constant (default, MOPO's) or cosine, annealed from --actor-lr towards 0 over --epochs (OfflineRL-Kit's recipe)" })
           .option('checkpoint-every', { type: 'number', describe: 'checkpoint every this many epochs' })
           .option('seed', { type: 'number', default: 0, describe: "seed of SAC's initial weights and sampling, the rollouts and the evaluations (and of the ensemble when the run trains its own)" })
           .example('$0 train --dataset data/datasets/halfcheetah-random.parquet', "MOPO with the paper's settings for halfcheetah-random (h 5, λ 0.5)")

@@ -30,7 +30,7 @@ import { resolveRolloutConfig, type RolloutConfig } from '../operators/rollout.j
 import { rolloutInWorker, type RolloutRequest } from '../operators/rolloutWorker.js';
 import { replayRollouts, saveRound } from '../operators/rolloutShards.js';
 import { RealDataReservoir } from '../operators/reservoir.js';
-import { sacConsumer, resolveSacConsumerConfig, type RolloutLag, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
+import { sacConsumer, resolveSacConsumerConfig, type LrSchedule, type RolloutLag, type SacConsumerConfig, type SacConsumerPosition, type SacEpochEvent } from '../operators/sacConsumer.js';
 import { evaluatePolicyEvery, evaluationDue, makeEvaluationEnvs, meanStd, type Evaluation } from '../operators/evaluate.js';
 import { envSpec, isEnvName, type EnvName } from './envs/env.js';
 import { Rng } from './random.js';
@@ -61,8 +61,8 @@ export interface MopoConfig {
   ensembleRows: number | null;
   rollout: Omit<RolloutConfig, 'env' | 'seed'>;
   sac: Partial<SacConfig>;
-  /** rolloutLag is left out for the default (1); see SacConsumerConfig. */
-  learner: Omit<SacConsumerConfig, 'seed' | 'rolloutEvery' | 'rolloutLag'> & { rolloutLag?: RolloutLag };
+  /** rolloutLag and actorLrSchedule are left out for their defaults (1, 'constant'); see SacConsumerConfig. */
+  learner: Omit<SacConsumerConfig, 'seed' | 'rolloutEvery' | 'rolloutLag' | 'actorLrSchedule'> & { rolloutLag?: RolloutLag; actorLrSchedule?: LrSchedule };
   /** Rounds of rollouts the model buffer keeps. */
   retainEpochs: number;
   /** lastEpochs: also evaluate after each of the final this many epochs (operators/evaluate.ts). */
@@ -434,6 +434,8 @@ export interface MetricsLine {
   epoch: number;
   updates: number;
   sac: SacEpochEvent['sac'];
+  /** The actor's learning rate in the epoch (absent in runs before learning-rate schedules). */
+  actorLr?: number;
   rollout: null | { rows: number; penaltyMean: number; penaltyStd: number; penaltyMax: number; rawRewardMean: number; rewardMean: number; terminatedFraction: number; nonFinite: number; seconds: number };
   modelBufferSize: number;
   updatesPerSecond: number;
@@ -467,6 +469,7 @@ function metricsLine(e: SacEpochEvent & { evaluation: Evaluation | null }): Metr
     epoch: e.epoch,
     updates: e.updates,
     sac: e.sac,
+    actorLr: e.actorLr,
     rollout: r && {
       rows: r.rows,
       penaltyMean: r.penalty.mean,

@@ -21,7 +21,7 @@ import { ENV_NAMES, type EnvName } from './envs/env.js';
 import { PENALTY_KINDS } from '../operators/rollout.js';
 import { WEIGHT_INITS } from './mlp.js';
 import { MODEL_TARGETS, NLL_REDUCTIONS, RESAMPLES } from '../operators/ensemble.js';
-import { ROLLOUT_LAGS } from '../operators/sacConsumer.js';
+import { LR_SCHEDULES, ROLLOUT_LAGS } from '../operators/sacConsumer.js';
 import { UserError } from './errors.js';
 import { PREPROCESS_STAGES, num, oneOf, type PreprocessStageSpec } from './stages.js';
 import type { MopoConfig } from './mopo.js';
@@ -77,6 +77,10 @@ const sacStage = z.strictObject({
   tau: num({ min: 0, max: 1 }).optional(),
   actorLr: num({ min: 0, exclusiveMin: true }).optional(),
   criticLr: num({ min: 0, exclusiveMin: true }).optional(),
+  /** The temperature's learning rate (default 3e-4, softlearning's). */
+  alphaLr: num({ min: 0, exclusiveMin: true }).optional(),
+  /** The actor's learning rate over the epochs: 'constant' (default) or 'cosine', annealed towards 0. */
+  actorLrSchedule: oneOf(LR_SCHEDULES).optional(),
   /** The entropy target of α's tuning (default −|A|; MOPO's D4RL configs use −3). */
   targetEntropy: num({}).optional(),
   /** Initial weights of actor and critics (default 'uniform'; 'glorot-uniform' is the reference's). */
@@ -288,8 +292,8 @@ export function pipelineToMopoConfig(p: ParsedPipeline, datasetOverride?: string
       penaltyMembers: r.penaltyMembers ?? 'all',
       rolloutEvery: every,
     },
-    sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr, targetEntropy: s.targetEntropy, init: s.init }),
-    learner: { realRatio: s.realRatio ?? 0.05, epochLength: every, epochs: s.epochs ?? 1000, metricsEvery: 50, ...defined({ rolloutLag: r.lag }) },
+    sac: defined({ batchSize: s.batchSize, hidden: s.hidden, gamma: s.gamma, tau: s.tau, actorLr: s.actorLr, criticLr: s.criticLr, alphaLr: s.alphaLr, targetEntropy: s.targetEntropy, init: s.init }),
+    learner: { realRatio: s.realRatio ?? 0.05, epochLength: every, epochs: s.epochs ?? 1000, metricsEvery: 50, ...defined({ rolloutLag: r.lag, actorLrSchedule: s.actorLrSchedule }) },
     retainEpochs: r.retainEpochs ?? 5,
     evaluate: { every: e.every ?? 10, episodes: e.episodes ?? 10, ...defined({ lastEpochs: e.lastEpochs }) },
     checkpointEvery: f.checkpointEvery ?? 10,
@@ -323,7 +327,14 @@ export function mopoConfigToPipeline(c: MopoConfig, preprocess: PreprocessStageS
         ...(c.teeRollouts ? { tee: true } : {}),
         ...(c.rolloutsFrom ? { from: c.rolloutsFrom } : {}),
       },
-      { stage: 'sac', epochs: c.learner.epochs, realRatio: c.learner.realRatio, ...(c.realBufferRows ? { realBuffer: c.realBufferRows } : {}), ...c.sac },
+      {
+        stage: 'sac',
+        epochs: c.learner.epochs,
+        realRatio: c.learner.realRatio,
+        ...(c.realBufferRows ? { realBuffer: c.realBufferRows } : {}),
+        ...c.sac,
+        ...(c.learner.actorLrSchedule !== undefined ? { actorLrSchedule: c.learner.actorLrSchedule } : {}),
+      },
       { stage: 'evaluate', ...c.evaluate },
     ],
     checkpointEvery: c.checkpointEvery,

@@ -9,6 +9,7 @@ import { withPendulumDataset, readJsonl } from './pendulumFixture.js';
 import { trainDynamicsInto } from '../pipeline/commands/trainDynamics.js';
 import type { BackendName } from '../pipeline/backend.js';
 import { presetConfig, runMopo, type MopoConfig, type MetricsLine } from '../pipeline/mopo.js';
+import { scheduledLr } from '../operators/sacConsumer.js';
 
 function tinyConfig(dataset: string, dynamics: string): MopoConfig {
   const c = presetConfig('quick', 'pendulum', dataset, null);
@@ -61,6 +62,23 @@ test('mopo: a run, and a run stopped at epoch 1 then resumed, agree exactly on t
     assert.equal(mc[0]!.rollout!.penaltyMean, ma[0]!.rollout!.penaltyMean, 'round 0: the initial policy either way');
     assert.notEqual(mc[1]!.rollout!.penaltyMean, ma[1]!.rollout!.penaltyMean, 'round 1: rolled with the policy after epoch 0, not before it');
     await stopAtFirstCheckpointThenResume(join(dir, 'd'), lag0(), mc, backend);
+
+    // The actor's learning rate annealed by a cosine over the 4 epochs (OfflineRL-Kit's recipe):
+    // epoch 0 trains at the base rate, as the constant run does, and later epochs at less; a stopped
+    // and resumed run sets each epoch's rate again from its number and agrees exactly.
+    const cosine = () => {
+      const c = tinyConfig(dataset, join(dir, 'dyn'));
+      c.learner.actorLrSchedule = 'cosine';
+      return c;
+    };
+    await runMopo(join(dir, 'e'), cosine(), { backend, quiet: true });
+    const me = metrics(join(dir, 'e'));
+    assert.deepEqual(ma.map((m) => m.actorLr), [3e-4, 3e-4, 3e-4, 3e-4], 'constant: the default rate every epoch');
+    assert.deepEqual(me.map((m) => m.actorLr), [0, 1, 2, 3].map((k) => scheduledLr(3e-4, 'cosine', k, 4)));
+    assert.ok(Math.abs(me[2]!.actorLr! - 1.5e-4) < 1e-12, 'half the rate halfway');
+    assert.deepEqual(me[0]!.sac, ma[0]!.sac, 'epoch 0: the base rate, so the constant run\'s updates');
+    assert.notDeepEqual(me[1]!.sac, ma[1]!.sac, 'epoch 1: a lower actor rate changes the updates');
+    await stopAtFirstCheckpointThenResume(join(dir, 'f'), cosine(), me, backend);
   });
 });
 
@@ -82,6 +100,7 @@ async function stopAtFirstCheckpointThenResume(runDir: string, config: MopoConfi
   for (const k of [0, 1, 2, 3]) {
     assert.deepEqual(mb[k]!.sac, uninterrupted[k]!.sac, `epoch ${k}: SAC metrics`);
     assert.equal(mb[k]!.rollout!.penaltyMean, uninterrupted[k]!.rollout!.penaltyMean, `epoch ${k}: penalty`);
+    assert.equal(mb[k]!.actorLr, uninterrupted[k]!.actorLr, `epoch ${k}: the actor's learning rate`);
     assert.deepEqual(mb[k]!.evaluation?.returns ?? null, uninterrupted[k]!.evaluation?.returns ?? null, `epoch ${k}: evaluation`);
   }
 }

@@ -36,6 +36,8 @@ const ENSEMBLE1 = [
   'diagnose dynamics --run runs/dyn-hc-uniform-random-patience-seed1',
   mopo('mopo-hcur-patience-ens1-seed1', UR, 'dyn-hc-uniform-random-patience-seed1', ' --seed 1'),
 ];
+// OfflineRL-Kit's recipe on ensemble 0.
+const KIT = mopo('mopo-hcur-patience-kit', UR, 'dyn-hc-uniform-random-patience', ' --epochs 3000 --actor-lr 1e-4 --actor-lr-schedule cosine --alpha-lr 1e-4 --target-entropy -6');
 // Then medium-replay and medium, from nothing.
 const MEDIUM_WORK = [
   'sac --env halfcheetah --steps 1000000 --seed 0 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium --quiet',
@@ -80,6 +82,7 @@ test('paperTable.sh: from nothing, every step once and in order; again, nothing'
       SEED1,
       SEED2,
       ...ENSEMBLE1,
+      KIT,
       ...MEDIUM_WORK,
     ]);
     for (const f of [UR, MR, M]) assert.ok(existsSync(join(dir, f)), f);
@@ -94,7 +97,7 @@ test('paperTable.sh: a failed SAC run stops the medium-replay and medium work an
   withPaperTable(urDone, (run, dir) => {
     const r = run({ FAIL: 'sac' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, MEDIUM_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, KIT, MEDIUM_WORK[0]]);
     assert.ok(!existsSync(join(dir, MR)));
   });
 });
@@ -103,7 +106,7 @@ test('paperTable.sh: a SAC run whose policy is not the committed one gives no me
   withPaperTable(urDone, (run, dir) => {
     const r = run({ SAC_POLICY: 'other weights' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, MEDIUM_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, KIT, MEDIUM_WORK[0]]);
     assert.match(r.stderr, /runs\/halfcheetah-medium\/policy differs from the committed data\/policies\/halfcheetah-medium\/policy-000054050\.f32/);
     assert.ok(!existsSync(join(dir, MR)));
   });
@@ -119,7 +122,7 @@ test('paperTable.sh: a MOPO run killed after a checkpoint is resumed, the finish
     (run, dir) => {
       const r = run();
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, ...MEDIUM_WORK]);
+      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, ...ENSEMBLE1, KIT, ...MEDIUM_WORK]);
       writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'), '{"stoppedEarly": true}');
       assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued (the later ones, done, left alone)');
     },
@@ -148,6 +151,7 @@ test('paperTable.sh on a new machine: the runs carried in git (data/carry) are r
         SEED1,
         SEED2,
         ...ENSEMBLE1,
+        KIT,
         ...MEDIUM_WORK,
       ]);
       assert.ok(existsSync(join(dir, 'runs', 'dyn-hc-uniform-random-patience', 'ensemble', 'ensemble.json')));

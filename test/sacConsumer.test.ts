@@ -10,7 +10,7 @@ import { TransitionBatch } from '../schemas/transition.js';
 import { ArrowReplayBuffer } from '../operators/replayBuffer.js';
 import { SacAgent } from '../operators/sac.js';
 import { RateLimiter } from '../operators/rateLimiter.js';
-import { sacConsumer } from '../operators/sacConsumer.js';
+import { resolveSacConsumerConfig, sacConsumer, scheduledLr } from '../operators/sacConsumer.js';
 import { actorWeightsOf, type RolloutOutput, type RolloutRequest } from '../operators/rolloutWorker.js';
 import type { RolloutStats } from '../operators/rollout.js';
 
@@ -158,4 +158,15 @@ test('sacConsumer: a producer error is reported only after the work held downstr
     return (e as Error).message === 'producer failed';
   });
   agent.dispose();
+});
+
+test('scheduledLr: constant keeps the base rate; cosine is torch\'s CosineAnnealingLR stepped after each epoch', () => {
+  assert.equal(scheduledLr(1e-4, 'constant', 2999, 3000), 1e-4);
+  assert.equal(scheduledLr(1e-4, 'cosine', 0, 3000), 1e-4);
+  assert.ok(Math.abs(scheduledLr(1e-4, 'cosine', 1500, 3000) - 5e-5) < 1e-18, 'half the base rate halfway');
+  // (1 + cos(π/4)) / 2 = 0.8535533905932737, by hand
+  assert.ok(Math.abs(scheduledLr(1, 'cosine', 750, 3000) - 0.8535533905932737) < 1e-15);
+  // the last epoch: (1 − cos(π/3000)) / 2 ≈ (π/3000)² / 4 = 2.7416e-7 of the base rate
+  assert.ok(Math.abs(scheduledLr(1, 'cosine', 2999, 3000) / 2.7416e-7 - 1) < 1e-3);
+  assert.throws(() => resolveSacConsumerConfig({ actorLrSchedule: 'linear' as never }), /actorLrSchedule must be constant or cosine, got "linear"/);
 });

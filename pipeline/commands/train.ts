@@ -12,7 +12,7 @@ import { parsePipeline, mopoConfigToPipeline, type ParsedPipeline } from '../pip
 import { runPipeline } from '../runPipeline.js';
 import type { PenaltyKind } from '../../operators/rollout.js';
 import type { WeightInit } from '../mlp.js';
-import type { RolloutLag } from '../../operators/sacConsumer.js';
+import type { LrSchedule, RolloutLag } from '../../operators/sacConsumer.js';
 import { InterruptedError, UserError } from '../errors.js';
 import { withStopSignals } from '../stopSignals.js';
 import { isDivergenceError } from '../divergence.js';
@@ -37,6 +37,9 @@ export interface TrainArgs extends InputArgs {
   evalEpisodes?: number | undefined;
   evalLast?: number | undefined;
   targetEntropy?: number | undefined;
+  actorLr?: number | undefined;
+  alphaLr?: number | undefined;
+  actorLrSchedule?: LrSchedule | undefined;
   sacInit?: WeightInit | undefined;
   rolloutLag?: RolloutLag | undefined;
   checkpointEvery?: number | undefined;
@@ -52,7 +55,7 @@ export async function runTrain(args: TrainArgs): Promise<void> {
   let config: MopoConfig;
   if (args.resume) {
     runDir = resolve(args.resume);
-    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer', 'targetEntropy', 'sacInit', 'rolloutLag'] as const) {
+    for (const flag of ['dataset', 'dynamics', 'horizon', 'lambda', 'penalty', 'epochs', 'epochLength', 'rolloutBatch', 'realRatio', 'realBuffer', 'targetEntropy', 'actorLr', 'alphaLr', 'actorLrSchedule', 'sacInit', 'rolloutLag'] as const) {
       if (args[flag] !== undefined) throw new UserError(`--resume continues a run with its own config.json; drop --${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
     }
     config = {} as MopoConfig; // read from the run directory by runMopo
@@ -92,6 +95,9 @@ export async function runTrain(args: TrainArgs): Promise<void> {
     if (args.evalEpisodes !== undefined) config.evaluate.episodes = args.evalEpisodes;
     if (args.evalLast !== undefined) config.evaluate.lastEpochs = args.evalLast;
     if (args.targetEntropy !== undefined) config.sac.targetEntropy = args.targetEntropy;
+    if (args.actorLr !== undefined) config.sac.actorLr = args.actorLr;
+    if (args.alphaLr !== undefined) config.sac.alphaLr = args.alphaLr;
+    if (args.actorLrSchedule !== undefined) config.learner.actorLrSchedule = args.actorLrSchedule;
     if (args.sacInit !== undefined) config.sac.init = args.sacInit;
     if (args.rolloutLag !== undefined) config.learner.rolloutLag = args.rolloutLag;
     if (args.checkpointEvery !== undefined) config.checkpointEvery = args.checkpointEvery;
