@@ -3,6 +3,11 @@
 // backend) train contiguous member ranges on the same blocks. Worker code: ./ensembleWorker.ts.
 // Measured at the reference size (7 members 4 + 3, batch 256, halfcheetah dims, wasm, both cores
 // free): 40 vs 66 ms a step (1.6×), an epoch from Parquet 1.5×; the workers take ~1 s to start.
+// The 4 + 3 split is not rebalanced (say by splitting one member's batch between the workers): with
+// the native gemm, 2026-12-07, the other training paused, 3 + 3 members took 12.3 ms a step, 4 + 3
+// 14.6 and 4 + 4 16.3 (medians of 12 blocks of 10 steps): a member more on each worker costs 4 ms,
+// one more on one of them 2.3, so 3½ + 3½ (about 14.3 ms, plus the split member's gradient
+// exchange) would gain some 2 %.
 //
 //   const pool = await EnsembleWorkerPool.start(ens, { workers: 2, blockX, blockY })
 //   pool.trainBlock(perms, n)   // blocks until every worker has trained the block's n rows
