@@ -1,12 +1,13 @@
 // The docs' command lines and code, held to the code: every `npx mopo …` in README.md and docs/*.md
 // (in sh blocks and in inline code), and every `--help` example, must be one the CLI accepts — its command, flags, choices and
-// types, checked by checkCommandLine without running anything — and the README's TypeScript
-// examples must type-check against the library's exports.
+// types, checked by checkCommandLine without running anything — the README's TypeScript
+// examples must type-check against the library's exports, and every relative link must reach its
+// file and heading.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { checkCommandLine } from '../pipeline/cli.js';
@@ -95,6 +96,62 @@ test('every `npx mopo` command line in the docs, and every --help example, is on
   }
   assert.deepEqual(bad, [], `command lines the CLI refuses:\n${bad.join('\n')}`);
   t.diagnostic(`${commands.length} command lines checked`);
+});
+
+/** A heading's anchor as GitHub makes it: lower case, punctuation and symbols out, each space a hyphen. */
+export function headingSlug(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+}
+
+/** The anchors of a markdown text's headings (outside code blocks; a repeated one gets -1, -2, …). */
+export function headingAnchors(text: string): Set<string> {
+  const seen = new Map<string, number>();
+  const out = new Set<string>();
+  let inCode = false;
+  for (const l of text.split('\n')) {
+    if (/^```/.test(l)) inCode = !inCode;
+    const m = inCode ? null : /^#{1,6}\s+(.*)$/.exec(l);
+    if (!m) continue;
+    const slug = headingSlug(m[1]!);
+    const n = seen.get(slug) ?? 0;
+    seen.set(slug, n + 1);
+    out.add(n === 0 ? slug : `${slug}-${n}`);
+  }
+  return out;
+}
+
+/** The relative link targets of a markdown text (links and images outside code blocks and spans). */
+export function relativeLinks(file: string, text: string): { line: number; target: string }[] {
+  const out: { line: number; target: string }[] = [];
+  let inCode = false;
+  text.split('\n').forEach((l, i) => {
+    if (/^```/.test(l)) inCode = !inCode;
+    if (inCode) return;
+    for (const m of l.replace(/`[^`]*`/g, '').matchAll(/\]\(([^()\s]+)\)/g)) {
+      if (!/^[a-z][a-z0-9+.-]*:/i.test(m[1]!)) out.push({ line: i + 1, target: m[1]! });
+    }
+  });
+  return out;
+}
+
+test('every relative link in the docs reaches its file, and its #heading there', () => {
+  const bad: string[] = [];
+  let n = 0;
+  for (const f of DOCS) {
+    for (const { line, target } of relativeLinks(f, readFileSync(join(ROOT, f), 'utf8'))) {
+      n++;
+      const [path, anchor] = target.split('#') as [string, string | undefined];
+      const to = path === '' ? join(ROOT, f) : join(ROOT, dirname(f), decodeURIComponent(path));
+      if (!existsSync(to)) bad.push(`${f}:${line}: ${target}: no such file`);
+      else if (anchor !== undefined && !headingAnchors(readFileSync(to, 'utf8')).has(decodeURIComponent(anchor))) bad.push(`${f}:${line}: ${target}: no such heading`);
+    }
+  }
+  assert.ok(n >= 20, `found only ${n} links: is the extraction broken?`);
+  assert.deepEqual(bad, []);
+  // GitHub's anchors, by hand: symbols and punctuation go, spaces stay as hyphens.
+  assert.equal(headingSlug('λ = 0 on the same ensemble: 40.9'), 'λ--0-on-the-same-ensemble-409');
+  assert.equal(headingSlug('`mopo replay <run-dir>` and `mopo runs ls|show|plot`'), 'mopo-replay-run-dir-and-mopo-runs-lsshowplot');
+  assert.deepEqual([...headingAnchors('# A\n## A\n```\n# B\n```\n')], ['a', 'a-1']);
 });
 
 /** The ```ts blocks of a markdown text. */
