@@ -36,8 +36,11 @@ const ENSEMBLE1 = [
   'diagnose dynamics --run runs/dyn-hc-uniform-random-patience-seed1',
   mopo('mopo-hcur-patience-ens1-seed1', UR, 'dyn-hc-uniform-random-patience-seed1', ' --seed 1'),
 ];
-// OfflineRL-Kit's recipe on ensemble 0, before ensemble 1.
-const KIT = mopo('mopo-hcur-patience-kit', UR, 'dyn-hc-uniform-random-patience', ' --epochs 3000 --actor-lr 1e-4 --actor-lr-schedule cosine --alpha-lr 1e-4 --target-entropy -6');
+// OfflineRL-Kit's recipe on ensemble 0, then its actor learning rate alone.
+const KIT = [
+  mopo('mopo-hcur-patience-kit', UR, 'dyn-hc-uniform-random-patience', ' --epochs 3000 --actor-lr 1e-4 --actor-lr-schedule cosine --alpha-lr 1e-4 --target-entropy -6'),
+  mopo('mopo-hcur-patience-actorlr', UR, 'dyn-hc-uniform-random-patience', ' --actor-lr 1e-4'),
+];
 // Then medium-replay and medium, from nothing.
 const MEDIUM_WORK = [
   'sac --env halfcheetah --steps 1000000 --seed 0 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium --quiet',
@@ -81,9 +84,9 @@ test('paperTable.sh: from nothing, every step once and in order; again, nothing'
       LAMBDA0,
       SEED1,
       SEED2,
-      KIT,
-      ...ENSEMBLE1,
+      ...KIT,
       ...MEDIUM_WORK,
+      ...ENSEMBLE1,
     ]);
     for (const f of [UR, MR, M]) assert.ok(existsSync(join(dir, f)), f);
     assert.equal(readFileSync(join(dir, 'runs', 'halfcheetah-medium', 'kernels'), 'utf8').trim(), '0', 'the SAC run on the wasm kernels, as the committed policy was made');
@@ -97,7 +100,7 @@ test('paperTable.sh: a failed SAC run stops the medium-replay and medium work an
   withPaperTable(urDone, (run, dir) => {
     const r = run({ FAIL: 'sac' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, KIT, ...ENSEMBLE1, MEDIUM_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...KIT, MEDIUM_WORK[0]]);
     assert.ok(!existsSync(join(dir, MR)));
   });
 });
@@ -106,7 +109,7 @@ test('paperTable.sh: a SAC run whose policy is not the committed one gives no me
   withPaperTable(urDone, (run, dir) => {
     const r = run({ SAC_POLICY: 'other weights' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, KIT, ...ENSEMBLE1, MEDIUM_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...KIT, MEDIUM_WORK[0]]);
     assert.match(r.stderr, /runs\/halfcheetah-medium\/policy differs from the committed data\/policies\/halfcheetah-medium\/policy-000054050\.f32/);
     assert.ok(!existsSync(join(dir, MR)));
   });
@@ -122,7 +125,7 @@ test('paperTable.sh: a MOPO run killed after a checkpoint is resumed, the finish
     (run, dir) => {
       const r = run();
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, KIT, ...ENSEMBLE1, ...MEDIUM_WORK]);
+      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, ...KIT, ...MEDIUM_WORK, ...ENSEMBLE1]);
       writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'), '{"stoppedEarly": true}');
       assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued (the later ones, done, left alone)');
     },
@@ -150,9 +153,9 @@ test('paperTable.sh on a new machine: the runs carried in git (data/carry) are r
         'train --resume runs/mopo-hcur-patience-lambda0',
         SEED1,
         SEED2,
-        KIT,
-        ...ENSEMBLE1,
+        ...KIT,
         ...MEDIUM_WORK,
+        ...ENSEMBLE1,
       ]);
       assert.ok(existsSync(join(dir, 'runs', 'dyn-hc-uniform-random-patience', 'ensemble', 'ensemble.json')));
       assert.ok(existsSync(join(dir, 'runs', 'mopo-hcur-patience-lambda0', 'checkpoints', 'epoch-000399', 'agent')));
