@@ -103,14 +103,23 @@ export function headingSlug(heading: string): string {
   return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
 }
 
+/** The lines of a markdown text outside fenced code blocks, with their 1-based numbers (fences left out too). */
+function proseLines(text: string): { line: number; text: string }[] {
+  const out: { line: number; text: string }[] = [];
+  let inCode = false;
+  text.split('\n').forEach((l, i) => {
+    if (/^```/.test(l)) inCode = !inCode;
+    else if (!inCode) out.push({ line: i + 1, text: l });
+  });
+  return out;
+}
+
 /** The anchors of a markdown text's headings (outside code blocks; a repeated one gets -1, -2, …). */
 export function headingAnchors(text: string): Set<string> {
   const seen = new Map<string, number>();
   const out = new Set<string>();
-  let inCode = false;
-  for (const l of text.split('\n')) {
-    if (/^```/.test(l)) inCode = !inCode;
-    const m = inCode ? null : /^#{1,6}\s+(.*)$/.exec(l);
+  for (const { text: l } of proseLines(text)) {
+    const m = /^#{1,6}\s+(.*)$/.exec(l);
     if (!m) continue;
     const slug = headingSlug(m[1]!);
     const n = seen.get(slug) ?? 0;
@@ -121,29 +130,28 @@ export function headingAnchors(text: string): Set<string> {
 }
 
 /** The relative link targets of a markdown text (links and images outside code blocks and spans). */
-export function relativeLinks(file: string, text: string): { line: number; target: string }[] {
+export function relativeLinks(text: string): { line: number; target: string }[] {
   const out: { line: number; target: string }[] = [];
-  let inCode = false;
-  text.split('\n').forEach((l, i) => {
-    if (/^```/.test(l)) inCode = !inCode;
-    if (inCode) return;
+  for (const { line, text: l } of proseLines(text)) {
     for (const m of l.replace(/`[^`]*`/g, '').matchAll(/\]\(([^()\s]+)\)/g)) {
-      if (!/^[a-z][a-z0-9+.-]*:/i.test(m[1]!)) out.push({ line: i + 1, target: m[1]! });
+      if (!/^[a-z][a-z0-9+.-]*:/i.test(m[1]!)) out.push({ line, target: m[1]! });
     }
-  });
+  }
   return out;
 }
 
 test('every relative link in the docs reaches its file, and its #heading there', () => {
   const bad: string[] = [];
+  const anchors = new Map<string, Set<string>>(); // per target file, read once
+  const anchorsOf = (path: string) => anchors.get(path) ?? anchors.set(path, headingAnchors(readFileSync(path, 'utf8'))).get(path)!;
   let n = 0;
   for (const f of DOCS) {
-    for (const { line, target } of relativeLinks(f, readFileSync(join(ROOT, f), 'utf8'))) {
+    for (const { line, target } of relativeLinks(readFileSync(join(ROOT, f), 'utf8'))) {
       n++;
       const [path, anchor] = target.split('#') as [string, string | undefined];
       const to = path === '' ? join(ROOT, f) : join(ROOT, dirname(f), decodeURIComponent(path));
       if (!existsSync(to)) bad.push(`${f}:${line}: ${target}: no such file`);
-      else if (anchor !== undefined && !headingAnchors(readFileSync(to, 'utf8')).has(decodeURIComponent(anchor))) bad.push(`${f}:${line}: ${target}: no such heading`);
+      else if (anchor !== undefined && !anchorsOf(to).has(decodeURIComponent(anchor))) bad.push(`${f}:${line}: ${target}: no such heading`);
     }
   }
   assert.ok(n >= 20, `found only ${n} links: is the extraction broken?`);
