@@ -36,22 +36,23 @@ const ENSEMBLE1 = [
   'diagnose dynamics --run runs/dyn-hc-uniform-random-patience-seed1',
   mopo('mopo-hcur-patience-ens1-seed1', UR, 'dyn-hc-uniform-random-patience-seed1', ' --seed 1'),
 ];
-// OfflineRL-Kit's recipe on ensemble 0, then its actor learning rate alone.
-const KIT = [
-  mopo('mopo-hcur-patience-kit', UR, 'dyn-hc-uniform-random-patience', ' --epochs 3000 --actor-lr 1e-4 --actor-lr-schedule cosine --alpha-lr 1e-4 --target-entropy -6'),
-  mopo('mopo-hcur-patience-actorlr', UR, 'dyn-hc-uniform-random-patience', ' --actor-lr 1e-4'),
-];
-// Then medium-replay and medium, from nothing.
-const MEDIUM_WORK = [
+// OfflineRL-Kit's recipe on ensemble 0; then medium-replay from nothing; then the kit's actor
+// learning rate alone; then medium.
+const KIT = mopo('mopo-hcur-patience-kit', UR, 'dyn-hc-uniform-random-patience', ' --epochs 3000 --actor-lr 1e-4 --actor-lr-schedule cosine --alpha-lr 1e-4 --target-entropy -6');
+const MEDIUM_REPLAY = [
   'sac --env halfcheetah --steps 1000000 --seed 0 --stop-at-return 4000 --save-replay --out runs/halfcheetah-medium --quiet',
   `train-dynamics --dataset ${MR} --out runs/dyn-hc-medium-replay-patience ${OFFICIAL}`,
   'diagnose dynamics --run runs/dyn-hc-medium-replay-patience',
   mopo('mopo-hcmr-patience', MR, 'dyn-hc-medium-replay-patience'),
+];
+const ACTOR_LR = mopo('mopo-hcur-patience-actorlr', UR, 'dyn-hc-uniform-random-patience', ' --actor-lr 1e-4');
+const MEDIUM = [
   `collect --env halfcheetah --policy data/policies/halfcheetah-medium --noise --steps 1000000 --seed 0 --out ${M} --quiet`,
   `train-dynamics --dataset ${M} --out runs/dyn-hc-medium-patience ${OFFICIAL}`,
   'diagnose dynamics --run runs/dyn-hc-medium-patience',
   mopo('mopo-hcm-patience', M, 'dyn-hc-medium-patience'),
 ];
+const AFTER_KIT = [...MEDIUM_REPLAY, ACTOR_LR, ...MEDIUM];
 
 /** The committed medium policy, which the SAC run that makes medium-replay must reproduce. */
 const committedPolicy = (dir: string) => {
@@ -84,8 +85,8 @@ test('paperTable.sh: from nothing, every step once and in order; again, nothing'
       LAMBDA0,
       SEED1,
       SEED2,
-      ...KIT,
-      ...MEDIUM_WORK,
+      KIT,
+      ...AFTER_KIT,
       ...ENSEMBLE1,
     ]);
     for (const f of [UR, MR, M]) assert.ok(existsSync(join(dir, f)), f);
@@ -100,7 +101,7 @@ test('paperTable.sh: a failed SAC run stops the medium-replay and medium work an
   withPaperTable(urDone, (run, dir) => {
     const r = run({ FAIL: 'sac' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...KIT, MEDIUM_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, KIT, MEDIUM_REPLAY[0]]);
     assert.ok(!existsSync(join(dir, MR)));
   });
 });
@@ -109,7 +110,7 @@ test('paperTable.sh: a SAC run whose policy is not the committed one gives no me
   withPaperTable(urDone, (run, dir) => {
     const r = run({ SAC_POLICY: 'other weights' });
     assert.equal(r.status, 1);
-    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, ...KIT, MEDIUM_WORK[0]]);
+    assert.deepEqual(r.calls, [mopo('mopo-hcur-patience', UR, 'dyn-hc-uniform-random-patience'), LAMBDA0, SEED1, SEED2, KIT, MEDIUM_REPLAY[0]]);
     assert.match(r.stderr, /runs\/halfcheetah-medium\/policy differs from the committed data\/policies\/halfcheetah-medium\/policy-000054050\.f32/);
     assert.ok(!existsSync(join(dir, MR)));
   });
@@ -125,7 +126,7 @@ test('paperTable.sh: a MOPO run killed after a checkpoint is resumed, the finish
     (run, dir) => {
       const r = run();
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, ...KIT, ...MEDIUM_WORK, ...ENSEMBLE1]);
+      assert.deepEqual(r.calls, ['train --resume runs/mopo-hcur-patience', LAMBDA0, SEED1, SEED2, KIT, ...AFTER_KIT, ...ENSEMBLE1]);
       writeFileSync(join(dir, 'runs', 'mopo-hcur-patience', 'summary.json'), '{"stoppedEarly": true}');
       assert.deepEqual(run().calls, ['train --resume runs/mopo-hcur-patience'], 'a run stopped early is continued (the later ones, done, left alone)');
     },
@@ -153,8 +154,8 @@ test('paperTable.sh on a new machine: the runs carried in git (data/carry) are r
         'train --resume runs/mopo-hcur-patience-lambda0',
         SEED1,
         SEED2,
-        ...KIT,
-        ...MEDIUM_WORK,
+        KIT,
+        ...AFTER_KIT,
         ...ENSEMBLE1,
       ]);
       assert.ok(existsSync(join(dir, 'runs', 'dyn-hc-uniform-random-patience', 'ensemble', 'ensemble.json')));
